@@ -1,0 +1,143 @@
+/**
+ * The gateway's configuration file: parsed once at start by a zod schema into a frozen,
+ * typed object. A bad file fails the start with a message naming the file and the field.
+ */
+import { z } from "zod";
+
+/** Backend names become URL segments and scope names (`mcp:<name>`). */
+export const BACKEND_NAME = /^[a-z0-9-]{1,40}$/;
+
+const backendSchema = z.strictObject({
+  name: z.string().regex(BACKEND_NAME, "must match [a-z0-9-] (1 to 40 characters)")
+    .describe("Short name: the backend is served at /mcp/<name> and its scope is mcp:<name>."),
+  url: z.url({ protocol: /^https?$/, error: "must be an http(s) URL" })
+    .describe("Streamable HTTP endpoint of the backend MCP server."),
+  headers: z.record(z.string().regex(/^[!#$%&'*+.^_`|~0-9A-Za-z-]+$/), z.string())
+    .default({})
+    .describe("Headers sent to this backend on every request (its credentials). ${VAR} reads env."),
+  timeoutMs: z.int().min(100).max(600_000).default(30_000)
+    .describe("Time allowed for the backend to start answering a request."),
+  description: z.string().max(500).optional().describe("Shown in /health and docs."),
+});
+
+/** Zod schema of `gateway.config.json`; `deno task schema` publishes it as JSON Schema. */
+export const configSchema = z.strictObject({
+  $schema: z.string().optional(),
+  serverName: z.string().min(1).max(100).default("mcp-edge-gateway")
+    .describe("serverInfo.name of the aggregated /mcp endpoint."),
+  allowedOrigins: z.array(z.url().transform((u) => new URL(u).origin)).default([])
+    .describe("Browser origins (besides the gateway's own) allowed on MCP routes, e.g. the MCP Inspector's."),
+  accessTokenTtlSeconds: z.int().min(60).max(86_400).default(3600)
+    .describe("Lifetime of access tokens."),
+  refreshTokenTtlSeconds: z.int().min(3600).max(31_536_000).default(2_592_000)
+    .describe("Lifetime of refresh tokens (each use rotates it)."),
+  backends: z.array(backendSchema).min(1).superRefine((backends, ctx) => {
+    const seen = new Set<string>();
+    backends.forEach((b, i) => {
+      if (seen.has(b.name)) {
+        ctx.addIssue({ code: "custom", path: [i, "name"], message: `duplicate name "${b.name}"` });
+      }
+      seen.add(b.name);
+    });
+  }),
+});
+
+/** One backend MCP server, as configured. */
+export type BackendConfig = Readonly<z.output<typeof backendSchema>>;
+/** The whole parsed configuration (frozen). */
+export type GatewayConfig = Readonly<Omit<z.output<typeof configSchema>, "backends">> & {
+  readonly backends: readonly BackendConfig[];
+};
+
+/** Thrown when the configuration cannot be used; the message names file and field. */
+export class ConfigError extends Error {
+  constructor(message: string) {
+    super(message);
+    this.name = "ConfigError";
+  }
+}
+
+function pathString(path: readonly PropertyKey[]): string {
+  let out = "";
+  for (const part of path) {
+    out += typeof part === "number" ? `[${part}]` : (out ? "." : "") + String(part);
+  }
+  return out || "(root)";
+}
+
+/** Replaces `${VAR}` in every string of a JSON value with the environment's value. */
+export function interpolateEnv(
+  value: unknown,
+  env: (name: string) => string | undefined,
+  path: PropertyKey[] = [],
+): unknown {
+  if (typeof value === "string") {
+    return value.replace(/\$\{([A-Za-z_][A-Za-z0-9_]*)\}/g, (_, name: string) => {
+      const v = env(name);
+      if (v === undefined) {
+        throw new ConfigError(
+          `${pathString(path)}: environment variable ${name} is not set`,
+        );
+      }
+      return v;
+    });
+  }
+  if (Array.isArray(value)) return value.map((v, i) => interpolateEnv(v, env, [...path, i]));
+  if (value && typeof value === "object") {
+    return Object.fromEntries(
+      Object.entries(value).map(([k, v]) => [k, interpolateEnv(v, env, [...path, k])]),
+    );
+  }
+  return value;
+}
+
+function deepFreeze<T>(value: T): T {
+  if (value && typeof value === "object") {
+    for (const v of Object.values(value)) deepFreeze(v);
+    Object.freeze(value);
+  }
+  return value;
+}
+
+/**
+ * Parses a configuration object (already read from JSON). `${VAR}` is resolved with `env`.
+ * @throws {ConfigError} naming `source` and the offending field.
+ */
+export function parseConfig(
+  raw: unknown,
+  env: (name: string) => string | undefined,
+  source = "config",
+): GatewayConfig {
+  let interpolated: unknown;
+  try {
+    interpolated = interpolateEnv(raw, env);
+  } catch (e) {
+    throw new ConfigError(`${source}: ${(e as Error).message}`);
+  }
+  const result = configSchema.safeParse(interpolated);
+  if (!result.success) {
+    const lines = result.error.issues.map((i) => `  ${pathString(i.path)}: ${i.message}`);
+    throw new ConfigError(`${source} is invalid:\n${lines.join("\n")}`);
+  }
+  return deepFreeze(result.data) as GatewayConfig;
+}
+
+/** Reads and parses the JSON file at `path`. @throws {ConfigError} */
+export async function loadConfigFile(
+  path: string,
+  env: (name: string) => string | undefined,
+): Promise<GatewayConfig> {
+  let text: string;
+  try {
+    text = await Deno.readTextFile(path);
+  } catch (e) {
+    throw new ConfigError(`${path}: cannot read the config file (${(e as Error).message})`);
+  }
+  let raw: unknown;
+  try {
+    raw = JSON.parse(text);
+  } catch (e) {
+    throw new ConfigError(`${path}: not valid JSON (${(e as Error).message})`);
+  }
+  return parseConfig(raw, env, path);
+}

@@ -1,0 +1,94 @@
+/**
+ * Everything a route needs, built once by {@linkcode loadDeps} (or by a test) and passed in.
+ * Nothing here is read at import time.
+ */
+import { type GatewayConfig, loadConfigFile } from "./config.ts";
+import { sha256Hex } from "./crypto.ts";
+import { consoleLogger, type Logger } from "./log.ts";
+import { TokenCache } from "./token_cache.ts";
+
+/** Settings read from the environment (the runtime contract in README.md). */
+export interface Settings {
+  port: number;
+  /** Canonical external origin, no trailing slash: the `issuer` and base of every URL. */
+  publicUrl: string;
+  /** SHA-256 hex of each static API key (`GATEWAY_API_KEY`, comma-separated). */
+  apiKeyHashes: string[];
+  /** `GATEWAY_OWNER_PASSWORD`; without it, consent cannot be given. */
+  ownerPassword?: string;
+  /** Whether cookies may use the `__Host-` prefix (https public URL). */
+  secureCookies: boolean;
+}
+
+/** Dependencies shared by every route. */
+export interface Deps {
+  kv: Deno.Kv;
+  config: GatewayConfig;
+  settings: Settings;
+  /** Clock in ms since epoch; tests inject their own. */
+  now: () => number;
+  /** `fetch` used to reach backends; tests may inject their own. */
+  fetch: typeof fetch;
+  log: Logger;
+  tokenCache: TokenCache;
+}
+
+/** Per-request context given to a route handler. */
+export interface RouteContext extends Deps {
+  params: Record<string, string | undefined>;
+  /** Client address, for rate limits and logs. */
+  clientIp: string;
+  /** Set by the router: fields added to this request's log line. */
+  logFields: Record<string, unknown>;
+}
+
+/** Parses the environment into {@linkcode Settings}. @throws {Error} naming the variable. */
+export async function readSettings(env: (name: string) => string | undefined): Promise<Settings> {
+  const portText = env("PORT") ?? "8000";
+  const port = Number(portText);
+  if (!Number.isInteger(port) || port < 0 || port > 65535) {
+    throw new Error(`PORT: "${portText}" is not a port number`);
+  }
+  const rawUrl = env("PUBLIC_URL") ?? `http://localhost:${port}`;
+  let url: URL;
+  try {
+    url = new URL(rawUrl);
+  } catch {
+    throw new Error(`PUBLIC_URL: "${rawUrl}" is not a URL`);
+  }
+  if (url.protocol !== "https:" && url.protocol !== "http:") {
+    throw new Error(`PUBLIC_URL: must be http(s), got "${rawUrl}"`);
+  }
+  if (url.search || url.hash) throw new Error("PUBLIC_URL: must not have a query or fragment");
+  const publicUrl = `${url.origin}${url.pathname.replace(/\/+$/, "")}`;
+  const keys = (env("GATEWAY_API_KEY") ?? "").split(",").map((k) => k.trim()).filter(Boolean);
+  for (const key of keys) {
+    if (key.length < 16) throw new Error("GATEWAY_API_KEY: each key needs 16 characters or more");
+  }
+  const password = env("GATEWAY_OWNER_PASSWORD") || undefined;
+  return {
+    port,
+    publicUrl,
+    apiKeyHashes: await Promise.all(keys.map(sha256Hex)),
+    ownerPassword: password,
+    secureCookies: url.protocol === "https:",
+  };
+}
+
+/** Builds the production dependencies from the environment. */
+export async function loadDeps(): Promise<Deps> {
+  const env = (name: string) => Deno.env.get(name);
+  const settings = await readSettings(env);
+  const config = await loadConfigFile(env("GATEWAY_CONFIG") ?? "./gateway.config.json", env);
+  const kvPath = env("KV_PATH");
+  const kv = await Deno.openKv(kvPath || undefined);
+  return {
+    kv,
+    config,
+    settings,
+    now: Date.now,
+    fetch: globalThis.fetch.bind(globalThis),
+    log: consoleLogger,
+    tokenCache: new TokenCache({ channel: new BroadcastChannel("gateway-token-revocations") }),
+  };
+}

@@ -1,0 +1,144 @@
+/**
+ * HTTP helpers shared by the routes: JSON responses, bounded body reading, form parsing,
+ * CORS and the security headers of HTML pages.
+ */
+import { OAuthError } from "./oauth_error.ts";
+
+/** A JSON response; `no-store` unless `cache` says otherwise. */
+export function jsonResponse(
+  body: unknown,
+  status = 200,
+  headers: HeadersInit = {},
+  cache = "no-store",
+): Response {
+  const h = new Headers(headers);
+  h.set("content-type", "application/json");
+  if (!h.has("cache-control")) h.set("cache-control", cache);
+  return new Response(JSON.stringify(body), { status, headers: h });
+}
+
+/** Thrown when a request body is over its limit; rendered as 413. */
+export class BodyTooLargeError extends Error {
+  constructor(readonly limit: number) {
+    super(`request body is larger than ${limit} bytes`);
+    this.name = "BodyTooLargeError";
+  }
+}
+
+/** Reads a request body as text, refusing more than `limit` bytes (without buffering more). */
+export async function readBodyText(req: Request, limit: number): Promise<string> {
+  const declared = Number(req.headers.get("content-length") ?? "0");
+  if (declared > limit) throw new BodyTooLargeError(limit);
+  if (!req.body) return "";
+  const reader = req.body.getReader();
+  const chunks: Uint8Array[] = [];
+  let size = 0;
+  for (;;) {
+    const { done, value } = await reader.read();
+    if (done) break;
+    size += value.byteLength;
+    if (size > limit) {
+      await reader.cancel().catch(() => {});
+      throw new BodyTooLargeError(limit);
+    }
+    chunks.push(value);
+  }
+  const all = new Uint8Array(size);
+  let offset = 0;
+  for (const c of chunks) {
+    all.set(c, offset);
+    offset += c.byteLength;
+  }
+  return new TextDecoder("utf-8", { fatal: false }).decode(all);
+}
+
+/** The media type of a request, lower-cased, without parameters. */
+export function mediaType(req: Request): string {
+  return (req.headers.get("content-type") ?? "").split(";")[0]!.trim().toLowerCase();
+}
+
+/**
+ * Reads an `application/x-www-form-urlencoded` body (RFC 6749 §3.2). A parameter sent more
+ * than once is an error (RFC 6749 §3.1: "Request and response parameters MUST NOT be
+ * included more than once").
+ */
+export async function readForm(req: Request, limit = 16 * 1024): Promise<Map<string, string>> {
+  if (mediaType(req) !== "application/x-www-form-urlencoded") {
+    throw new OAuthError(
+      "invalid_request",
+      "content-type must be application/x-www-form-urlencoded",
+    );
+  }
+  const text = await readBodyText(req, limit);
+  return uniqueParams(new URLSearchParams(text));
+}
+
+/** Turns URLSearchParams into a map, refusing repeated parameters (RFC 6749 §3.1). */
+export function uniqueParams(params: URLSearchParams): Map<string, string> {
+  const out = new Map<string, string>();
+  for (const [k, v] of params) {
+    if (out.has(k)) throw new OAuthError("invalid_request", `"${k}" is repeated`);
+    out.set(k, v);
+  }
+  return out;
+}
+
+/** Headers a browser client may read from our responses. */
+const EXPOSED = "WWW-Authenticate, Mcp-Session-Id, Mcp-Protocol-Version, Retry-After";
+/** Headers a browser client may send. */
+const ALLOWED =
+  "Authorization, Content-Type, Accept, Mcp-Session-Id, Mcp-Protocol-Version, Mcp-Method, Mcp-Name, Last-Event-ID";
+
+/**
+ * Adds CORS headers for browser-based MCP clients (Fetch standard). Credentials are never
+ * allowed: these routes use bearer tokens, not cookies.
+ */
+export function withCors(res: Response, req: Request): Response {
+  const origin = req.headers.get("origin");
+  const headers = new Headers(res.headers);
+  headers.set("access-control-allow-origin", origin ?? "*");
+  headers.append("vary", "Origin");
+  headers.set("access-control-expose-headers", EXPOSED);
+  return new Response(res.body, { status: res.status, statusText: res.statusText, headers });
+}
+
+/** Answers a CORS preflight (`OPTIONS`). `Mcp-Param-*` request headers are allowed too. */
+export function preflight(req: Request, methods: string): Response {
+  const requested = req.headers.get("access-control-request-headers") ?? "";
+  const extra = requested.split(",").map((h) => h.trim()).filter((h) =>
+    /^mcp-param-[a-z0-9-]+$/i.test(h)
+  );
+  return new Response(null, {
+    status: 204,
+    headers: {
+      "access-control-allow-origin": req.headers.get("origin") ?? "*",
+      "access-control-allow-methods": methods,
+      "access-control-allow-headers": [ALLOWED, ...extra].join(", "),
+      "access-control-expose-headers": EXPOSED,
+      "access-control-max-age": "600",
+      "vary": "Origin",
+    },
+  });
+}
+
+/** Security headers of every HTML page (consent, errors): no framing, no sniffing, no referrer. */
+export function htmlResponse(html: string, status = 200, headers: HeadersInit = {}): Response {
+  const h = new Headers(headers);
+  h.set("content-type", "text/html; charset=utf-8");
+  h.set("cache-control", "no-store");
+  h.set(
+    "content-security-policy",
+    "default-src 'none'; style-src 'unsafe-inline'; frame-ancestors 'none'; base-uri 'none'",
+  );
+  h.set("x-frame-options", "DENY");
+  h.set("x-content-type-options", "nosniff");
+  h.set("referrer-policy", "no-referrer");
+  return new Response(html, { status, headers: h });
+}
+
+/** Escapes text for HTML element content and attribute values. */
+export function escapeHtml(s: string): string {
+  return s.replace(/[&<>"']/g, (c) =>
+    ({ "&": "&amp;", "<": "&lt;", ">": "&gt;", '"': "&quot;", "'": "&#39;" })[c]!
+  );
+}

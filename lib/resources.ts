@@ -1,0 +1,100 @@
+/**
+ * The gateway's protected resources (RFC 9728, RFC 8707) and scopes.
+ *
+ * Resources: `<PUBLIC_URL>/mcp` (every backend, aggregated) and `<PUBLIC_URL>/mcp/<backend>`.
+ * Scopes: `mcp` (every backend) and `mcp:<backend>` (one backend); `offline_access` is accepted
+ * and ignored (refresh tokens are always issued, MCP clients rarely ask for it).
+ */
+import type { GatewayConfig } from "./config.ts";
+import { OAuthError } from "./oauth_error.ts";
+
+/** The scope that covers every backend. */
+export const ALL_BACKENDS_SCOPE = "mcp";
+
+/** The scope that covers one backend. */
+export function backendScope(backend: string): string {
+  return `mcp:${backend}`;
+}
+
+/** URL of the aggregated MCP endpoint. */
+export function aggregateResource(publicUrl: string): string {
+  return `${publicUrl}/mcp`;
+}
+
+/** URL of one backend's MCP endpoint. */
+export function backendResource(publicUrl: string, backend: string): string {
+  return `${publicUrl}/mcp/${backend}`;
+}
+
+/** URL of the protected resource metadata of a resource (RFC 9728 §3.1, path form). */
+export function resourceMetadataUrl(publicUrl: string, resource: string): string {
+  const path = new URL(resource).pathname;
+  return `${publicUrl}/.well-known/oauth-protected-resource${path}`;
+}
+
+/** Every scope this gateway knows, for `scopes_supported` (RFC 8414 §2, RFC 9728 §2). */
+export function supportedScopes(config: GatewayConfig): string[] {
+  return [ALL_BACKENDS_SCOPE, ...config.backends.map((b) => backendScope(b.name))];
+}
+
+/**
+ * Validates a `resource` parameter (RFC 8707 §2): an absolute URI without fragment that names
+ * one of this gateway's MCP endpoints. A trailing slash is tolerated. Absent → `/mcp`.
+ * @throws {OAuthError} `invalid_target`
+ */
+export function resolveResource(
+  value: string | undefined,
+  publicUrl: string,
+  config: GatewayConfig,
+): string {
+  if (value === undefined || value === "") return aggregateResource(publicUrl);
+  let url: URL;
+  try {
+    url = new URL(value);
+  } catch {
+    throw new OAuthError("invalid_target", '"resource" must be an absolute URI');
+  }
+  if (url.hash || value.includes("#")) {
+    throw new OAuthError("invalid_target", '"resource" must not contain a fragment');
+  }
+  const normalized = `${url.origin}${url.pathname.replace(/\/+$/, "")}${url.search}`;
+  const known = [
+    aggregateResource(publicUrl),
+    ...config.backends.map((b) => backendResource(publicUrl, b.name)),
+  ];
+  if (!known.includes(normalized)) {
+    throw new OAuthError("invalid_target", `"resource" is not served by this gateway`);
+  }
+  return normalized;
+}
+
+/**
+ * Parses a requested `scope` (RFC 6749 §3.3). Absent → `mcp`. Unknown scopes are refused.
+ * @throws {OAuthError} `invalid_scope`
+ */
+export function resolveScope(value: string | undefined, config: GatewayConfig): string {
+  const known = new Set(supportedScopes(config));
+  const requested = (value ?? "").split(" ").filter((s) => s !== "");
+  const granted: string[] = [];
+  for (const s of requested) {
+    if (s === "offline_access") continue;
+    if (!known.has(s)) throw new OAuthError("invalid_scope", `unknown scope "${s}"`);
+    if (!granted.includes(s)) granted.push(s);
+  }
+  if (granted.length === 0) granted.push(ALL_BACKENDS_SCOPE);
+  return granted.join(" ");
+}
+
+/** Whether a granted scope string lets its holder use `backend`. */
+export function scopeCoversBackend(scope: string, backend: string): boolean {
+  const scopes = scope.split(" ");
+  return scopes.includes(ALL_BACKENDS_SCOPE) || scopes.includes(backendScope(backend));
+}
+
+/**
+ * Whether a token issued for `audience` may be used at `resource` (RFC 8707 §2: the token is
+ * audience-restricted). A token for `/mcp` covers every `/mcp/<backend>`.
+ */
+export function audienceCovers(audience: string, resource: string, publicUrl: string): boolean {
+  return audience === resource || audience === aggregateResource(publicUrl);
+}

@@ -1,0 +1,182 @@
+/**
+ * Issuing, rotating and revoking tokens (OAuth 2.1 §4.1, §4.3; RFC 6749 §6, §10.4; RFC 7009).
+ * Tokens are opaque random strings; KV holds only their SHA-256 hashes.
+ */
+import { randomToken, sha256Hex } from "./crypto.ts";
+import type { Deps } from "./deps.ts";
+import { OAuthError } from "./oauth_error.ts";
+import { audienceCovers } from "./resources.ts";
+import {
+  accessKey,
+  type GrantRecord,
+  grantKey,
+  grantTokenKey,
+  grantTokensPrefix,
+  refreshKey,
+  type TokenRecord,
+  ttl,
+} from "./store.ts";
+
+/** Prefix of access tokens (helps secret scanners; carries no information). */
+export const ACCESS_PREFIX = "gwat_";
+/** Prefix of refresh tokens. */
+export const REFRESH_PREFIX = "gwrt_";
+
+/** A token pair freshly minted, with the KV writes that store it. */
+export interface MintedTokens {
+  accessToken: string;
+  refreshToken: string;
+  accessHash: string;
+  refreshHash: string;
+  expiresIn: number;
+  scope: string;
+}
+
+/** RFC 6749 §5.1 token response body. */
+export function tokenResponseBody(t: MintedTokens): Record<string, unknown> {
+  return {
+    access_token: t.accessToken,
+    token_type: "Bearer",
+    expires_in: t.expiresIn,
+    refresh_token: t.refreshToken,
+    scope: t.scope,
+  };
+}
+
+/**
+ * Mints an access and a refresh token for a grant and adds their records and grant-index
+ * entries to `op`, so that they land in the same atomic commit as the rest of the exchange.
+ */
+export async function mintTokens(
+  deps: Deps,
+  op: Deno.AtomicOperation,
+  grant: Pick<GrantRecord, "grantId" | "clientId" | "scope" | "resource">,
+  narrowed: { resource?: string; scope?: string } = {},
+): Promise<MintedTokens> {
+  const accessResource = narrowed.resource ?? grant.resource;
+  const accessScope = narrowed.scope ?? grant.scope;
+  const now = deps.now();
+  const accessToken = ACCESS_PREFIX + randomToken();
+  const refreshToken = REFRESH_PREFIX + randomToken();
+  const [accessHash, refreshHash] = await Promise.all([
+    sha256Hex(accessToken),
+    sha256Hex(refreshToken),
+  ]);
+  const accessExpiresAt = now + deps.config.accessTokenTtlSeconds * 1000;
+  const refreshExpiresAt = now + deps.config.refreshTokenTtlSeconds * 1000;
+  const base = { grantId: grant.grantId, clientId: grant.clientId };
+  const access: TokenRecord = {
+    ...base,
+    scope: accessScope,
+    resource: accessResource,
+    expiresAt: accessExpiresAt,
+  };
+  const refresh: TokenRecord = {
+    ...base,
+    scope: grant.scope,
+    resource: grant.resource,
+    expiresAt: refreshExpiresAt,
+  };
+  op.set(accessKey(accessHash), access, { expireIn: ttl(accessExpiresAt, now) })
+    .set(grantTokenKey(grant.grantId, "access", accessHash), accessExpiresAt, {
+      expireIn: ttl(accessExpiresAt, now),
+    })
+    .set(refreshKey(refreshHash), refresh, { expireIn: ttl(refreshExpiresAt, now) })
+    .set(grantTokenKey(grant.grantId, "refresh", refreshHash), refreshExpiresAt, {
+      expireIn: ttl(refreshExpiresAt, now),
+    });
+  return {
+    accessToken,
+    refreshToken,
+    accessHash,
+    refreshHash,
+    expiresIn: deps.config.accessTokenTtlSeconds,
+    scope: accessScope,
+  };
+}
+
+/** Stores a new grant record in `op` (it lives as long as its newest refresh token). */
+export function putGrant(deps: Deps, op: Deno.AtomicOperation, grant: GrantRecord): void {
+  op.set(grantKey(grant.grantId), grant, { expireIn: ttl(grant.expiresAt, deps.now()) });
+}
+
+/**
+ * Revokes a grant and every token issued under it (RFC 6749 §4.1.2 code replay, §10.4 refresh
+ * reuse; RFC 7009 §2.1 revoking a refresh token also revokes its access tokens).
+ */
+export async function revokeGrant(deps: Deps, grantId: string): Promise<void> {
+  const keys: Deno.KvKey[] = [grantKey(grantId)];
+  const accessHashes: string[] = [];
+  for await (const entry of deps.kv.list({ prefix: grantTokensPrefix(grantId) })) {
+    const [, , kind, hash] = entry.key as [string, string, "access" | "refresh", string];
+    keys.push(entry.key, kind === "access" ? accessKey(hash) : refreshKey(hash));
+    if (kind === "access") accessHashes.push(hash);
+  }
+  for (let i = 0; i < keys.length; i += 200) {
+    const op = deps.kv.atomic();
+    for (const key of keys.slice(i, i + 200)) op.delete(key);
+    await op.commit();
+  }
+  deps.tokenCache.revoke({ grantIds: [grantId], tokenHashes: accessHashes });
+}
+
+/**
+ * Exchanges a refresh token (RFC 6749 §6) with rotation (OAuth 2.1 §4.3.1): the presented token
+ * is marked rotated in the same atomic commit that stores the new pair; presenting a rotated
+ * token again revokes the whole grant (OAuth 2.1 §4.3.1, RFC 9700 §4.14.2).
+ */
+export async function rotateRefreshToken(
+  deps: Deps,
+  clientId: string,
+  refreshToken: string,
+  narrowScope: string | undefined,
+  resource: string | undefined,
+): Promise<MintedTokens> {
+  const now = deps.now();
+  const hash = await sha256Hex(refreshToken);
+  const entry = await deps.kv.get<TokenRecord>(refreshKey(hash));
+  const record = entry.value;
+  if (!record || record.expiresAt <= now) {
+    throw new OAuthError("invalid_grant", "refresh token is invalid or expired");
+  }
+  if (record.clientId !== clientId) {
+    throw new OAuthError("invalid_grant", "refresh token was issued to another client");
+  }
+  if (record.rotatedAt !== undefined) {
+    await revokeGrant(deps, record.grantId);
+    throw new OAuthError(
+      "invalid_grant",
+      "refresh token was already used; the grant has been revoked",
+    );
+  }
+  const grantEntry = await deps.kv.get<GrantRecord>(grantKey(record.grantId));
+  const grant = grantEntry.value;
+  if (!grant || grant.expiresAt <= now) {
+    throw new OAuthError("invalid_grant", "the grant of this refresh token was revoked");
+  }
+  if (resource !== undefined && !audienceCovers(grant.resource, resource, deps.settings.publicUrl)) {
+    throw new OAuthError("invalid_target", '"resource" is outside the original grant (RFC 8707 §2.2)');
+  }
+  let scope = grant.scope;
+  if (narrowScope !== undefined) {
+    const granted = new Set(grant.scope.split(" "));
+    const asked = narrowScope.split(" ").filter((s) => s && s !== "offline_access");
+    if (asked.length === 0 || asked.some((s) => !granted.has(s))) {
+      throw new OAuthError("invalid_scope", "scope may only narrow the original grant (RFC 6749 §6)");
+    }
+    scope = [...new Set(asked)].join(" ");
+  }
+  const refreshExpiresAt = now + deps.config.refreshTokenTtlSeconds * 1000;
+  const op = deps.kv.atomic()
+    .check(entry)
+    .check(grantEntry)
+    .set(refreshKey(hash), { ...record, rotatedAt: now }, { expireIn: ttl(record.expiresAt, now) })
+    .set(grantKey(grant.grantId), { ...grant, expiresAt: refreshExpiresAt }, {
+      expireIn: ttl(refreshExpiresAt, now),
+    });
+  const minted = await mintTokens(deps, op, grant, { resource, scope });
+  if (!(await op.commit()).ok) {
+    throw new OAuthError("invalid_grant", "refresh token was used concurrently; try again");
+  }
+  return minted;
+}

@@ -1,0 +1,36 @@
+/**
+ * `GET /.well-known/oauth-protected-resource[/mcp[/<backend>]]` (RFC 9728 §3): the root form
+ * and `/mcp` describe the aggregated endpoint; `/mcp/<backend>` that backend's endpoint.
+ */
+import type { RouteContext } from "../lib/deps.ts";
+import { jsonResponse } from "../lib/http.ts";
+import { protectedResourceMetadata } from "../lib/metadata.ts";
+import {
+  aggregateResource,
+  backendResource,
+  backendScope,
+  supportedScopes,
+} from "../lib/resources.ts";
+
+/** `resource` is the exact URL of the MCP endpoint (RFC 9728 §3.3). */
+export function handler(_req: Request, ctx: RouteContext): Response {
+  const backend = ctx.params.backend;
+  const base = ctx.settings.publicUrl;
+  if (backend === undefined) {
+    return jsonResponse(
+      protectedResourceMetadata(ctx, aggregateResource(base), supportedScopes(ctx.config)),
+      200,
+      {},
+      "public, max-age=3600",
+    );
+  }
+  if (!ctx.config.backends.some((b) => b.name === backend)) {
+    return jsonResponse({ error: "not_found", error_description: "unknown backend" }, 404);
+  }
+  return jsonResponse(
+    protectedResourceMetadata(ctx, backendResource(base, backend), ["mcp", backendScope(backend)]),
+    200,
+    {},
+    "public, max-age=3600",
+  );
+}
