@@ -1,8 +1,53 @@
-/** Placeholder: being written. */
-import type { RouteContext } from "../lib/deps.ts";
-import { jsonResponse } from "../lib/http.ts";
+/**
+ * `POST /revoke`: token revocation (RFC 7009). The client authenticates as registered and can
+ * revoke only its own tokens; unknown or foreign tokens still get 200 (RFC 7009 §2.2).
+ */
+import { z } from "zod";
+import { authenticateClient, parseFormFields } from "../lib/client_auth.ts";
+import { sha256Hex } from "../lib/crypto.ts";
+import type { Deps, RouteContext } from "../lib/deps.ts";
+import { jsonResponse, readForm } from "../lib/http.ts";
+import { accessKey, grantTokenKey, refreshKey, type TokenRecord } from "../lib/store.ts";
+import { revokeGrant } from "../lib/tokens.ts";
 
-/** Not implemented yet. */
-export function handler(_req: Request, _ctx: RouteContext): Response {
-  return jsonResponse({ error: "not_implemented" }, 501);
+/** RFC 7009 §2.1 request; `token_type_hint` is only a hint: both kinds are searched. */
+const revokeRequestSchema = z.object({
+  token: z.string().min(1, "must not be empty"),
+  token_type_hint: z.string().optional(),
+}).transform((f) => ({ token: f.token }));
+
+/**
+ * Revokes `token` if it belongs to `clientId`: a refresh token takes its whole grant with it
+ * (RFC 7009 §2.1); an access token is deleted with its index entry and dropped from the
+ * per-isolate cache at once.
+ */
+async function revokeToken(deps: Deps, clientId: string, token: string): Promise<void> {
+  const hash = await sha256Hex(token);
+  const [access, refresh] = await deps.kv.getMany<[TokenRecord, TokenRecord]>([
+    accessKey(hash),
+    refreshKey(hash),
+  ]);
+  const refreshRecord = refresh.value;
+  if (refreshRecord && refreshRecord.clientId === clientId) {
+    await revokeGrant(deps, refreshRecord.grantId);
+    return;
+  }
+  const accessRecord = access.value;
+  if (accessRecord && accessRecord.clientId === clientId) {
+    await deps.kv.atomic()
+      .delete(accessKey(hash))
+      .delete(grantTokenKey(accessRecord.grantId, "access", hash))
+      .commit();
+    deps.tokenCache.revoke({ tokenHashes: [hash] });
+  }
+}
+
+/** Handles `POST /revoke`. */
+export async function handler(req: Request, ctx: RouteContext): Promise<Response> {
+  const form = await readForm(req);
+  const client = await authenticateClient(ctx, req, form);
+  ctx.logFields.client_id = client.clientId;
+  const { token } = parseFormFields(revokeRequestSchema, form);
+  await revokeToken(ctx, client.clientId, token);
+  return jsonResponse({}, 200);
 }

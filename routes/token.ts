@@ -1,8 +1,55 @@
-/** Placeholder: being written. */
+/**
+ * `POST /token`: the token endpoint (RFC 6749 §3.2, §4.1.3, §6; OAuth 2.1 §3.2, §4.3).
+ * Form-encoded only; the client authenticates as registered; every answer is `no-store`.
+ */
+import { z } from "zod";
+import { authenticateClient, parseFormFields } from "../lib/client_auth.ts";
+import { codeRequestSchema, exchangeCode } from "../lib/code_exchange.ts";
 import type { RouteContext } from "../lib/deps.ts";
-import { jsonResponse } from "../lib/http.ts";
+import { jsonResponse, readForm } from "../lib/http.ts";
+import { OAuthError } from "../lib/oauth_error.ts";
+import { resolveResource } from "../lib/resources.ts";
+import { rotateRefreshToken, tokenResponseBody } from "../lib/tokens.ts";
 
-/** Not implemented yet. */
-export function handler(_req: Request, _ctx: RouteContext): Response {
-  return jsonResponse({ error: "not_implemented" }, 501);
+const GRANT_TYPES = ["authorization_code", "refresh_token"] as const;
+
+/** Wire fields of a refresh request (RFC 6749 §6, RFC 8707 §2.2). */
+const refreshRequestSchema = z.object({
+  refresh_token: z.string().min(1, "must not be empty"),
+  scope: z.string().optional(),
+  resource: z.string().optional(),
+}).transform((f) => ({ refreshToken: f.refresh_token, scope: f.scope, resource: f.resource }));
+
+/** Reads `grant_type` (RFC 6749 §4.1.3, §6): missing → `invalid_request`, unknown → unsupported. */
+function parseGrantType(form: Map<string, string>): (typeof GRANT_TYPES)[number] {
+  const value = form.get("grant_type");
+  if (!value) throw new OAuthError("invalid_request", '"grant_type" is required');
+  const known = GRANT_TYPES.find((g) => g === value);
+  if (!known) {
+    throw new OAuthError("unsupported_grant_type", `grant_type "${value}" is not supported`);
+  }
+  return known;
+}
+
+/** Handles `POST /token`. */
+export async function handler(req: Request, ctx: RouteContext): Promise<Response> {
+  const form = await readForm(req);
+  const grantType = parseGrantType(form);
+  ctx.logFields.grant_type = grantType;
+  const client = await authenticateClient(ctx, req, form);
+  ctx.logFields.client_id = client.clientId;
+  if (!client.grantTypes.includes(grantType)) {
+    throw new OAuthError("unauthorized_client", `client is not registered for ${grantType}`);
+  }
+  let minted;
+  if (grantType === "authorization_code") {
+    minted = await exchangeCode(ctx, client, parseFormFields(codeRequestSchema, form));
+  } else {
+    const r = parseFormFields(refreshRequestSchema, form);
+    const resource = r.resource === undefined
+      ? undefined
+      : resolveResource(r.resource, ctx.settings.publicUrl, ctx.config);
+    minted = await rotateRefreshToken(ctx, client.clientId, r.refreshToken, r.scope, resource);
+  }
+  return jsonResponse(tokenResponseBody(minted), 200, { pragma: "no-cache" });
 }
