@@ -31,6 +31,16 @@ function parseGrantType(form: Map<string, string>): (typeof GRANT_TYPES)[number]
   return known;
 }
 
+/**
+ * Whether a client may use a grant type (RFC 7591 §2 `grant_types`). The gateway always issues
+ * a refresh token with a code, so a client registered for `authorization_code` may refresh even
+ * if it did not list `refresh_token` (many MCP clients and metadata documents omit it).
+ */
+function clientMayUse(registered: string[], grantType: (typeof GRANT_TYPES)[number]): boolean {
+  if (registered.includes(grantType)) return true;
+  return grantType === "refresh_token" && registered.includes("authorization_code");
+}
+
 /** Handles `POST /token`. */
 export async function handler(req: Request, ctx: RouteContext): Promise<Response> {
   const form = await readForm(req);
@@ -38,7 +48,7 @@ export async function handler(req: Request, ctx: RouteContext): Promise<Response
   ctx.logFields.grant_type = grantType;
   const client = await authenticateClient(ctx, req, form);
   ctx.logFields.client_id = client.clientId;
-  if (!client.grantTypes.includes(grantType)) {
+  if (!clientMayUse(client.grantTypes, grantType)) {
     throw new OAuthError("unauthorized_client", `client is not registered for ${grantType}`);
   }
   let minted;

@@ -1,4 +1,4 @@
-import { assert, assertEquals, assertNotEquals } from "./_assert.ts";
+import { assert, assertEquals, assertMatch, assertNotEquals } from "./_assert.ts";
 import { makeDeps } from "./_helpers.ts";
 import {
   basicAuth,
@@ -219,6 +219,24 @@ Deno.test("POST /token: authorization_code", async (t) => {
       const stored = await putCode(deps, limited);
       const res = await handle(formRequest("/token", codeFields(limited, stored)));
       await expectOAuthError(res, 400, "unauthorized_client");
+    });
+
+    await t.step("a client registered for authorization_code alone may still refresh", async () => {
+      const { client: codeOnly } = await putClient(deps, { grantTypes: ["authorization_code"] });
+      const stored = await putCode(deps, codeOnly);
+      const first = await handle(formRequest("/token", codeFields(codeOnly, stored)));
+      assertEquals(first.status, 200);
+      const { refresh_token } = await first.json();
+      const res = await handle(
+        formRequest("/token", {
+          grant_type: "refresh_token",
+          refresh_token,
+          client_id: codeOnly.clientId,
+        }),
+      );
+      assertEquals(res.status, 200);
+      assertEquals(res.headers.get("content-type"), "application/json");
+      assertMatch((await res.json()).access_token, /^gwat_/);
     });
   } finally {
     deps.kv.close();
