@@ -1,8 +1,65 @@
-/** Placeholder: being written. */
+/**
+ * `GET /authorize`: the authorization endpoint (OAuth 2.1 §4.1.1). Phase-1 errors are an error
+ * page, phase-2 errors a redirect with `error`, `state` and `iss` (RFC 6749 §4.1.2.1, RFC 9207);
+ * a valid request gets the login + consent page and its CSRF cookie.
+ */
+import {
+  AuthorizePageError,
+  AUTHZ_REQUEST_TTL_MS,
+  echoableState,
+  errorRedirectUrl,
+  parseAuthorizeParams,
+  startConsent,
+  verifyTarget,
+} from "../lib/authorization.ts";
+import { consentPageResponse, renderErrorPage } from "../lib/consent_page.ts";
 import type { RouteContext } from "../lib/deps.ts";
-import { jsonResponse } from "../lib/http.ts";
+import { htmlResponse } from "../lib/http.ts";
+import { OAuthError } from "../lib/oauth_error.ts";
 
-/** Not implemented yet. */
-export function handler(_req: Request, _ctx: RouteContext): Response {
-  return jsonResponse({ error: "not_implemented" }, 501);
+/** Validates the request and renders the consent page. */
+export async function handler(req: Request, ctx: RouteContext): Promise<Response> {
+  const params = new URL(req.url).searchParams;
+  let target;
+  try {
+    target = await verifyTarget(ctx.kv, params);
+  } catch (e) {
+    if (!(e instanceof AuthorizePageError)) throw e;
+    return htmlResponse(renderErrorPage(e.title, e.message), e.status);
+  }
+  ctx.logFields.client_id = target.client.clientId;
+  let request;
+  try {
+    request = parseAuthorizeParams(params, ctx);
+  } catch (e) {
+    if (!(e instanceof OAuthError)) throw e;
+    const location = errorRedirectUrl(
+      target.redirectUri,
+      e,
+      echoableState(params),
+      ctx.settings.publicUrl,
+    );
+    return new Response(null, { status: 302, headers: { location, "cache-control": "no-store" } });
+  }
+  if (!ctx.settings.ownerPassword) {
+    return htmlResponse(
+      renderErrorPage(
+        "Consent is disabled",
+        "This gateway has no owner password, so nobody can approve access. The operator must " +
+          "set GATEWAY_OWNER_PASSWORD and restart the gateway.",
+      ),
+      503,
+    );
+  }
+  const pending = await startConsent(ctx.kv, target, request, ctx.now());
+  return consentPageResponse({
+    clientName: target.client.clientName,
+    clientId: target.client.clientId,
+    redirectUri: target.redirectUri,
+    scope: request.scope,
+    resource: request.resource,
+    action: `${ctx.settings.publicUrl}/authorize`,
+    requestId: pending.requestId,
+    csrfToken: pending.csrfToken,
+  }, { secure: ctx.settings.secureCookies, maxAgeSeconds: AUTHZ_REQUEST_TTL_MS / 1000 });
 }

@@ -1,8 +1,98 @@
-/** Placeholder: being written. */
+/**
+ * `POST /authorize`: the consent form's target. Checks CSRF, then denies (RFC 6749 §4.1.2.1
+ * `access_denied`) or checks the owner password (rate-limited, RFC 6749 §10.10) and issues a
+ * code (RFC 6749 §4.1.2) with `iss` (RFC 9207).
+ */
+import {
+  AuthorizePageError,
+  checkCsrf,
+  checkPasswordAttempt,
+  codeRedirectUrl,
+  type DecisionForm,
+  dropPendingConsent,
+  errorRedirectUrl,
+  getPendingConsent,
+  issueCode,
+  parseDecisionForm,
+  renewCsrf,
+} from "../lib/authorization.ts";
+import { getClient } from "../lib/client_registration.ts";
+import { consentPageResponse, renderErrorPage } from "../lib/consent_page.ts";
+import { csrfCookieName, serializeCookie } from "../lib/cookies.ts";
 import type { RouteContext } from "../lib/deps.ts";
-import { jsonResponse } from "../lib/http.ts";
+import { htmlResponse, readForm } from "../lib/http.ts";
+import { OAuthError } from "../lib/oauth_error.ts";
 
-/** Not implemented yet. */
-export function handler(_req: Request, _ctx: RouteContext): Response {
-  return jsonResponse({ error: "not_implemented" }, 501);
+const page = (title: string, message: string, status: number, headers: HeadersInit = {}) =>
+  htmlResponse(renderErrorPage(title, message), status, headers);
+
+function redirect(location: string, clearCookie: string): Response {
+  return new Response(null, {
+    status: 303,
+    headers: { location, "cache-control": "no-store", "set-cookie": clearCookie },
+  });
+}
+
+async function readDecision(req: Request): Promise<DecisionForm> {
+  try {
+    return parseDecisionForm(await readForm(req));
+  } catch (e) {
+    if (e instanceof OAuthError) throw new AuthorizePageError("Invalid form", e.message);
+    throw e;
+  }
+}
+
+/** Handles Approve / Deny. */
+export async function handler(req: Request, ctx: RouteContext): Promise<Response> {
+  let form: DecisionForm;
+  try {
+    form = await readDecision(req);
+  } catch (e) {
+    if (!(e instanceof AuthorizePageError)) throw e;
+    return page(e.title, e.message, e.status);
+  }
+  const now = ctx.now();
+  const entry = await getPendingConsent(ctx.kv, form.requestId, now);
+  if (!entry) {
+    return page("Request expired", "This authorization request has expired or was used.", 400);
+  }
+  const record = entry.value;
+  ctx.logFields.client_id = record.clientId;
+  if (!await checkCsrf(req, form, record, ctx.settings)) {
+    return page("Forbidden", "The form could not be verified (CSRF check failed).", 403);
+  }
+  const secure = ctx.settings.secureCookies;
+  const cookieName = csrfCookieName(form.requestId, secure);
+  const clear = serializeCookie(cookieName, "", { secure, maxAge: 0 });
+  const issuer = ctx.settings.publicUrl;
+  if (form.decision === "deny") {
+    await dropPendingConsent(ctx.kv, entry);
+    const denied = new OAuthError("access_denied", "the resource owner denied the request");
+    return redirect(errorRedirectUrl(record.redirectUri, denied, record.state, issuer), clear);
+  }
+  const attempt = await checkPasswordAttempt(ctx, record.clientId, ctx.clientIp, form.password);
+  if (attempt.result === "blocked") {
+    return page("Too many attempts", "Too many wrong passwords. Try again later.", 429, {
+      "retry-after": String(attempt.retryAfterSeconds),
+    });
+  }
+  if (attempt.result === "wrong") {
+    const csrfToken = await renewCsrf(ctx.kv, entry, now);
+    if (!csrfToken) return page("Request expired", "This authorization request was used.", 400);
+    const client = await getClient(ctx.kv, record.clientId);
+    return consentPageResponse({
+      clientName: client?.clientName,
+      clientId: record.clientId,
+      redirectUri: record.redirectUri,
+      scope: record.scope,
+      resource: record.resource,
+      action: `${issuer}/authorize`,
+      requestId: form.requestId,
+      csrfToken,
+      error: "Wrong password. Try again.",
+    }, { secure, maxAgeSeconds: (record.expiresAt - now) / 1000, status: 401 });
+  }
+  const code = await issueCode(ctx.kv, entry, now);
+  if (!code) return page("Request expired", "This authorization request was already used.", 400);
+  return redirect(codeRedirectUrl(record, code, issuer), clear);
 }

@@ -1,0 +1,367 @@
+/**
+ * The authorization endpoint's logic (OAuth 2.1 §4.1.1, RFC 6749 §4.1): validating requests in
+ * two phases (RFC 6749 §4.1.2.1), keeping a pending request while the owner decides, checking
+ * the consent form (CSRF, password), and issuing authorization codes.
+ */
+import { z } from "zod";
+import { getClient } from "./client_registration.ts";
+import { parseCookies } from "./cookies.ts";
+import { csrfCookieName } from "./cookies.ts";
+import { randomToken, sha256Hex, timingSafeEqual } from "./crypto.ts";
+import type { Deps } from "./deps.ts";
+import { OAuthError } from "./oauth_error.ts";
+import { buildRedirectUrl, selectRedirectUri } from "./redirect_uri.ts";
+import { hit, peek } from "./rate_limit.ts";
+import { resolveResource, resolveScope } from "./resources.ts";
+import {
+  authzKey,
+  type AuthzRequestRecord,
+  type ClientRecord,
+  codeKey,
+  type CodeRecord,
+  getLive,
+  ttl,
+} from "./store.ts";
+
+/** How long the owner has to decide (the pending request's lifetime). */
+export const AUTHZ_REQUEST_TTL_MS = 10 * 60_000;
+/** Lifetime of an authorization code (RFC 6749 §4.1.2: "a maximum ... of 10 minutes"). */
+export const CODE_TTL_MS = 60_000;
+/** Longest `state` echoed back. */
+const MAX_STATE_LENGTH = 2000;
+
+/**
+ * A phase-1 failure (RFC 6749 §4.1.2.1): the client or redirect URI cannot be trusted, so the
+ * owner sees an error page and the browser is NOT redirected.
+ */
+export class AuthorizePageError extends Error {
+  constructor(readonly title: string, message: string, readonly status = 400) {
+    super(message);
+    this.name = "AuthorizePageError";
+  }
+}
+
+/** The client and redirect URI of an authorization request, both verified (phase 1). */
+export interface VerifiedTarget {
+  client: ClientRecord;
+  redirectUri: string;
+}
+
+function single(params: URLSearchParams, name: string): string | undefined {
+  const all = params.getAll(name);
+  if (all.length > 1) throw new OAuthError("invalid_request", `"${name}" is repeated`);
+  return all[0];
+}
+
+/**
+ * Phase 1: `client_id` names a registered client and `redirect_uri` matches one of its
+ * registered URIs (OAuth 2.1 §4.1.1.3; loopback ports ignored, RFC 8252 §7.3), or is omitted
+ * while exactly one is registered (RFC 6749 §3.1.2.3).
+ * @throws {AuthorizePageError}
+ */
+export async function verifyTarget(kv: Deno.Kv, params: URLSearchParams): Promise<VerifiedTarget> {
+  const ids = params.getAll("client_id");
+  const uris = params.getAll("redirect_uri");
+  if (ids.length !== 1 || !ids[0]) {
+    throw new AuthorizePageError(
+      "Invalid request",
+      ids.length > 1 ? '"client_id" is repeated.' : '"client_id" is required.',
+    );
+  }
+  if (uris.length > 1) {
+    throw new AuthorizePageError("Invalid request", '"redirect_uri" is repeated.');
+  }
+  const client = await getClient(kv, ids[0]);
+  if (!client) {
+    throw new AuthorizePageError(
+      "Unknown application",
+      "This application is not registered with this gateway. Register it again from the app.",
+    );
+  }
+  const redirectUri = selectRedirectUri(client.redirectUris, uris[0]);
+  if (redirectUri === null) {
+    throw new AuthorizePageError(
+      "Invalid redirect URI",
+      uris[0] === undefined
+        ? '"redirect_uri" is required: this application registered several.'
+        : "The redirect URI does not match any URI this application registered.",
+    );
+  }
+  return { client, redirectUri };
+}
+
+/** The rest of an authorization request, validated (phase 2). */
+export interface AuthorizeParams {
+  codeChallenge: string;
+  scope: string;
+  resource: string;
+  state?: string;
+}
+
+/** The `state` to echo in an error redirect: only a single, reasonably sized value. */
+export function echoableState(params: URLSearchParams): string | undefined {
+  const all = params.getAll("state");
+  return all.length === 1 && all[0]!.length <= MAX_STATE_LENGTH ? all[0] : undefined;
+}
+
+/**
+ * Phase 2 (OAuth 2.1 §4.1.1, RFC 7636 §4.3, RFC 8707 §2): parameters sent once,
+ * `response_type=code`, a S256 `code_challenge`, known scopes and resource.
+ * @throws {OAuthError} to be redirected to the client (RFC 6749 §4.1.2.1).
+ */
+export function parseAuthorizeParams(
+  params: URLSearchParams,
+  deps: Pick<Deps, "settings" | "config">,
+): AuthorizeParams {
+  for (const name of new Set(params.keys())) single(params, name);
+  const responseType = single(params, "response_type");
+  if (!responseType) throw new OAuthError("invalid_request", '"response_type" is required');
+  if (responseType !== "code") {
+    throw new OAuthError("unsupported_response_type", 'only "response_type=code" is supported');
+  }
+  const method = single(params, "code_challenge_method");
+  const challenge = single(params, "code_challenge");
+  if (!challenge) {
+    throw new OAuthError("invalid_request", '"code_challenge" is required (PKCE, RFC 7636)');
+  }
+  if (method !== "S256") {
+    throw new OAuthError(
+      "invalid_request",
+      method === undefined
+        ? '"code_challenge_method" is required and must be S256'
+        : '"code_challenge_method" must be S256',
+    );
+  }
+  if (!/^[A-Za-z0-9_-]{43}$/.test(challenge)) {
+    throw new OAuthError("invalid_request", '"code_challenge" must be 43 base64url characters');
+  }
+  const state = single(params, "state");
+  if (state !== undefined && state.length > MAX_STATE_LENGTH) {
+    throw new OAuthError(
+      "invalid_request",
+      `"state" is longer than ${MAX_STATE_LENGTH} characters`,
+    );
+  }
+  const scope = resolveScope(single(params, "scope"), deps.config);
+  const resource = resolveResource(
+    single(params, "resource"),
+    deps.settings.publicUrl,
+    deps.config,
+  );
+  return { codeChallenge: challenge, scope, resource, state };
+}
+
+/**
+ * An authorization error response (RFC 6749 §4.1.2.1) with `iss` (RFC 9207 §2): the redirect
+ * URI plus `error`, `error_description`, `state` and `iss`.
+ */
+export function errorRedirectUrl(
+  redirectUri: string,
+  error: OAuthError,
+  state: string | undefined,
+  issuer: string,
+): string {
+  return buildRedirectUrl(redirectUri, {
+    error: error.code,
+    error_description: error.message,
+    state,
+    iss: issuer,
+  });
+}
+
+/** A pending request and the CSRF token bound to it (clear value, for cookie and form). */
+export interface PendingConsent {
+  requestId: string;
+  csrfToken: string;
+}
+
+/** Stores a validated request at `["authz", requestId]` for 10 minutes, with a CSRF hash. */
+export async function startConsent(
+  kv: Deno.Kv,
+  target: VerifiedTarget,
+  params: AuthorizeParams,
+  now: number,
+): Promise<PendingConsent> {
+  const requestId = randomToken(16);
+  const csrfToken = randomToken();
+  const record: AuthzRequestRecord = {
+    clientId: target.client.clientId,
+    redirectUri: target.redirectUri,
+    codeChallenge: params.codeChallenge,
+    scope: params.scope,
+    resource: params.resource,
+    csrfHash: await sha256Hex(csrfToken),
+    expiresAt: now + AUTHZ_REQUEST_TTL_MS,
+  };
+  if (params.state !== undefined) record.state = params.state;
+  await kv.set(authzKey(requestId), record, { expireIn: AUTHZ_REQUEST_TTL_MS });
+  return { requestId, csrfToken };
+}
+
+/** Zod schema of the consent form (POST /authorize). */
+export const decisionFormSchema = z.object({
+  request_id: z.string().regex(/^[A-Za-z0-9_-]{1,64}$/, "is malformed"),
+  csrf_token: z.string().min(1).max(256),
+  decision: z.enum(["approve", "deny"]),
+  password: z.string().max(1024).optional(),
+});
+
+/** The consent form, parsed. */
+export interface DecisionForm {
+  requestId: string;
+  csrfToken: string;
+  decision: "approve" | "deny";
+  password?: string;
+}
+
+/** Parses the consent form. @throws {AuthorizePageError} naming the field. */
+export function parseDecisionForm(form: Map<string, string>): DecisionForm {
+  const result = decisionFormSchema.safeParse(Object.fromEntries(form));
+  if (!result.success) {
+    const issue = result.error.issues[0]!;
+    throw new AuthorizePageError(
+      "Invalid form",
+      `"${issue.path.map(String).join(".")}": ${issue.message}`,
+    );
+  }
+  const d = result.data;
+  return {
+    requestId: d.request_id,
+    csrfToken: d.csrf_token,
+    decision: d.decision,
+    password: d.password,
+  };
+}
+
+/** Loads a pending request that has not expired. */
+export function getPendingConsent(
+  kv: Deno.Kv,
+  requestId: string,
+  now: number,
+): Promise<Deno.KvEntry<AuthzRequestRecord> | null> {
+  return getLive<AuthzRequestRecord>(kv, authzKey(requestId), now);
+}
+
+/**
+ * CSRF check of the consent form (double submit bound to the request): the cookie and the form
+ * carry the same token, its SHA-256 is the stored hash, and a present `Origin` is our own.
+ * `Origin: null` counts as absent: browsers send it for form posts from pages served with
+ * `Referrer-Policy: no-referrer` (Fetch §3.1 "serializing a request origin"), as ours are.
+ * The SameSite=Lax cookie and the token only our page can read carry the protection.
+ */
+export async function checkCsrf(
+  req: Request,
+  form: DecisionForm,
+  record: AuthzRequestRecord,
+  settings: Deps["settings"],
+): Promise<boolean> {
+  const origin = req.headers.get("origin");
+  if (origin !== null && origin !== "null" && origin !== new URL(settings.publicUrl).origin) {
+    return false;
+  }
+  const cookies = parseCookies(req.headers.get("cookie"));
+  const cookie = cookies.get(csrfCookieName(form.requestId, settings.secureCookies)) ?? "";
+  const sameToken = timingSafeEqual(cookie, form.csrfToken);
+  const sameHash = timingSafeEqual(await sha256Hex(form.csrfToken), record.csrfHash);
+  return sameToken && sameHash;
+}
+
+/** Compares a password with the owner's in constant time (SHA-256 of both, then compare). */
+export async function checkOwnerPassword(given: string, expected: string): Promise<boolean> {
+  const [a, b] = await Promise.all([sha256Hex(given), sha256Hex(expected)]);
+  return timingSafeEqual(a, b);
+}
+
+/** Wrong owner passwords allowed per (client, IP) and window before 429. */
+export const PASSWORD_FAILURE_LIMIT = 5;
+/** The window of {@linkcode PASSWORD_FAILURE_LIMIT}. */
+export const PASSWORD_FAILURE_WINDOW_MS = 15 * 60_000;
+
+/** The outcome of {@linkcode checkPasswordAttempt}. */
+export type PasswordAttempt =
+  | { result: "ok" }
+  | { result: "wrong" }
+  | { result: "blocked"; retryAfterSeconds: number };
+
+/**
+ * Checks the owner password, counting failures per (client, IP) in KV (RFC 6749 §10.10:
+ * "prevent online guessing"): once {@linkcode PASSWORD_FAILURE_LIMIT} failures are counted in
+ * the window, every attempt is blocked, even with the right password, until the window ends.
+ */
+export async function checkPasswordAttempt(
+  deps: Pick<Deps, "kv" | "now" | "settings">,
+  clientId: string,
+  clientIp: string,
+  password: string | undefined,
+): Promise<PasswordAttempt> {
+  const args = [
+    deps.kv,
+    "consent_password",
+    `${clientId} ${clientIp}`,
+    PASSWORD_FAILURE_LIMIT,
+    PASSWORD_FAILURE_WINDOW_MS,
+    deps.now(),
+  ] as const;
+  const before = await peek(...args);
+  if (!before.allowed) return { result: "blocked", retryAfterSeconds: before.retryAfterSeconds };
+  const expected = deps.settings.ownerPassword;
+  if (expected && await checkOwnerPassword(password ?? "", expected)) return { result: "ok" };
+  const after = await hit(...args);
+  if (!after.allowed) return { result: "blocked", retryAfterSeconds: after.retryAfterSeconds };
+  return { result: "wrong" };
+}
+
+/** Replaces the CSRF token of a pending request (after a failed attempt); `null` if it raced. */
+export async function renewCsrf(
+  kv: Deno.Kv,
+  entry: Deno.KvEntry<AuthzRequestRecord>,
+  now: number,
+): Promise<string | null> {
+  const csrfToken = randomToken();
+  const record = { ...entry.value, csrfHash: await sha256Hex(csrfToken) };
+  const { ok } = await kv.atomic().check(entry)
+    .set(entry.key, record, { expireIn: ttl(record.expiresAt, now) }).commit();
+  return ok ? csrfToken : null;
+}
+
+/** Deletes a pending request if it is still the given entry; false if someone else won. */
+export async function dropPendingConsent(
+  kv: Deno.Kv,
+  entry: Deno.KvEntry<AuthzRequestRecord>,
+): Promise<boolean> {
+  return (await kv.atomic().check(entry).delete(entry.key).commit()).ok;
+}
+
+/**
+ * Consumes a pending request and issues its authorization code (RFC 6749 §4.1.2) in one
+ * atomic commit: the request is used at most once. The code's hash is the key; it lives 60 s.
+ * Returns the clear code, or `null` when the request was already consumed.
+ */
+export async function issueCode(
+  kv: Deno.Kv,
+  entry: Deno.KvEntry<AuthzRequestRecord>,
+  now: number,
+): Promise<string | null> {
+  const code = randomToken();
+  const r = entry.value;
+  const record: CodeRecord = {
+    clientId: r.clientId,
+    redirectUri: r.redirectUri,
+    codeChallenge: r.codeChallenge,
+    scope: r.scope,
+    resource: r.resource,
+    expiresAt: now + CODE_TTL_MS,
+  };
+  const { ok } = await kv.atomic().check(entry).delete(entry.key)
+    .set(codeKey(await sha256Hex(code)), record, { expireIn: CODE_TTL_MS }).commit();
+  return ok ? code : null;
+}
+
+/** The successful authorization response (RFC 6749 §4.1.2, RFC 9207 §2). */
+export function codeRedirectUrl(
+  record: AuthzRequestRecord,
+  code: string,
+  issuer: string,
+): string {
+  return buildRedirectUrl(record.redirectUri, { code, state: record.state, iss: issuer });
+}
