@@ -20,17 +20,84 @@ const backendSchema = z.strictObject({
   description: z.string().max(500).optional().describe("Shown in /health and docs."),
 });
 
+const preRegisteredClientSchema = z.strictObject({
+  clientId: z.string().regex(/^[A-Za-z0-9._~-]{1,100}$/, "must be 1-100 URL-safe characters")
+    .describe("client_id the client uses."),
+  clientSecret: z.string().min(16, "must have 16 characters or more").optional()
+    .describe("Secret (use ${VAR}); absent = public client (PKCE only)."),
+  tokenEndpointAuthMethod: z.enum(["none", "client_secret_basic", "client_secret_post"])
+    .optional().describe("Defaults to client_secret_basic with a secret, none without."),
+  clientName: z.string().max(200).optional(),
+  redirectUris: z.array(z.string()).min(1).describe("Exact redirect URIs (RFC 8252 rules)."),
+  scopes: z.array(z.string()).optional()
+    .describe("Scopes this client may receive (default: every scope)."),
+});
+
+const externalIssuerSchema = z.strictObject({
+  issuer: z.string().min(1).describe("Expected `iss` of the JWT access tokens."),
+  jwksUrl: z.url({ protocol: /^https?$/ }).describe("The issuer's JWKS URL."),
+  audience: z.string().min(1).optional()
+    .describe("Accepted `aud` besides this gateway's resource URLs."),
+  algorithms: z.array(
+    z.enum([
+      "RS256",
+      "RS384",
+      "RS512",
+      "PS256",
+      "PS384",
+      "PS512",
+      "ES256",
+      "ES384",
+      "ES512",
+      "EdDSA",
+    ]),
+  ).min(1).default(["RS256", "ES256"]),
+  clockToleranceSeconds: z.int().min(0).max(300).default(30),
+});
+
+const rateLimitsSchema = z.strictObject({
+  registerPerIpPerHour: z.int().min(1).default(20),
+  tokenPerClientPerMinute: z.int().min(1).default(60),
+  authorizePerIpPerMinute: z.int().min(1).default(60),
+  mcpPerGrantPerMinute: z.int().min(1).default(1200),
+  passwordFailuresPer15Minutes: z.int().min(1).default(5),
+});
+
 /** Zod schema of `gateway.config.json`; `deno task schema` publishes it as JSON Schema. */
 export const configSchema = z.strictObject({
   $schema: z.string().optional(),
   serverName: z.string().min(1).max(100).default("mcp-edge-gateway")
     .describe("serverInfo.name of the aggregated /mcp endpoint."),
   allowedOrigins: z.array(z.url().transform((u) => new URL(u).origin)).default([])
-    .describe("Browser origins (besides the gateway's own) allowed on MCP routes, e.g. the MCP Inspector's."),
+    .describe(
+      "Browser origins (besides the gateway's own) allowed on MCP routes, e.g. the MCP Inspector's.",
+    ),
   accessTokenTtlSeconds: z.int().min(60).max(86_400).default(3600)
     .describe("Lifetime of access tokens."),
   refreshTokenTtlSeconds: z.int().min(3600).max(31_536_000).default(2_592_000)
     .describe("Lifetime of refresh tokens (each use rotates it)."),
+  defaultScopes: z.string().regex(/^[a-z0-9:-]+( [a-z0-9:-]+)*$/).default("mcp")
+    .describe("Scopes granted when a client asks for none (RFC 6749 §3.3)."),
+  clients: z.array(preRegisteredClientSchema).default([])
+    .describe("Clients registered by hand (no dynamic registration needed)."),
+  registration: z.strictObject({
+    mode: z.enum(["open", "off", "token"]).default("open")
+      .describe("open: anyone may register; off: no DCR; token: needs an initial access token."),
+    initialAccessTokens: z.array(z.string().min(16)).default([])
+      .describe("Bearer tokens accepted by POST /register in mode token (use ${VAR})."),
+    clientIdleDays: z.int().min(1).max(3650).default(90)
+      .describe("A registered client unused for this long expires."),
+  }).prefault({}),
+  clientIdMetadataDocuments: z.strictObject({
+    enabled: z.boolean().default(true),
+    allowLoopback: z.boolean().default(false)
+      .describe("Development only: allow http/loopback client_id URLs."),
+  }).prefault({}),
+  externalIssuers: z.array(externalIssuerSchema).default([])
+    .describe("External authorization servers whose JWT access tokens are accepted."),
+  rateLimits: rateLimitsSchema.prefault({}),
+  clientIpHeader: z.string().regex(/^[A-Za-z0-9-]+$/).optional()
+    .describe("Header holding the client IP behind a proxy (e.g. x-forwarded-for)."),
   backends: z.array(backendSchema).min(1).superRefine((backends, ctx) => {
     const seen = new Set<string>();
     backends.forEach((b, i) => {
