@@ -4,7 +4,7 @@
  * the consent form (CSRF, password), and issuing authorization codes.
  */
 import { z } from "zod";
-import { getClient } from "./client_registration.ts";
+import { findClient } from "./clients.ts";
 import { parseCookies } from "./cookies.ts";
 import { csrfCookieName } from "./cookies.ts";
 import { randomToken, sha256Hex, timingSafeEqual } from "./crypto.ts";
@@ -35,7 +35,13 @@ const MAX_STATE_LENGTH = 2000;
  * owner sees an error page and the browser is NOT redirected.
  */
 export class AuthorizePageError extends Error {
-  constructor(readonly title: string, message: string, readonly status = 400) {
+  constructor(
+    readonly title: string,
+    message: string,
+    readonly status = 400,
+    /** For 429: the `Retry-After` value in seconds. */
+    readonly retryAfterSeconds?: number,
+  ) {
     super(message);
     this.name = "AuthorizePageError";
   }
@@ -54,12 +60,17 @@ function single(params: URLSearchParams, name: string): string | undefined {
 }
 
 /**
- * Phase 1: `client_id` names a registered client and `redirect_uri` matches one of its
- * registered URIs (OAuth 2.1 §4.1.1.3; loopback ports ignored, RFC 8252 §7.3), or is omitted
- * while exactly one is registered (RFC 6749 §3.1.2.3).
+ * Phase 1: `client_id` names a known client ({@linkcode findClient}: pre-registered, metadata
+ * document or registered) and `redirect_uri` matches one of its URIs (OAuth 2.1 §4.1.1.3;
+ * loopback ports ignored, RFC 8252 §7.3), or is omitted while exactly one is registered
+ * (RFC 6749 §3.1.2.3). A metadata document that cannot be fetched or is invalid is a phase-1
+ * error too: its redirect URIs cannot be trusted.
  * @throws {AuthorizePageError}
  */
-export async function verifyTarget(kv: Deno.Kv, params: URLSearchParams): Promise<VerifiedTarget> {
+export async function verifyTarget(
+  deps: Parameters<typeof findClient>[0],
+  params: URLSearchParams,
+): Promise<VerifiedTarget> {
   const ids = params.getAll("client_id");
   const uris = params.getAll("redirect_uri");
   if (ids.length !== 1 || !ids[0]) {
@@ -71,7 +82,13 @@ export async function verifyTarget(kv: Deno.Kv, params: URLSearchParams): Promis
   if (uris.length > 1) {
     throw new AuthorizePageError("Invalid request", '"redirect_uri" is repeated.');
   }
-  const client = await getClient(kv, ids[0]);
+  let client: ClientRecord | null;
+  try {
+    client = await findClient(deps, ids[0]);
+  } catch (e) {
+    if (!(e instanceof OAuthError)) throw e;
+    throw new AuthorizePageError("Application could not be identified", `${e.message}.`);
+  }
   if (!client) {
     throw new AuthorizePageError(
       "Unknown application",
@@ -106,12 +123,14 @@ export function echoableState(params: URLSearchParams): string | undefined {
 
 /**
  * Phase 2 (OAuth 2.1 §4.1.1, RFC 7636 §4.3, RFC 8707 §2): parameters sent once,
- * `response_type=code`, a S256 `code_challenge`, known scopes and resource.
+ * `response_type=code`, a S256 `code_challenge`, known scopes (within the client's
+ * `allowedScopes`; `defaultScopes` when absent, RFC 6749 §3.3) and resource.
  * @throws {OAuthError} to be redirected to the client (RFC 6749 §4.1.2.1).
  */
 export function parseAuthorizeParams(
   params: URLSearchParams,
   deps: Pick<Deps, "settings" | "config">,
+  client?: Pick<ClientRecord, "allowedScopes">,
 ): AuthorizeParams {
   for (const name of new Set(params.keys())) single(params, name);
   const responseType = single(params, "response_type");
@@ -142,7 +161,7 @@ export function parseAuthorizeParams(
       `"state" is longer than ${MAX_STATE_LENGTH} characters`,
     );
   }
-  const scope = resolveScope(single(params, "scope"), deps.config);
+  const scope = resolveScope(single(params, "scope"), deps.config, client?.allowedScopes);
   const resource = resolveResource(
     single(params, "resource"),
     deps.settings.publicUrl,
@@ -272,10 +291,38 @@ export async function checkOwnerPassword(given: string, expected: string): Promi
   return timingSafeEqual(a, b);
 }
 
-/** Wrong owner passwords allowed per (client, IP) and window before 429. */
-export const PASSWORD_FAILURE_LIMIT = 5;
-/** The window of {@linkcode PASSWORD_FAILURE_LIMIT}. */
+/** The window of `rateLimits.passwordFailuresPer15Minutes` (wrong passwords per client and IP). */
 export const PASSWORD_FAILURE_WINDOW_MS = 15 * 60_000;
+/** The window of `rateLimits.authorizePerIpPerMinute`. */
+export const AUTHORIZE_WINDOW_MS = 60_000;
+
+/**
+ * Counts one `GET /authorize` of `clientIp` (`rateLimits.authorizePerIpPerMinute`): each can
+ * start a metadata document fetch and stores a pending request, so a flood is refused with
+ * 429 and `Retry-After` (RFC 6585 §4) before any of that work.
+ * @throws {AuthorizePageError} 429, with the seconds to wait in `retryAfterSeconds`.
+ */
+export async function limitAuthorizeRequests(
+  deps: Pick<Deps, "kv" | "now" | "config">,
+  clientIp: string,
+): Promise<void> {
+  const r = await hit(
+    deps.kv,
+    "authorize",
+    clientIp,
+    deps.config.rateLimits.authorizePerIpPerMinute,
+    AUTHORIZE_WINDOW_MS,
+    deps.now(),
+  );
+  if (!r.allowed) {
+    throw new AuthorizePageError(
+      "Too many requests",
+      "Too many authorization requests from your address. Try again in a minute.",
+      429,
+      r.retryAfterSeconds,
+    );
+  }
+}
 
 /** The outcome of {@linkcode checkPasswordAttempt}. */
 export type PasswordAttempt =
@@ -285,11 +332,11 @@ export type PasswordAttempt =
 
 /**
  * Checks the owner password, counting failures per (client, IP) in KV (RFC 6749 §10.10:
- * "prevent online guessing"): once {@linkcode PASSWORD_FAILURE_LIMIT} failures are counted in
- * the window, every attempt is blocked, even with the right password, until the window ends.
+ * "prevent online guessing"): once `rateLimits.passwordFailuresPer15Minutes` failures are
+ * counted in the window, every attempt is blocked, even with the right password, until the window ends.
  */
 export async function checkPasswordAttempt(
-  deps: Pick<Deps, "kv" | "now" | "settings">,
+  deps: Pick<Deps, "kv" | "now" | "settings" | "config">,
   clientId: string,
   clientIp: string,
   password: string | undefined,
@@ -298,7 +345,7 @@ export async function checkPasswordAttempt(
     deps.kv,
     "consent_password",
     `${clientId} ${clientIp}`,
-    PASSWORD_FAILURE_LIMIT,
+    deps.config.rateLimits.passwordFailuresPer15Minutes,
     PASSWORD_FAILURE_WINDOW_MS,
     deps.now(),
   ] as const;

@@ -86,11 +86,16 @@ export interface RegisteredClient {
   clientSecret?: string;
 }
 
-/** Creates a client from validated metadata and stores it at `["client", clientId]`. */
+/**
+ * Creates a client from validated metadata and stores it at `["client", clientId]`, with
+ * `lastUsedAt = now` and `idleMs` as the clean-up hint (`expireIn`); lookups go through
+ * `findClient` (lib/clients.ts), which enforces the idle period.
+ */
 export async function registerClient(
   kv: Deno.Kv,
   meta: ClientMetadata,
   now: number,
+  idleMs?: number,
 ): Promise<RegisteredClient> {
   const clientId = randomToken(16);
   const confidential = meta.token_endpoint_auth_method !== "none";
@@ -110,12 +115,13 @@ export async function registerClient(
     softwareId: meta.software_id,
     softwareVersion: meta.software_version,
     clientIdIssuedAt: Math.floor(now / 1000),
+    lastUsedAt: now,
   };
   for (const k of Object.keys(record) as (keyof ClientRecord)[]) {
     if (record[k] === undefined) delete record[k];
   }
   const { ok } = await kv.atomic().check({ key: clientKey(clientId), versionstamp: null })
-    .set(clientKey(clientId), record).commit();
+    .set(clientKey(clientId), record, idleMs ? { expireIn: idleMs } : undefined).commit();
   if (!ok) throw new Error("client id collision");
   return { record, clientSecret };
 }
@@ -146,10 +152,4 @@ export function registrationResponse(client: RegisteredClient): Record<string, u
   });
   for (const k of Object.keys(body)) if (body[k] === undefined) delete body[k];
   return body;
-}
-
-/** Loads a registered client, or `null`. */
-export async function getClient(kv: Deno.Kv, clientId: string): Promise<ClientRecord | null> {
-  if (clientId.length === 0 || clientId.length > 256) return null;
-  return (await kv.get<ClientRecord>(clientKey(clientId))).value;
 }

@@ -3,6 +3,8 @@
  * typed object. A bad file fails the start with a message naming the file and the field.
  */
 import { z } from "zod";
+import { OAuthError } from "./oauth_error.ts";
+import { validateRedirectUri } from "./redirect_uri.ts";
 
 /** Backend names become URL segments and scope names (`mcp:<name>`). */
 export const BACKEND_NAME = /^[a-z0-9-]{1,40}$/;
@@ -63,6 +65,60 @@ const rateLimitsSchema = z.strictObject({
   passwordFailuresPer15Minutes: z.int().min(1).default(5),
 });
 
+type RawConfig = {
+  defaultScopes: string;
+  clients: z.output<typeof preRegisteredClientSchema>[];
+  backends: { name: string }[];
+};
+
+/**
+ * Cross-field rules: `defaultScopes` and each client's `scopes` are known scopes (`mcp`,
+ * `mcp:<backend>`, `offline_access`), pre-registered client ids are unique, their redirect URIs
+ * follow the registration rules (RFC 8252, OAuth 2.1 §2.3.1), and a secret goes with a
+ * secret-based auth method (RFC 7591 §2 `token_endpoint_auth_method`).
+ */
+function checkClientsAndScopes(c: RawConfig, ctx: z.RefinementCtx): void {
+  const known = new Set(["mcp", "offline_access", ...c.backends.map((b) => `mcp:${b.name}`)]);
+  const unknownScope = (scopes: string[], path: PropertyKey[]) => {
+    for (const s of scopes) {
+      if (!known.has(s)) ctx.addIssue({ code: "custom", path, message: `unknown scope "${s}"` });
+    }
+  };
+  unknownScope(c.defaultScopes.split(" "), ["defaultScopes"]);
+  const ids = new Set<string>();
+  c.clients.forEach((client, i) => {
+    const at = (...rest: PropertyKey[]) => ["clients", i, ...rest];
+    if (ids.has(client.clientId)) {
+      ctx.addIssue({ code: "custom", path: at("clientId"), message: "duplicate clientId" });
+    }
+    ids.add(client.clientId);
+    unknownScope(client.scopes ?? [], at("scopes"));
+    client.redirectUris.forEach((uri, j) => {
+      try {
+        validateRedirectUri(uri);
+      } catch (e) {
+        if (!(e instanceof OAuthError)) throw e;
+        ctx.addIssue({ code: "custom", path: at("redirectUris", j), message: e.message });
+      }
+    });
+    const method = client.tokenEndpointAuthMethod;
+    if (method === "none" && client.clientSecret !== undefined) {
+      ctx.addIssue({
+        code: "custom",
+        path: at("clientSecret"),
+        message: 'must be absent when tokenEndpointAuthMethod is "none"',
+      });
+    }
+    if (method !== undefined && method !== "none" && client.clientSecret === undefined) {
+      ctx.addIssue({
+        code: "custom",
+        path: at("clientSecret"),
+        message: `is required with tokenEndpointAuthMethod "${method}"`,
+      });
+    }
+  });
+}
+
 /** Zod schema of `gateway.config.json`; `deno task schema` publishes it as JSON Schema. */
 export const configSchema = z.strictObject({
   $schema: z.string().optional(),
@@ -107,7 +163,7 @@ export const configSchema = z.strictObject({
       seen.add(b.name);
     });
   }),
-});
+}).superRefine(checkClientsAndScopes);
 
 /** One backend MCP server, as configured. */
 export type BackendConfig = Readonly<z.output<typeof backendSchema>>;

@@ -3,9 +3,11 @@
  * comes from a client or a request is escaped. Pages are served with `htmlResponse` (CSP
  * `frame-ancestors 'none'`, `X-Frame-Options: DENY`: MCP 2025-11-25 security best practices).
  */
+import { allRedirectUrisLoopback } from "./client_id_metadata.ts";
 import { csrfCookieName, serializeCookie } from "./cookies.ts";
 import { escapeHtml, htmlResponse } from "./http.ts";
 import { ALL_BACKENDS_SCOPE } from "./resources.ts";
+import type { ClientRecord } from "./store.ts";
 
 const STYLE = `
 *{box-sizing:border-box}
@@ -26,6 +28,8 @@ dl{margin:16px 0}dt{font-size:.8rem;text-transform:uppercase;letter-spacing:.04e
 ul{margin:4px 0 0;padding-left:20px}code{font-family:ui-monospace,Menlo,monospace;font-size:.9em}
 .note{font-size:.8rem;color:#6b7280}
 .fine{display:block;font-size:.8rem;line-height:1.4;color:#6b7280;margin-top:4px}
+.warning{background:#fffbeb;color:#92400e;border:1px solid #fde68a;border-radius:8px;
+  padding:8px 12px;margin:0 0 16px}
 .error{background:#fef2f2;color:#991b1b;border:1px solid #fecaca;border-radius:8px;
   padding:8px 12px;margin:0 0 16px}
 label{display:block;font-weight:600;margin:20px 0 6px}
@@ -53,6 +57,13 @@ export interface ConsentView {
   /** Self-asserted name from registration (RFC 7591 §2); the client id is shown without one. */
   clientName?: string;
   clientId: string;
+  /**
+   * Metadata-document clients: the host serving the document, the one verified identity
+   * (draft-ietf-oauth-client-id-metadata-document §6.1: consent shows it prominently).
+   */
+  metadataDocumentHost?: string;
+  /** Metadata-document clients whose every redirect URI is on localhost: show a warning. */
+  loopbackOnly?: boolean;
   redirectUri: string;
   scope: string;
   resource: string;
@@ -62,6 +73,21 @@ export interface ConsentView {
   csrfToken: string;
   /** Shown above the form (e.g. a wrong password). */
   error?: string;
+}
+
+/** The client part of a {@linkcode ConsentView}. */
+export function clientView(
+  client: Pick<ClientRecord, "clientId" | "clientName" | "metadataDocumentHost" | "redirectUris">,
+): Pick<ConsentView, "clientId" | "clientName" | "metadataDocumentHost" | "loopbackOnly"> {
+  const view: ReturnType<typeof clientView> = {
+    clientId: client.clientId,
+    clientName: client.clientName,
+  };
+  if (client.metadataDocumentHost !== undefined) {
+    view.metadataDocumentHost = client.metadataDocumentHost;
+    view.loopbackOnly = client.redirectUris.length > 0 && allRedirectUrisLoopback(client);
+  }
+  return view;
 }
 
 /** Where the browser will be sent: the host of the redirect URI, or the URI's scheme. */
@@ -86,11 +112,19 @@ export function renderConsentPage(v: ConsentView): string {
     `<li>${escapeHtml(describeScope(s))} <code>${escapeHtml(s)}</code></li>`
   ).join("");
   const error = v.error ? `<p class="error" role="alert">${escapeHtml(v.error)}</p>` : "";
+  const host = v.metadataDocumentHost === undefined ? "" : `<p class="sub">Client identified by
+<span class="host" id="client-host">${escapeHtml(v.metadataDocumentHost)}</span></p>`;
+  const loopback = v.loopbackOnly
+    ? `<p class="warning" id="loopback-warning" role="note">Every redirect URI of this
+application is on localhost: the authorization goes to a program running on this computer, not
+to ${escapeHtml(v.metadataDocumentHost ?? "a web site")}. Approve only if you are running that
+program yourself.</p>`
+    : "";
   return layout(
     "Authorize access",
     `<h1>Authorize <span class="client">${escapeHtml(name)}</span>?</h1>
 <p class="sub">This application asks to use your MCP gateway on your behalf.</p>
-${error}
+${host}${loopback}${error}
 <dl>
 <dt>After approval you will be sent to</dt>
 <dd><span class="host" id="redirect-host">${escapeHtml(redirectTarget(v.redirectUri))}</span>

@@ -8,7 +8,7 @@ import { supportedScopes } from "./resources.ts";
 /** RFC 8414 §2 metadata; `issuer` is `PUBLIC_URL` exactly (RFC 8414 §3.3). */
 export function authorizationServerMetadata(deps: Deps): Record<string, unknown> {
   const base = deps.settings.publicUrl;
-  return {
+  const metadata: Record<string, unknown> = {
     issuer: base,
     authorization_endpoint: `${base}/authorize`,
     token_endpoint: `${base}/token`,
@@ -25,13 +25,20 @@ export function authorizationServerMetadata(deps: Deps): Record<string, unknown>
       "client_secret_post",
     ],
     scopes_supported: [...supportedScopes(deps.config), "offline_access"],
-    client_id_metadata_document_supported: false,
+    // MCP 2025-11-25 Authorization §Client ID Metadata Documents.
+    client_id_metadata_document_supported: deps.config.clientIdMetadataDocuments.enabled,
     authorization_response_iss_parameter_supported: true,
     service_documentation: `${base}/`,
   };
+  // RFC 8414 §2: `registration_endpoint` is OPTIONAL; not advertised while registration is off.
+  if (deps.config.registration.mode === "off") delete metadata.registration_endpoint;
+  return metadata;
 }
 
-/** RFC 9728 §2 metadata of one MCP endpoint. */
+/**
+ * RFC 9728 §2 metadata of one MCP endpoint. `authorization_servers` lists this gateway first,
+ * then every configured external issuer whose JWT access tokens are accepted.
+ */
 export function protectedResourceMetadata(
   deps: Deps,
   resource: string,
@@ -39,7 +46,10 @@ export function protectedResourceMetadata(
 ): Record<string, unknown> {
   return {
     resource,
-    authorization_servers: [deps.settings.publicUrl],
+    authorization_servers: [
+      deps.settings.publicUrl,
+      ...deps.config.externalIssuers.map((i) => i.issuer),
+    ],
     scopes_supported: scopes,
     bearer_methods_supported: ["header"],
     resource_name: deps.config.serverName,

@@ -69,20 +69,64 @@ export function resolveResource(
 }
 
 /**
- * Parses a requested `scope` (RFC 6749 §3.3). Absent → `mcp`. Unknown scopes are refused.
+ * Whether `scope` lies within a client's allowed scopes: listed, or a backend scope when the
+ * client may have `mcp` (every backend). `offline_access` is always allowed (and ignored).
+ */
+export function scopeAllowed(scope: string, allowed: readonly string[] | undefined): boolean {
+  if (allowed === undefined || scope === "offline_access" || allowed.includes(scope)) return true;
+  return scope.startsWith("mcp:") && allowed.includes(ALL_BACKENDS_SCOPE);
+}
+
+/**
+ * The default scopes of a client that asks for none (RFC 6749 §3.3: "a pre-defined default
+ * value"): `defaultScopes` of the config, restricted to the client's allowed scopes, where a
+ * default of `mcp` (every backend) stands for each allowed backend scope.
+ */
+export function defaultScopesFor(
+  defaults: string,
+  allowed: readonly string[] | undefined,
+): string[] {
+  const out: string[] = [];
+  for (const d of defaults.split(" ").filter((s) => s !== "" && s !== "offline_access")) {
+    const within = scopeAllowed(d, allowed)
+      ? [d]
+      : d === ALL_BACKENDS_SCOPE
+      ? (allowed ?? []).filter((s) => s.startsWith("mcp:"))
+      : [];
+    for (const s of within) if (!out.includes(s)) out.push(s);
+  }
+  return out;
+}
+
+/**
+ * Parses a requested `scope` (RFC 6749 §3.3). Unknown scopes and scopes outside the client's
+ * `allowed` list are refused; absent → {@linkcode defaultScopesFor} `defaultScopes` (refused
+ * when that leaves nothing, RFC 6749 §3.3 "or fail the request indicating an invalid scope").
+ * `offline_access` is accepted and dropped: refresh tokens are always issued.
  * @throws {OAuthError} `invalid_scope`
  */
-export function resolveScope(value: string | undefined, config: GatewayConfig): string {
+export function resolveScope(
+  value: string | undefined,
+  config: GatewayConfig,
+  allowed?: readonly string[],
+): string {
   const known = new Set(supportedScopes(config));
   const requested = (value ?? "").split(" ").filter((s) => s !== "");
   const granted: string[] = [];
   for (const s of requested) {
     if (s === "offline_access") continue;
     if (!known.has(s)) throw new OAuthError("invalid_scope", `unknown scope "${s}"`);
+    if (!scopeAllowed(s, allowed)) {
+      throw new OAuthError("invalid_scope", `this client may not request scope "${s}"`);
+    }
     if (!granted.includes(s)) granted.push(s);
   }
-  if (granted.length === 0) granted.push(ALL_BACKENDS_SCOPE);
-  return granted.join(" ");
+  if (granted.length > 0) return granted.join(" ");
+  const defaults = defaultScopesFor(config.defaultScopes, allowed).filter((s) => known.has(s));
+  if (defaults.length === 0) {
+    throw new OAuthError("invalid_scope", '"scope" is required: no default scope applies');
+  }
+  return defaults.join(" ");
 }
 
 /** Whether a granted scope string lets its holder use `backend`. */

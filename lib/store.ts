@@ -3,7 +3,7 @@
  *
  * | key                                   | value                 | expiry                  |
  * |---------------------------------------|-----------------------|-------------------------|
- * | ["client", clientId]                  | {@linkcode ClientRecord}  | none (DCR clients)  |
+ * | ["client", clientId]                  | {@linkcode ClientRecord}  | idle period (DCR clients) |
  * | ["authz", requestId]                  | {@linkcode AuthzRequestRecord} | 10 min (consent) |
  * | ["code", sha256(code)]                | {@linkcode CodeRecord}    | 60 s (kept 10 min once used, to detect replay) |
  * | ["grant", grantId]                    | {@linkcode GrantRecord}   | refresh-token lifetime |
@@ -35,6 +35,12 @@ export interface ClientRecord {
   softwareVersion?: string;
   /** Seconds since epoch (RFC 7591 §3.2.1 `client_id_issued_at`). */
   clientIdIssuedAt: number;
+  /** Clients identified by a metadata document only: the document URL's host (consent shows it). */
+  metadataDocumentHost?: string;
+  /** Registered (KV) clients: last use in ms since epoch, refreshed at most once a day. */
+  lastUsedAt?: number;
+  /** Pre-registered (config) clients only: the scopes they may receive; absent = any. */
+  allowedScopes?: string[];
 }
 
 /** A validated authorization request waiting for the owner's consent. */

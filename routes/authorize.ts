@@ -1,18 +1,21 @@
 /**
- * `GET /authorize`: the authorization endpoint (OAuth 2.1 §4.1.1). Phase-1 errors are an error
- * page, phase-2 errors a redirect with `error`, `state` and `iss` (RFC 6749 §4.1.2.1, RFC 9207);
- * a valid request gets the login + consent page and its CSRF cookie.
+ * `GET /authorize`: the authorization endpoint (OAuth 2.1 §4.1.1). Rate-limited per IP (429
+ * page with `Retry-After`); phase-1 errors (unknown client, metadata document that cannot be
+ * fetched, bad redirect URI) are an error page, phase-2 errors a redirect with `error`, `state`
+ * and `iss` (RFC 6749 §4.1.2.1, RFC 9207); a valid request gets the login + consent page and
+ * its CSRF cookie.
  */
 import {
   AuthorizePageError,
   AUTHZ_REQUEST_TTL_MS,
   echoableState,
   errorRedirectUrl,
+  limitAuthorizeRequests,
   parseAuthorizeParams,
   startConsent,
   verifyTarget,
 } from "../lib/authorization.ts";
-import { consentPageResponse, renderErrorPage } from "../lib/consent_page.ts";
+import { clientView, consentPageResponse, renderErrorPage } from "../lib/consent_page.ts";
 import type { RouteContext } from "../lib/deps.ts";
 import { htmlResponse } from "../lib/http.ts";
 import { OAuthError } from "../lib/oauth_error.ts";
@@ -22,15 +25,18 @@ export async function handler(req: Request, ctx: RouteContext): Promise<Response
   const params = new URL(req.url).searchParams;
   let target;
   try {
-    target = await verifyTarget(ctx.kv, params);
+    await limitAuthorizeRequests(ctx, ctx.clientIp);
+    target = await verifyTarget(ctx, params);
   } catch (e) {
     if (!(e instanceof AuthorizePageError)) throw e;
-    return htmlResponse(renderErrorPage(e.title, e.message), e.status);
+    const retry = e.retryAfterSeconds;
+    const headers: HeadersInit = retry ? { "retry-after": String(retry) } : {};
+    return htmlResponse(renderErrorPage(e.title, e.message), e.status, headers);
   }
   ctx.logFields.client_id = target.client.clientId;
   let request;
   try {
-    request = parseAuthorizeParams(params, ctx);
+    request = parseAuthorizeParams(params, ctx, target.client);
   } catch (e) {
     if (!(e instanceof OAuthError)) throw e;
     const location = errorRedirectUrl(
@@ -53,8 +59,7 @@ export async function handler(req: Request, ctx: RouteContext): Promise<Response
   }
   const pending = await startConsent(ctx.kv, target, request, ctx.now());
   return consentPageResponse({
-    clientName: target.client.clientName,
-    clientId: target.client.clientId,
+    ...clientView(target.client),
     redirectUri: target.redirectUri,
     scope: request.scope,
     resource: request.resource,

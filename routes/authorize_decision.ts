@@ -16,8 +16,8 @@ import {
   parseDecisionForm,
   renewCsrf,
 } from "../lib/authorization.ts";
-import { getClient } from "../lib/client_registration.ts";
-import { consentPageResponse, renderErrorPage } from "../lib/consent_page.ts";
+import { findClient } from "../lib/clients.ts";
+import { clientView, consentPageResponse, renderErrorPage } from "../lib/consent_page.ts";
 import { csrfCookieName, serializeCookie } from "../lib/cookies.ts";
 import type { RouteContext } from "../lib/deps.ts";
 import { htmlResponse, readForm } from "../lib/http.ts";
@@ -79,10 +79,9 @@ export async function handler(req: Request, ctx: RouteContext): Promise<Response
   if (attempt.result === "wrong") {
     const csrfToken = await renewCsrf(ctx.kv, entry, now);
     if (!csrfToken) return page("Request expired", "This authorization request was used.", 400);
-    const client = await getClient(ctx.kv, record.clientId);
+    const client = await findClient(ctx, record.clientId).catch(() => null);
     return consentPageResponse({
-      clientName: client?.clientName,
-      clientId: record.clientId,
+      ...clientView(client ?? { clientId: record.clientId, redirectUris: [] }),
       redirectUri: record.redirectUri,
       scope: record.scope,
       resource: record.resource,

@@ -1,16 +1,22 @@
-/** `POST /register`: dynamic client registration (RFC 7591 §3). */
+/**
+ * `POST /register`: dynamic client registration (RFC 7591 §3), subject to the registration
+ * policy (mode off/open/token, per-IP limit: lib/registration_policy.ts).
+ */
 import {
   parseClientMetadata,
   REGISTER_BODY_LIMIT,
   registerClient,
   registrationResponse,
 } from "../lib/client_registration.ts";
+import { clientIdleMs } from "../lib/clients.ts";
 import type { RouteContext } from "../lib/deps.ts";
 import { jsonResponse, mediaType, readBodyText } from "../lib/http.ts";
 import { OAuthError } from "../lib/oauth_error.ts";
+import { checkRegistrationPolicy } from "../lib/registration_policy.ts";
 
 /** Registers a client from a JSON body (RFC 7591 §3.1) and answers 201 (§3.2.1). */
 export async function handler(req: Request, ctx: RouteContext): Promise<Response> {
+  await checkRegistrationPolicy(ctx, req, ctx.clientIp);
   if (mediaType(req) !== "application/json") {
     throw new OAuthError("invalid_client_metadata", "content-type must be application/json");
   }
@@ -21,7 +27,8 @@ export async function handler(req: Request, ctx: RouteContext): Promise<Response
   } catch {
     throw new OAuthError("invalid_client_metadata", "the body is not valid JSON");
   }
-  const client = await registerClient(ctx.kv, parseClientMetadata(body), ctx.now());
+  const meta = parseClientMetadata(body);
+  const client = await registerClient(ctx.kv, meta, ctx.now(), clientIdleMs(ctx.config));
   ctx.logFields.client_id = client.record.clientId;
   return jsonResponse(registrationResponse(client), 201);
 }

@@ -37,7 +37,8 @@ Deno.test("discovery metadata", async (t) => {
         "client_secret_post",
       ]);
       assertEquals(body.scopes_supported, ["mcp", "mcp:alpha", "mcp:beta", "offline_access"]);
-      assertEquals(typeof body.client_id_metadata_document_supported, "boolean");
+      // MCP 2025-11-25 Authorization §Client ID Metadata Documents (enabled by default).
+      assertEquals(body.client_id_metadata_document_supported, true);
       assertEquals(body.authorization_response_iss_parameter_supported, true);
     });
   }
@@ -111,6 +112,49 @@ Deno.test("discovery metadata", async (t) => {
     assertEquals(res.status, 200);
     assertEquals(res.headers.get("content-type"), "application/json");
     assertEquals(await res.json(), { status: "ok" });
+  });
+
+  deps.kv.close();
+});
+
+Deno.test("discovery metadata follows the client policy of the config", async (t) => {
+  const deps = await makeDeps({
+    config: {
+      ...config,
+      registration: { mode: "off" },
+      clientIdMetadataDocuments: { enabled: false },
+      externalIssuers: [
+        { issuer: "https://idp.example/", jwksUrl: "https://idp.example/.well-known/jwks.json" },
+      ],
+    },
+    env: { PUBLIC_URL: "https://gw.example" },
+  });
+  const handle = createHandler(deps);
+  const get = (path: string) => handle(new Request(`https://gw.example${path}`));
+
+  await t.step("CIMD disabled → client_id_metadata_document_supported false", async () => {
+    const res = await get("/.well-known/oauth-authorization-server");
+    assertEquals(res.status, 200);
+    assertEquals(res.headers.get("content-type"), "application/json");
+    const body = await res.json();
+    assertEquals(body.client_id_metadata_document_supported, false);
+    // RFC 8414 §2: registration_endpoint is OPTIONAL; not advertised when registration is off.
+    assertEquals(body.registration_endpoint, undefined);
+  });
+
+  await t.step("authorization_servers lists the external issuers after this one", async () => {
+    for (
+      const path of [
+        "/.well-known/oauth-protected-resource/mcp",
+        "/.well-known/oauth-protected-resource/mcp/beta",
+      ]
+    ) {
+      const res = await get(path);
+      assertEquals(res.status, 200);
+      assertEquals(res.headers.get("content-type"), "application/json");
+      const body = await res.json();
+      assertEquals(body.authorization_servers, ["https://gw.example", "https://idp.example/"]);
+    }
   });
 
   deps.kv.close();

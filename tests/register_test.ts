@@ -25,7 +25,14 @@ async function expectError(res: Response, status: number, error: string): Promis
 }
 
 Deno.test("POST /register", async (t) => {
-  const deps = await makeDeps();
+  // Many registrations from one address: the per-IP limit has its own test
+  // (tests/registration_policy_test.ts).
+  const deps = await makeDeps({
+    config: {
+      backends: [{ name: "alpha", url: "http://127.0.0.1:9/mcp" }],
+      rateLimits: { registerPerIpPerHour: 1000 },
+    },
+  });
   const handle = createHandler(deps);
   const ok = { redirect_uris: ["https://app.example.com/cb"] };
 
