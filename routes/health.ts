@@ -1,8 +1,54 @@
-/** Placeholder: being written. */
+/**
+ * `GET /health`: backend status for operators. Authenticated by any live access token of this
+ * gateway (any audience) or an API key (RFC 6750 §2.1); otherwise 401 with a Bearer challenge
+ * (RFC 6750 §3). Every backend is probed in parallel within its own `timeoutMs`.
+ */
+import { bearerChallenge, lookupAccessToken } from "../lib/bearer.ts";
+import { sha256Hex, timingSafeEqual } from "../lib/crypto.ts";
 import type { RouteContext } from "../lib/deps.ts";
 import { jsonResponse } from "../lib/http.ts";
+import { probeBackend } from "../lib/proxy.ts";
+import { aggregateResource } from "../lib/resources.ts";
 
-/** Not implemented yet. */
-export function handler(_req: Request, _ctx: RouteContext): Response {
-  return jsonResponse({ error: "not_implemented" }, 501);
+const BEARER = /^Bearer +([A-Za-z0-9\-._~+/]+=*) *$/i;
+
+async function isAuthorized(req: Request, ctx: RouteContext): Promise<boolean> {
+  const match = BEARER.exec(req.headers.get("authorization") ?? "");
+  if (!match) return false;
+  const token = match[1]!;
+  if (ctx.settings.apiKeyHashes.length > 0) {
+    const hash = await sha256Hex(token);
+    let found = false;
+    for (const known of ctx.settings.apiKeyHashes) found = timingSafeEqual(hash, known) || found;
+    if (found) return true;
+  }
+  return (await lookupAccessToken(ctx, token)) !== null;
+}
+
+/** `{ status: "ok" | "degraded", backends: [...] }`; "degraded" when any backend is down. */
+export async function handler(req: Request, ctx: RouteContext): Promise<Response> {
+  if (!(await isAuthorized(req, ctx))) {
+    const hasCredentials = req.headers.has("authorization");
+    return jsonResponse(
+      {
+        error: "invalid_token",
+        error_description: hasCredentials
+          ? "token is invalid or expired"
+          : "authentication required",
+      },
+      401,
+      {
+        "www-authenticate": bearerChallenge(
+          ctx,
+          aggregateResource(ctx.settings.publicUrl),
+          hasCredentials ? { error: "invalid_token" } : {},
+        ),
+      },
+    );
+  }
+  const backends = await Promise.all(
+    ctx.config.backends.map((b) => probeBackend(ctx, ctx.config, b)),
+  );
+  const status = backends.every((b) => b.status === "up") ? "ok" : "degraded";
+  return jsonResponse({ status, backends });
 }

@@ -1,8 +1,30 @@
-/** Placeholder: being written. */
+/**
+ * `/mcp/{backend}` (GET, POST, DELETE): the authenticated pass-through to one backend over
+ * Streamable HTTP, both protocol eras (MCP 2025-11-25 and 2026-07-28 Transports).
+ * Order: Origin (403) → unknown backend (404) → bearer (400/401/403) → proxy.
+ */
+import { authenticate, checkOrigin } from "../lib/bearer.ts";
 import type { RouteContext } from "../lib/deps.ts";
-import { jsonResponse } from "../lib/http.ts";
+import { findBackend, INVALID_REQUEST, jsonRpcError, proxyToBackend } from "../lib/proxy.ts";
+import { backendResource } from "../lib/resources.ts";
 
-/** Not implemented yet. */
-export function handler(_req: Request, _ctx: RouteContext): Response {
-  return jsonResponse({ error: "not_implemented" }, 501);
+/** Authenticates the caller for the backend's resource, then forwards the request to it. */
+export async function handler(req: Request, ctx: RouteContext): Promise<Response> {
+  const forbidden = checkOrigin(req, ctx);
+  if (forbidden) return forbidden;
+  const name = ctx.params.backend ?? "";
+  ctx.logFields.backend = name.slice(0, 40);
+  if (!findBackend(ctx.config, name)) {
+    return jsonRpcError(404, INVALID_REQUEST, `unknown backend "${name.slice(0, 40)}"`);
+  }
+  const principal = await authenticate(
+    req,
+    ctx,
+    backendResource(ctx.settings.publicUrl, name),
+    name,
+  );
+  if (principal instanceof Response) return principal;
+  ctx.logFields.principal = principal.id;
+  if (principal.clientId) ctx.logFields.client = principal.clientId;
+  return proxyToBackend(req, ctx, name, principal);
 }
