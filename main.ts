@@ -2,8 +2,18 @@
  * MCP edge gateway: an OAuth 2.1 authorization server and an authenticated front for the MCP
  * backends of `gateway.config.json`. One route table; each route lives in `routes/`.
  */
+import { clientIp } from "./lib/client_ip.ts";
 import { type Deps, loadDeps, type RouteContext } from "./lib/deps.ts";
-import { BodyTooLargeError, jsonResponse, preflight, withCors } from "./lib/http.ts";
+import {
+  BodyTooLargeError,
+  DEFAULT_BODY_LIMIT,
+  jsonResponse,
+  limitRequestBody,
+  MCP_BODY_LIMIT,
+  preflight,
+  withCors,
+} from "./lib/http.ts";
+import { isKvFailure, KV_RETRY_AFTER_SECONDS } from "./lib/kv_errors.ts";
 import { OAuthError, oauthErrorResponse } from "./lib/oauth_error.ts";
 import * as asMetadata from "./routes/as_metadata.ts";
 import * as authorize from "./routes/authorize.ts";
@@ -28,6 +38,8 @@ export interface Route {
   handler: Handler;
   /** Browser clients may call it cross-origin (CORS headers, preflight answered). */
   cors?: boolean;
+  /** An MCP route: errors are JSON-RPC errors, bodies may reach {@linkcode MCP_BODY_LIMIT}. */
+  mcp?: boolean;
 }
 
 const p = (pathname: string) => new URLPattern({ pathname });
@@ -65,7 +77,13 @@ export const routes: Route[] = [
     handler: protectedResource.handler,
     cors: true,
   },
-  { name: "register", pattern: p("/register"), method: "POST", handler: register.handler, cors: true },
+  {
+    name: "register",
+    pattern: p("/register"),
+    method: "POST",
+    handler: register.handler,
+    cors: true,
+  },
   { name: "authorize", pattern: p("/authorize"), method: "GET", handler: authorize.handler },
   {
     name: "authorize_decision",
@@ -75,13 +93,21 @@ export const routes: Route[] = [
   },
   { name: "token", pattern: p("/token"), method: "POST", handler: token.handler, cors: true },
   { name: "revoke", pattern: p("/revoke"), method: "POST", handler: revoke.handler, cors: true },
-  { name: "mcp", pattern: p("/mcp"), method: MCP_METHODS, handler: mcp.handler, cors: true },
+  {
+    name: "mcp",
+    pattern: p("/mcp"),
+    method: MCP_METHODS,
+    handler: mcp.handler,
+    cors: true,
+    mcp: true,
+  },
   {
     name: "mcp_backend",
     pattern: p("/mcp/:backend"),
     method: MCP_METHODS,
     handler: mcpBackend.handler,
     cors: true,
+    mcp: true,
   },
 ];
 
@@ -89,19 +115,57 @@ function allows(route: Route, method: string): boolean {
   return Array.isArray(route.method) ? route.method.includes(method) : route.method === method;
 }
 
-/** Renders anything a route threw: OAuth errors as RFC 6749 §5.2 JSON, the rest as bare 500. */
-function renderError(error: unknown, deps: Deps, route: string): Response {
+/** A JSON-RPC 2.0 §5 error response with `id: null`, for MCP routes. */
+function jsonRpcErrorResponse(
+  status: number,
+  code: number,
+  message: string,
+  headers: HeadersInit = {},
+): Response {
+  return jsonResponse({ jsonrpc: "2.0", id: null, error: { code, message } }, status, headers);
+}
+
+/** 413 (RFC 9110 §15.5.14): RFC 6749 §5.2 `invalid_request`, or JSON-RPC -32600 on MCP. */
+function bodyTooLarge(error: BodyTooLargeError, route: Route): Response {
+  return route.mcp
+    ? jsonRpcErrorResponse(413, -32600, error.message)
+    : jsonResponse({ error: "invalid_request", error_description: error.message }, 413);
+}
+
+/**
+ * Renders anything a route threw: OAuth errors as RFC 6749 §5.2 JSON, over-long bodies as 413,
+ * storage (Deno KV) failures as 503 `temporarily_unavailable` with `Retry-After` (RFC 9110
+ * §15.6.4; JSON-RPC -32603 on MCP routes), the rest as a bare 500.
+ */
+function renderError(error: unknown, deps: Deps, route: Route): Response {
   if (error instanceof OAuthError) return oauthErrorResponse(error);
-  if (error instanceof BodyTooLargeError) {
-    return jsonResponse({ error: "invalid_request", error_description: error.message }, 413);
-  }
+  if (error instanceof BodyTooLargeError) return bodyTooLarge(error, route);
+  const kvFailure = isKvFailure(error);
   deps.log({
     level: "error",
-    route,
+    route: route.name,
     error: error instanceof Error ? error.name : "unknown",
     message: error instanceof Error ? error.message.slice(0, 200) : undefined,
+    ...(kvFailure ? { kv_failure: true } : {}),
   });
+  if (kvFailure) {
+    const headers = { "retry-after": String(KV_RETRY_AFTER_SECONDS) };
+    const description = "storage is temporarily unavailable; retry later";
+    return route.mcp
+      ? jsonRpcErrorResponse(503, -32603, `temporarily_unavailable: ${description}`, headers)
+      : jsonResponse(
+        { error: "temporarily_unavailable", error_description: description },
+        503,
+        headers,
+      );
+  }
   return jsonResponse({ error: "server_error" }, 500);
+}
+
+/** The tool of an MCP request, when its headers name it (MCP 2026-07-28 `Mcp-Name`). */
+function toolOf(req: Request): string | undefined {
+  if (req.headers.get("mcp-method") !== "tools/call") return undefined;
+  return req.headers.get("mcp-name")?.slice(0, 100) ?? undefined;
 }
 
 /** Builds the gateway's request handler from its dependencies. */
@@ -130,16 +194,30 @@ export function createHandler(
         });
       } else {
         routeName = route.name;
+        const remote = info && "hostname" in info.remoteAddr ? info.remoteAddr.hostname : undefined;
         const ctx: RouteContext = {
           ...deps,
           params: route.pattern.exec(url)?.pathname.groups ?? {},
-          clientIp: info && "hostname" in info.remoteAddr ? info.remoteAddr.hostname : "unknown",
+          clientIp: clientIp(req.headers, deps.config.clientIpHeader, remote),
           logFields,
         };
+        if (route.mcp) {
+          const tool = toolOf(req);
+          if (tool) logFields.tool = tool;
+        }
+        const bodyLimit = route.mcp ? MCP_BODY_LIMIT : DEFAULT_BODY_LIMIT;
+        let overflowed = () => false;
         try {
-          res = await route.handler(req, ctx);
+          const limited = limitRequestBody(req, bodyLimit);
+          overflowed = limited.overflowed;
+          res = await route.handler(limited.request, ctx);
         } catch (error) {
-          res = renderError(error, deps, route.name);
+          res = renderError(error, deps, route);
+        }
+        if (overflowed() && res.status !== 413) {
+          // The capped stream failed inside the route (e.g. while fetch streamed it upstream).
+          await res.body?.cancel().catch(() => {});
+          res = bodyTooLarge(new BodyTooLargeError(bodyLimit), route);
         }
         if (route.cors) res = withCors(res, req);
       }

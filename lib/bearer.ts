@@ -1,24 +1,32 @@
 /**
  * Authentication of MCP routes: Bearer access tokens issued by this gateway (RFC 6750 §2.1,
- * audience-checked per RFC 8707 and MCP 2025-11-25 Authorization §Token Audience Binding) or a
- * static API key; the Origin rule of MCP 2025-11-25 Transports §Security Warning.
+ * audience-checked per RFC 8707 and MCP 2025-11-25 Authorization §Token Audience Binding), JWT
+ * access tokens of a configured external issuer (RFC 9068), or a static API key; the Origin
+ * rule of MCP 2025-11-25 Transports §Security Warning; and the MCP rate limit per grant.
  */
+import { decodeJwt } from "jose";
 import { sha256Hex, timingSafeEqual } from "./crypto.ts";
 import type { Deps } from "./deps.ts";
+import { looksLikeJwt } from "./external_jwt.ts";
 import { jsonResponse } from "./http.ts";
+import { OAuthError } from "./oauth_error.ts";
 import {
   audienceCovers,
   backendScope,
   resourceMetadataUrl,
   scopeCoversBackend,
+  supportedScopes,
 } from "./resources.ts";
 import { accessKey, type TokenRecord } from "./store.ts";
 
 /** Who is calling an MCP route. */
 export interface Principal {
-  /** Stable id: the grant id for tokens, `apikey:<hash prefix>` for API keys. */
+  /**
+   * Stable id: the grant id for tokens, `apikey:<hash prefix>` for API keys,
+   * `jwt:<iss>:<sub>` for external JWTs.
+   */
   id: string;
-  kind: "token" | "api_key";
+  kind: "token" | "api_key" | "external_jwt";
   clientId?: string;
   grantId?: string;
   /** Space-separated scopes; API keys hold `mcp` (everything). */
@@ -49,7 +57,9 @@ export function bearerChallenge(
   resource: string,
   extra: { error?: string; description?: string; scope?: string } = {},
 ): string {
-  const parts = [`resource_metadata=${quote(resourceMetadataUrl(deps.settings.publicUrl, resource))}`];
+  const parts = [
+    `resource_metadata=${quote(resourceMetadataUrl(deps.settings.publicUrl, resource))}`,
+  ];
   if (extra.scope) parts.push(`scope=${quote(extra.scope)}`);
   if (extra.error) parts.push(`error=${quote(extra.error)}`);
   if (extra.description) parts.push(`error_description=${quote(extra.description)}`);
@@ -121,20 +131,42 @@ export async function authenticate(
   const apiKey = await matchApiKey(deps, token);
   if (apiKey) return apiKey;
   const record = await lookupAccessToken(deps, token);
-  if (!record) {
-    return challengeResponse(deps, resource, 401, "invalid_token", "token is invalid or expired", scopeHint);
+  let principal: Principal;
+  if (record) {
+    if (!audienceCovers(record.resource, resource, deps.settings.publicUrl)) {
+      return challengeResponse(
+        deps,
+        resource,
+        401,
+        "invalid_token",
+        "token was issued for another resource",
+        scopeHint,
+      );
+    }
+    principal = {
+      id: record.grantId,
+      kind: "token",
+      clientId: record.clientId,
+      grantId: record.grantId,
+      scope: record.scope,
+      audience: record.resource,
+    };
+  } else {
+    const external = await verifyExternalJwt(deps, token, resource);
+    if (external instanceof Response) return external;
+    if (!external) {
+      return challengeResponse(
+        deps,
+        resource,
+        401,
+        "invalid_token",
+        "token is invalid or expired",
+        scopeHint,
+      );
+    }
+    principal = external;
   }
-  if (!audienceCovers(record.resource, resource, deps.settings.publicUrl)) {
-    return challengeResponse(
-      deps,
-      resource,
-      401,
-      "invalid_token",
-      "token was issued for another resource",
-      scopeHint,
-    );
-  }
-  if (backend && !scopeCoversBackend(record.scope, backend)) {
+  if (backend && !scopeCoversBackend(principal.scope, backend)) {
     return challengeResponse(
       deps,
       resource,
@@ -144,14 +176,89 @@ export async function authenticate(
       scopeHint,
     );
   }
-  return {
-    id: record.grantId,
-    kind: "token",
-    clientId: record.clientId,
-    grantId: record.grantId,
-    scope: record.scope,
-    audience: record.resource,
+  noteInLog(deps, principal);
+  return enforceMcpRateLimit(deps, principal) ?? principal;
+}
+
+/** Adds the caller's identifiers (never its token) to the request's log line, if any. */
+function noteInLog(deps: Deps, principal: Principal): void {
+  const fields = (deps as Deps & { logFields?: Record<string, unknown> }).logFields;
+  if (!fields) return;
+  if (principal.clientId) fields.client_id = principal.clientId;
+  if (principal.grantId) fields.grant_id = principal.grantId;
+  fields.auth = principal.kind;
+}
+
+/**
+ * MCP calls per grant (or external principal) and minute, `rateLimits.mcpPerGrantPerMinute`:
+ * 429 with `Retry-After` (RFC 6585 §4, RFC 9110 §10.2.3) and a JSON-RPC error body (JSON-RPC
+ * 2.0 §5.1, implementation-defined server error -32000). API keys (the operator's own) are
+ * not limited. Counted per isolate and flushed to KV in batches (see `BatchedRateLimiter`).
+ */
+function enforceMcpRateLimit(deps: Deps, principal: Principal): Response | null {
+  if (principal.kind === "api_key") return null;
+  const result = deps.mcpRateLimiter.check(deps.kv, principal.id, deps.now());
+  if (result.allowed) return null;
+  return jsonResponse(
+    {
+      jsonrpc: "2.0",
+      id: null,
+      error: {
+        code: RATE_LIMITED,
+        message: `rate limit exceeded: at most ${deps.mcpRateLimiter.limit} MCP requests ` +
+          `per minute for this grant; retry after ${result.retryAfterSeconds} s`,
+        data: { retryAfterSeconds: result.retryAfterSeconds },
+      },
+    },
+    429,
+    { "retry-after": String(result.retryAfterSeconds) },
+  );
+}
+
+/** JSON-RPC error code of the MCP rate limit (JSON-RPC 2.0 §5.1 server error range). */
+export const RATE_LIMITED = -32000;
+
+/**
+ * Tries the external issuers (RFC 9068 JWT access tokens) whose `iss` matches the token's
+ * unverified `iss` claim. `null` when none accepts it; a 503 `temporarily_unavailable` with
+ * `Retry-After` when an issuer's JWKS cannot be fetched (an outage is not the caller's fault).
+ */
+async function verifyExternalJwt(
+  deps: Deps,
+  token: string,
+  resource: string,
+): Promise<Principal | Response | null> {
+  const verifiers = deps.externalJwtVerifiers ?? [];
+  if (verifiers.length === 0 || !looksLikeJwt(token)) return null;
+  let iss: unknown;
+  try {
+    iss = decodeJwt(token).iss;
+  } catch {
+    return null;
+  }
+  const target = {
+    resource,
+    publicUrl: deps.settings.publicUrl,
+    knownScopes: supportedScopes(deps.config),
   };
+  let outage: OAuthError | null = null;
+  for (const verifier of verifiers) {
+    if (verifier.issuer !== iss) continue;
+    try {
+      const found = await verifier.verify(token, target);
+      if (found) return { ...found };
+    } catch (e) {
+      if (!(e instanceof OAuthError)) throw e;
+      outage = e;
+    }
+  }
+  if (!outage) return null;
+  const headers = new Headers(outage.headers);
+  return jsonResponse(
+    { error: outage.code, error_description: outage.message },
+    outage.status,
+    headers,
+  );
 }
 
 async function matchApiKey(deps: Deps, token: string): Promise<Principal | null> {

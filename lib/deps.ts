@@ -4,7 +4,9 @@
  */
 import { type GatewayConfig, loadConfigFile } from "./config.ts";
 import { sha256Hex } from "./crypto.ts";
+import { createExternalJwtVerifier, type ExternalJwtVerifier } from "./external_jwt.ts";
 import { consoleLogger, type Logger } from "./log.ts";
+import { BatchedRateLimiter } from "./rate_limit.ts";
 import { TokenCache } from "./token_cache.ts";
 
 /** Settings read from the environment (the runtime contract in README.md). */
@@ -31,6 +33,10 @@ export interface Deps {
   fetch: typeof fetch;
   log: Logger;
   tokenCache: TokenCache;
+  /** MCP calls per grant or principal (`rateLimits.mcpPerGrantPerMinute`), batched to KV. */
+  mcpRateLimiter: BatchedRateLimiter;
+  /** One verifier per `externalIssuers[]` entry, in config order. */
+  externalJwtVerifiers: ExternalJwtVerifier[];
 }
 
 /** Per-request context given to a route handler. */
@@ -75,6 +81,31 @@ export async function readSettings(env: (name: string) => string | undefined): P
   };
 }
 
+/** The MCP rate limiter of a config: one-minute windows, flushed to KV about every second. */
+export function buildMcpRateLimiter(config: GatewayConfig, log: Logger): BatchedRateLimiter {
+  return new BatchedRateLimiter({
+    bucket: "mcp",
+    limit: config.rateLimits.mcpPerGrantPerMinute,
+    windowMs: 60_000,
+    flushIntervalMs: 1000,
+    flushEvery: 100,
+    onError: (error) =>
+      log({
+        level: "warn",
+        event: "rate_limit_flush_failed",
+        error: error instanceof Error ? error.name : "unknown",
+      }),
+  });
+}
+
+/** Verifiers of the configured external issuers; they fetch JWKS with `deps.fetch`. */
+export function buildExternalJwtVerifiers(
+  config: GatewayConfig,
+  deps: Pick<Deps, "now" | "fetch">,
+): ExternalJwtVerifier[] {
+  return config.externalIssuers.map((issuer) => createExternalJwtVerifier(issuer, deps));
+}
+
 /** Builds the production dependencies from the environment. */
 export async function loadDeps(): Promise<Deps> {
   const env = (name: string) => Deno.env.get(name);
@@ -82,13 +113,17 @@ export async function loadDeps(): Promise<Deps> {
   const config = await loadConfigFile(env("GATEWAY_CONFIG") ?? "./gateway.config.json", env);
   const kvPath = env("KV_PATH");
   const kv = await Deno.openKv(kvPath || undefined);
+  const now = Date.now;
+  const fetchFn = globalThis.fetch.bind(globalThis);
   return {
     kv,
     config,
     settings,
-    now: Date.now,
-    fetch: globalThis.fetch.bind(globalThis),
+    now,
+    fetch: fetchFn,
     log: consoleLogger,
     tokenCache: new TokenCache({ channel: new BroadcastChannel("gateway-token-revocations") }),
+    mcpRateLimiter: buildMcpRateLimiter(config, consoleLogger),
+    externalJwtVerifiers: buildExternalJwtVerifiers(config, { now, fetch: fetchFn }),
   };
 }

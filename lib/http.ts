@@ -25,6 +25,57 @@ export class BodyTooLargeError extends Error {
   }
 }
 
+/** Largest body of an MCP request (the MCP SDKs' default bound, 4 MiB). */
+export const MCP_BODY_LIMIT = 4 * 1024 * 1024;
+/** Largest body of any other route (forms and registration read less: their own limits). */
+export const DEFAULT_BODY_LIMIT = 64 * 1024;
+
+/** A request whose body is capped by {@linkcode limitRequestBody}. */
+export interface LimitedRequest {
+  /** The request to hand on (the same one when nothing needed wrapping). */
+  request: Request;
+  /** Whether the body went past the limit (its stream then errored with BodyTooLargeError). */
+  overflowed: () => boolean;
+}
+
+/**
+ * Caps a request body at `limit` bytes without buffering it (RFC 9110 §15.5.14, 413):
+ * - a declared `Content-Length` above the limit throws {@linkcode BodyTooLargeError} at once;
+ * - a declared length within the limit needs nothing more (the server reads no further than
+ *   the declared length, RFC 9112 §6.3), so the request is returned as is (no cost);
+ * - a body without a length (chunked) is wrapped in a counting stream that errors with
+ *   {@linkcode BodyTooLargeError} once more than `limit` bytes went through; whoever reads
+ *   it (a route, or `fetch` streaming it upstream) fails, and `overflowed()` says why.
+ * @throws {BodyTooLargeError}
+ */
+export function limitRequestBody(req: Request, limit: number): LimitedRequest {
+  const declared = req.headers.get("content-length");
+  if (declared !== null) {
+    const n = Number(declared);
+    if (!Number.isFinite(n) || n > limit) throw new BodyTooLargeError(limit);
+    return { request: req, overflowed: () => false };
+  }
+  if (!req.body) return { request: req, overflowed: () => false };
+  let size = 0;
+  let over = false;
+  const counter = new TransformStream<Uint8Array, Uint8Array>({
+    transform(chunk, controller) {
+      size += chunk.byteLength;
+      if (size > limit) {
+        over = true;
+        controller.error(new BodyTooLargeError(limit));
+        return;
+      }
+      controller.enqueue(chunk);
+    },
+  });
+  const init: RequestInit & { duplex: "half" } = {
+    body: req.body.pipeThrough(counter),
+    duplex: "half",
+  };
+  return { request: new Request(req, init), overflowed: () => over };
+}
+
 /** Reads a request body as text, refusing more than `limit` bytes (without buffering more). */
 export async function readBodyText(req: Request, limit: number): Promise<string> {
   const declared = Number(req.headers.get("content-length") ?? "0");
@@ -138,7 +189,8 @@ export function htmlResponse(html: string, status = 200, headers: HeadersInit = 
 
 /** Escapes text for HTML element content and attribute values. */
 export function escapeHtml(s: string): string {
-  return s.replace(/[&<>"']/g, (c) =>
-    ({ "&": "&amp;", "<": "&lt;", ">": "&gt;", '"': "&quot;", "'": "&#39;" })[c]!
+  return s.replace(
+    /[&<>"']/g,
+    (c) => ({ "&": "&amp;", "<": "&lt;", ">": "&gt;", '"': "&quot;", "'": "&#39;" })[c]!,
   );
 }

@@ -1,21 +1,74 @@
 /**
  * Structured logging: one JSON object per line. Callers pass only identifiers (client id,
- * grant id, backend, tool, status, latency), never a token, code, secret or password.
+ * grant id, backend, tool, status, latency), never a token, code, secret or password; as a
+ * second line of defence every logger of this module passes records through
+ * {@linkcode redactRecord} (RFC 6749 §10.3, §10.5 and RFC 6819 §5.1.6: credentials must not
+ * leak, and logs are a classic place for them to).
  */
 
 /** A log sink. */
 export type Logger = (record: Record<string, unknown>) => void;
 
-/** Writes JSON lines to stdout (Deno Deploy collects them). */
+/** What replaces a dropped value. */
+export const REDACTED = "[redacted]";
+
+/**
+ * Field names whose values are secrets by nature: tokens, codes, secrets, passwords, PKCE
+ * verifiers, credentials, cookies, `Authorization`. (`token_type`/`grant_type` hold no secret
+ * but are dropped too if logged under such a name; identifiers use `*_id` names.)
+ */
+const SECRET_KEY =
+  /(^|[_-])(code|code_verifier|verifier|password|passwd|pwd|secret|client_secret|token|access_token|refresh_token|id_token|assertion|authorization|cookie|set-cookie|api_?key|credentials?|csrf(_token)?)$|token$|secret$|password$/i;
+
+/** Patterns of credentials inside any string, with their replacement. */
+const SECRET_VALUE: [RegExp, string][] = [
+  [/gw(?:at|rt)_[A-Za-z0-9_-]+/g, REDACTED], // this gateway's access and refresh tokens
+  [/\b(?:Bearer|Basic|DPoP)\s+[A-Za-z0-9\-._~+/]+=*/gi, REDACTED], // Authorization values
+  [/\beyJ[A-Za-z0-9_-]*\.[A-Za-z0-9_-]+\.[A-Za-z0-9_-]*/g, REDACTED], // JWTs
+  [
+    /([?&](?:code|code_verifier|access_token|refresh_token|client_secret|password|token)=)[^&\s"]+/gi,
+    `$1${REDACTED}`,
+  ],
+];
+
+function redactString(value: string): string {
+  if (value.length < 12) return value; // shorter than any credential pattern worth masking
+  let out = value;
+  for (const [re, replacement] of SECRET_VALUE) out = out.replace(re, replacement);
+  return out;
+}
+
+function redactValue(value: unknown, depth: number): unknown {
+  if (typeof value === "string") return redactString(value);
+  if (value === null || typeof value !== "object") return value;
+  if (depth > 4) return REDACTED;
+  if (Array.isArray(value)) return value.map((v) => redactValue(v, depth + 1));
+  const out: Record<string, unknown> = {};
+  for (const [k, v] of Object.entries(value)) {
+    out[k] = SECRET_KEY.test(k) ? REDACTED : redactValue(v, depth + 1);
+  }
+  return out;
+}
+
+/**
+ * A copy of `record` without secrets: values under secret-looking field names are replaced by
+ * `"[redacted]"`, and gateway tokens (`gwat_…`, `gwrt_…`), `Bearer`/`Basic` credentials, JWTs
+ * and secret query parameters inside any string are masked.
+ */
+export function redactRecord(record: Record<string, unknown>): Record<string, unknown> {
+  return redactValue(record, 0) as Record<string, unknown>;
+}
+
+/** Writes redacted JSON lines to stdout (Deno Deploy collects them). */
 export const consoleLogger: Logger = (record) => {
-  console.log(JSON.stringify({ time: new Date().toISOString(), ...record }));
+  console.log(JSON.stringify({ time: new Date().toISOString(), ...redactRecord(record) }));
 };
 
-/** A logger that keeps records in memory, for tests. */
+/** A logger that keeps (redacted) records in memory, for tests. */
 export function memoryLogger(): Logger & { records: Record<string, unknown>[] } {
   const records: Record<string, unknown>[] = [];
   const logger = ((record: Record<string, unknown>) => {
-    records.push(record);
+    records.push(redactRecord(record));
   }) as Logger & { records: Record<string, unknown>[] };
   logger.records = records;
   return logger;

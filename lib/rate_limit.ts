@@ -78,3 +78,173 @@ export async function peek(
   const count = countOf(entry.value);
   return { allowed: count < limit, count, retryAfterSeconds: retryAfter(windowMs, now) };
 }
+
+/** Settings of a {@linkcode BatchedRateLimiter}. */
+export interface BatchedRateLimiterOptions {
+  /** Counter namespace in KV (`["rate", bucket, subject, window]`, as {@linkcode hit}). */
+  bucket: string;
+  /** Events allowed per subject and window, across all isolates (approximately, see below). */
+  limit: number;
+  windowMs: number;
+  /** Flush the local count at most this long after the last flush (default 1 s). */
+  flushIntervalMs?: number;
+  /** Flush as soon as this many events are pending locally (default 100). */
+  flushEvery?: number;
+  /** Subjects remembered before old windows are dropped (default 10 000). */
+  maxSubjects?: number;
+  /** Told about a failed flush (the count stays pending and is retried). */
+  onError?: (error: unknown) => void;
+}
+
+interface SubjectState {
+  window: number;
+  /** Events counted here and not yet sent to KV. */
+  pending: number;
+  /** Events being sent by the flush in progress. */
+  inFlight: number;
+  /** The window's total in KV as last read (every isolate's flushed events). */
+  shared: number;
+  lastFlush: number;
+  flushing: Promise<void> | null;
+}
+
+/**
+ * A rate limiter for hot paths (MCP calls per grant) that does not write KV on every request.
+ *
+ * Each isolate counts events locally and flushes them to the shared KV counter with an atomic
+ * `sum` (no conflicts between isolates), then reads the window's total back. A flush starts,
+ * in the background, on the first event of a subject's window, then whenever
+ * `flushIntervalMs` has passed since the last flush or `flushEvery` events are pending. An
+ * event is allowed while `KV total as last read + local pending + in flight < limit`.
+ *
+ * The limit is therefore approximate across isolates: events other isolates counted since the
+ * last read are unseen, so N busy isolates may together exceed the limit by what they admit in
+ * one flush interval (at most about `N × min(flushEvery, rate × flushIntervalMs)`). Within one
+ * isolate it is exact. A KV failure never fails the request: the count stays pending locally.
+ * Uses the same keys as {@linkcode hit}, so {@linkcode peek} reads the flushed total.
+ */
+export class BatchedRateLimiter {
+  readonly bucket: string;
+  readonly limit: number;
+  readonly windowMs: number;
+  readonly flushIntervalMs: number;
+  readonly flushEvery: number;
+  readonly maxSubjects: number;
+  #onError: (error: unknown) => void;
+  #subjects = new Map<string, SubjectState>();
+
+  constructor(options: BatchedRateLimiterOptions) {
+    this.bucket = options.bucket;
+    this.limit = options.limit;
+    this.windowMs = options.windowMs;
+    this.flushIntervalMs = options.flushIntervalMs ?? 1000;
+    this.flushEvery = options.flushEvery ?? 100;
+    this.maxSubjects = options.maxSubjects ?? 10_000;
+    this.#onError = options.onError ?? (() => {});
+  }
+
+  /**
+   * Counts one event of `subject` at `now` unless the limit is reached. Synchronous: KV is
+   * touched only by the background flushes it may start.
+   */
+  check(kv: Deno.Kv, subject: string, now: number): RateLimitResult {
+    const window = Math.floor(now / this.windowMs);
+    let state = this.#subjects.get(subject);
+    if (!state || state.window !== window) {
+      if (!state && this.#subjects.size >= this.maxSubjects) this.#prune(window);
+      state = {
+        window,
+        pending: 0,
+        inFlight: 0,
+        shared: 0,
+        lastFlush: -Infinity,
+        flushing: null,
+      };
+      this.#subjects.set(subject, state);
+    }
+    const used = state.shared + state.inFlight + state.pending;
+    const retryAfterSeconds = retryAfter(this.windowMs, now);
+    if (used >= this.limit) {
+      if (!state.flushing && now - state.lastFlush >= this.flushIntervalMs) {
+        this.#flush(kv, subject, state, now);
+      }
+      return { allowed: false, count: used, retryAfterSeconds };
+    }
+    state.pending++;
+    if (
+      !state.flushing &&
+      (now - state.lastFlush >= this.flushIntervalMs || state.pending >= this.flushEvery)
+    ) {
+      this.#flush(kv, subject, state, now);
+    }
+    return { allowed: true, count: used + 1, retryAfterSeconds };
+  }
+
+  /** Waits for the flushes in progress, starting none (tests). */
+  async settled(): Promise<void> {
+    const running: Promise<void>[] = [];
+    for (const state of this.#subjects.values()) {
+      if (state.flushing) running.push(state.flushing);
+    }
+    await Promise.all(running);
+  }
+
+  /** Sends every pending count to KV now and waits for all flushes (tests, shutdown). */
+  async flush(kv: Deno.Kv, now: number): Promise<void> {
+    const running: Promise<void>[] = [];
+    for (const state of this.#subjects.values()) {
+      if (state.flushing) running.push(state.flushing);
+    }
+    await Promise.all(running);
+    for (const [subject, state] of this.#subjects) {
+      if (state.window === Math.floor(now / this.windowMs)) this.#flush(kv, subject, state, now);
+      if (state.flushing) running.push(state.flushing);
+    }
+    await Promise.all(running);
+  }
+
+  #flush(kv: Deno.Kv, subject: string, state: SubjectState, now: number): void {
+    const count = state.pending;
+    const first = state.lastFlush === -Infinity;
+    state.pending = 0;
+    state.inFlight = count;
+    state.lastFlush = now;
+    const key: Deno.KvKey = ["rate", this.bucket, subject, state.window];
+    state.flushing = (async () => {
+      try {
+        // The first write of a window creates the counter with an expiry (cleanup only; `sum`
+        // cannot set one); later writes, or a lost creation race, add with a conflict-free sum.
+        let created = false;
+        if (count > 0 && first) {
+          const expireIn = Math.max(1, (state.window + 1) * this.windowMs - now);
+          ({ ok: created } = await kv.atomic().check({ key, versionstamp: null })
+            .set(key, new Deno.KvU64(BigInt(count)), { expireIn }).commit());
+        }
+        if (count > 0 && !created) {
+          const { ok } = await kv.atomic().sum(key, BigInt(count)).commit();
+          if (!ok) throw new Error("rate limit flush was not committed");
+        }
+        const entry = await kv.get(key);
+        state.shared = countOf(entry.value);
+      } catch (error) {
+        state.pending += count;
+        this.#onError(error);
+      } finally {
+        state.inFlight = 0;
+        state.flushing = null;
+      }
+    })();
+  }
+
+  /** Drops the subjects of past windows that have nothing left to send. */
+  #prune(window: number): void {
+    for (const [subject, state] of this.#subjects) {
+      if (state.window < window && !state.flushing) this.#subjects.delete(subject);
+    }
+    while (this.#subjects.size >= this.maxSubjects) {
+      const oldest = this.#subjects.keys().next().value;
+      if (oldest === undefined) break;
+      this.#subjects.delete(oldest);
+    }
+  }
+}

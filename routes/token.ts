@@ -8,6 +8,7 @@ import { codeRequestSchema, exchangeCode } from "../lib/code_exchange.ts";
 import type { RouteContext } from "../lib/deps.ts";
 import { jsonResponse, readForm } from "../lib/http.ts";
 import { OAuthError } from "../lib/oauth_error.ts";
+import { hit } from "../lib/rate_limit.ts";
 import { resolveResource } from "../lib/resources.ts";
 import { rotateRefreshToken, tokenResponseBody } from "../lib/tokens.ts";
 
@@ -41,6 +42,24 @@ function clientMayUse(registered: string[], grantType: (typeof GRANT_TYPES)[numb
   return grantType === "refresh_token" && registered.includes("authorization_code");
 }
 
+/**
+ * `rateLimits.tokenPerClientPerMinute`, counted in KV per authenticated client (so it holds
+ * across isolates). Over the limit: 429 (RFC 6585 §4) with `Retry-After` (RFC 9110 §10.2.3)
+ * and the RFC 6749 §5.2 body `temporarily_unavailable` (RFC 6749 §4.1.2.1's code for "cannot
+ * handle the request now", the closest registered one; the status tells it from a 503).
+ */
+async function limitTokenRequests(ctx: RouteContext, clientId: string): Promise<void> {
+  const perMinute = ctx.config.rateLimits.tokenPerClientPerMinute;
+  const result = await hit(ctx.kv, "token", clientId, perMinute, 60_000, ctx.now());
+  if (result.allowed) return;
+  throw new OAuthError(
+    "temporarily_unavailable",
+    `too many token requests for this client (at most ${perMinute} per minute); ` +
+      `retry after ${result.retryAfterSeconds} s`,
+    { status: 429, headers: { "retry-after": String(result.retryAfterSeconds) } },
+  );
+}
+
 /** Handles `POST /token`. */
 export async function handler(req: Request, ctx: RouteContext): Promise<Response> {
   const form = await readForm(req);
@@ -48,6 +67,7 @@ export async function handler(req: Request, ctx: RouteContext): Promise<Response
   ctx.logFields.grant_type = grantType;
   const client = await authenticateClient(ctx, req, form);
   ctx.logFields.client_id = client.clientId;
+  await limitTokenRequests(ctx, client.clientId);
   if (!clientMayUse(client.grantTypes, grantType)) {
     throw new OAuthError("unauthorized_client", `client is not registered for ${grantType}`);
   }

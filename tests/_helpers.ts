@@ -3,7 +3,12 @@
  * clock) and helpers to serve the gateway on a real port.
  */
 import { parseConfig } from "../lib/config.ts";
-import { type Deps, readSettings } from "../lib/deps.ts";
+import {
+  buildExternalJwtVerifiers,
+  buildMcpRateLimiter,
+  type Deps,
+  readSettings,
+} from "../lib/deps.ts";
 import { memoryLogger } from "../lib/log.ts";
 import { TokenCache } from "../lib/token_cache.ts";
 import { createHandler } from "../main.ts";
@@ -45,7 +50,7 @@ export async function makeDeps(
   );
   const clock = testClock();
   const log = memoryLogger();
-  return {
+  const deps: Deps & { clock: TestClock; logs: Record<string, unknown>[] } = {
     kv: await Deno.openKv(options.kvPath ?? ":memory:"),
     config,
     settings: await readSettings((n) => env[n]),
@@ -53,9 +58,17 @@ export async function makeDeps(
     fetch: globalThis.fetch.bind(globalThis),
     log,
     tokenCache: new TokenCache({ ttlMs: options.cacheTtlMs ?? 1000 }),
+    mcpRateLimiter: buildMcpRateLimiter(config, log),
+    externalJwtVerifiers: [],
     clock,
     logs: log.records,
   };
+  // Late-bound, so that a test replacing `deps.now` or `deps.fetch` reaches the verifiers too.
+  deps.externalJwtVerifiers = buildExternalJwtVerifiers(config, {
+    now: () => deps.now(),
+    fetch: (input, init) => deps.fetch(input, init),
+  });
+  return deps;
 }
 
 /** A gateway served on a real loopback port. Set `PUBLIC_URL` from `url` via `makeServedDeps`. */
