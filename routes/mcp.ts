@@ -1,8 +1,20 @@
-/** Placeholder: being written. */
+/**
+ * `/mcp`: the aggregated MCP endpoint over every backend the caller's scope covers, for both
+ * protocol eras (MCP 2025-11-25 and 2026-07-28 Transports §Streamable HTTP). Origin check
+ * (Transports §Security Warning), then Bearer authentication with an audience covering `/mcp`
+ * (MCP Authorization §Token Audience Binding); the rest lives in lib/aggregate/.
+ */
+import { authenticate, checkOrigin } from "../lib/bearer.ts";
 import type { RouteContext } from "../lib/deps.ts";
-import { jsonResponse } from "../lib/http.ts";
+import { serveAggregate } from "../lib/aggregate/handler.ts";
+import { aggregateResource } from "../lib/resources.ts";
 
-/** Not implemented yet. */
-export function handler(_req: Request, _ctx: RouteContext): Response {
-  return jsonResponse({ error: "not_implemented" }, 501);
+/** Serves GET/POST/DELETE `/mcp`. */
+export async function handler(req: Request, ctx: RouteContext): Promise<Response> {
+  const refused = checkOrigin(req, ctx);
+  if (refused) return refused;
+  const principal = await authenticate(req, ctx, aggregateResource(ctx.settings.publicUrl));
+  if (principal instanceof Response) return principal;
+  ctx.logFields.principal = principal.id;
+  return await serveAggregate(req, ctx, principal);
 }

@@ -1,0 +1,244 @@
+/**
+ * HTTP face of the aggregated `/mcp` endpoint, for both protocol eras on one URL (MCP
+ * 2026-07-28 Transports §Backward Compatibility: one endpoint MAY serve both).
+ *
+ * - Modern (2026-07-28, `_meta` envelope): the v2 SDK's `createMcpHandler` with
+ *   `legacy: "reject"`; it validates the envelope and the `Mcp-Method`/`Mcp-Name` headers
+ *   (-32020/-32022) and answers `server/discover`. Sessionless by design.
+ * - Legacy (2025-03-26 … 2025-11-25): the SDK's stateless legacy leg serves each POST with a
+ *   fresh server instance; the session layer around it lives in KV (lib/aggregate/session.ts):
+ *   `initialize` opens a session (its id goes out in `Mcp-Session-Id`), later requests must
+ *   carry a live session of the same principal (missing → 400, unknown/ended/foreign → 404),
+ *   `DELETE` ends it. No isolate memory is needed between requests.
+ *
+ * Scope step-up: a routed request (`tools/call`, `prompts/get`, `resources/read`,
+ * `completion/complete`) naming a configured backend the token's scope does not cover gets
+ * HTTP 403 `insufficient_scope` with `scope="mcp:<backend>"` (MCP 2025-11-25 Authorization
+ * §Scope Challenge Handling, RFC 6750 §3.1); lists simply omit such backends.
+ */
+import {
+  createMcpHandler,
+  isLegacyRequest,
+  legacyStatelessFallback,
+  type McpHttpHandler,
+  type McpRequestContext,
+} from "@modelcontextprotocol/server";
+import type { Principal } from "../bearer.ts";
+import { bearerChallenge } from "../bearer.ts";
+import type { BackendConfig } from "../config.ts";
+import type { Deps } from "../deps.ts";
+import { jsonResponse, mediaType, readBodyText } from "../http.ts";
+import { aggregateResource, backendScope, scopeCoversBackend } from "../resources.ts";
+import { splitName } from "./naming.ts";
+import { sha256Hex } from "../crypto.ts";
+import { cancelKey, CancelRegistry } from "./cancel.ts";
+import { legacyChangeStream } from "./changes.ts";
+import { backendPool, closeBackendPool } from "./pool.ts";
+import { type AggregateRequest, createAggregateServer } from "./server.ts";
+import { endSession, loadSession, openSession } from "./session.ts";
+import { unwrapUri } from "./uri.ts";
+
+/** BroadcastChannel carrying legacy cancellations between isolates. */
+export const CANCEL_CHANNEL = "gateway-mcp-cancel";
+
+/** Largest POST body accepted on `/mcp` (the SDK's default bound). */
+export const MAX_BODY_BYTES = 4 * 1024 * 1024;
+
+interface Handlers {
+  cancels: CancelRegistry;
+  modern: McpHttpHandler;
+  legacy: (
+    request: Request,
+    options?: { parsedBody?: unknown; authInfo?: any },
+  ) => Promise<Response>;
+}
+
+const handlers = new WeakMap<Deno.Kv, Handlers>();
+
+function handlersFor(deps: Deps): Handlers {
+  let h = handlers.get(deps.kv);
+  if (h) return h;
+  const cancels = new CancelRegistry(new BroadcastChannel(CANCEL_CHANNEL));
+  const env = {
+    serverName: deps.config.serverName,
+    pool: backendPool(deps),
+    log: deps.log,
+    cancels,
+  };
+  const factory = (ctx: McpRequestContext) => {
+    const extra = (ctx.authInfo?.extra ?? {}) as { request?: AggregateRequest };
+    return createAggregateServer(env, extra.request ?? { backends: [] });
+  };
+  const onerror = (error: Error) =>
+    deps.log({ level: "warn", event: "mcp_error", error: error.message.slice(0, 200) });
+  // Modern clients hear of list changes on their subscriptions/listen streams (SDK listen router).
+  env.pool.changes.subscribe({
+    change: (kinds) => {
+      if (kinds.has("tools")) h?.modern.notify.toolsChanged();
+      if (kinds.has("prompts")) h?.modern.notify.promptsChanged();
+      if (kinds.has("resources")) h?.modern.notify.resourcesChanged();
+    },
+    close: () => {},
+  });
+  h = {
+    cancels,
+    modern: createMcpHandler(factory, {
+      legacy: "reject",
+      onerror,
+      maxRequestBodySize: MAX_BODY_BYTES,
+    }),
+    legacy: legacyStatelessFallback(factory, onerror, { maxRequestBodySize: MAX_BODY_BYTES }),
+  };
+  handlers.set(deps.kv, h);
+  return h;
+}
+
+/** Closes the per-gateway handlers and backend clients (tests; shutdown). */
+export async function closeAggregate(deps: Deps): Promise<void> {
+  const h = handlers.get(deps.kv);
+  handlers.delete(deps.kv);
+  await h?.modern.close();
+  h?.cancels.close();
+  await closeBackendPool(deps);
+}
+
+/** Starts connecting the backends (a change stream only hears from connected backends). */
+function connectAll(deps: Deps, backends: readonly BackendConfig[]): void {
+  const pool = backendPool(deps);
+  for (const b of backends) pool.get(b.name).catch(() => {});
+}
+
+function rpcError(status: number, code: number, message: string, id: unknown = null): Response {
+  return jsonResponse({ jsonrpc: "2.0", id, error: { code, message } }, status);
+}
+
+/** The backend a routed request names (by tool/prompt prefix or resource URI prefix). */
+export function routedBackend(message: unknown): string | undefined {
+  if (!message || typeof message !== "object") return undefined;
+  const { method, params } = message as { method?: unknown; params?: any };
+  if (!params || typeof params !== "object") return undefined;
+  switch (method) {
+    case "tools/call":
+    case "prompts/get":
+      return typeof params.name === "string" ? splitName(params.name)?.backend : undefined;
+    case "resources/read":
+      return typeof params.uri === "string" ? unwrapUri(params.uri)?.backend : undefined;
+    case "completion/complete": {
+      const ref = params.ref;
+      if (ref?.type === "ref/prompt" && typeof ref.name === "string") {
+        return splitName(ref.name)?.backend;
+      }
+      if (ref?.type === "ref/resource" && typeof ref.uri === "string") {
+        return unwrapUri(ref.uri)?.backend;
+      }
+      return undefined;
+    }
+  }
+  return undefined;
+}
+
+function insufficientScope(deps: Deps, backend: string): Response {
+  const scope = backendScope(backend);
+  const description = `scope ${scope} (or mcp) is required for backend ${backend}`;
+  return jsonResponse(
+    { error: "insufficient_scope", error_description: description },
+    403,
+    {
+      "www-authenticate": bearerChallenge(deps, aggregateResource(deps.settings.publicUrl), {
+        error: "insufficient_scope",
+        description,
+        scope,
+      }),
+    },
+  );
+}
+
+/** Serves an authenticated request to `/mcp` for `principal`. */
+export async function serveAggregate(
+  req: Request,
+  deps: Deps,
+  principal: Principal,
+): Promise<Response> {
+  const allowed: BackendConfig[] = deps.config.backends.filter((b) =>
+    scopeCoversBackend(principal.scope, b.name)
+  );
+  let request = req;
+  let parsed: unknown;
+  if (req.method === "POST" && mediaType(req) === "application/json") {
+    const text = await readBodyText(req, MAX_BODY_BYTES);
+    try {
+      parsed = JSON.parse(text);
+    } catch {
+      parsed = undefined;
+    }
+    for (const message of Array.isArray(parsed) ? parsed : [parsed]) {
+      const backend = routedBackend(message);
+      if (
+        backend && deps.config.backends.some((b) => b.name === backend) &&
+        !scopeCoversBackend(principal.scope, backend)
+      ) {
+        return insufficientScope(deps, backend);
+      }
+    }
+    request = new Request(req.url, {
+      method: "POST",
+      headers: req.headers,
+      body: text,
+      signal: req.signal,
+    });
+  }
+  const single = parsed && !Array.isArray(parsed) && typeof parsed === "object"
+    ? parsed as { method?: unknown; params?: any }
+    : undefined;
+  const aggregateRequest: AggregateRequest = {
+    backends: allowed,
+    method: typeof single?.method === "string" ? single.method : undefined,
+  };
+  const authInfo = {
+    token: "",
+    clientId: principal.clientId ?? principal.id,
+    scopes: principal.scope.split(" "),
+    extra: { request: aggregateRequest, principalId: principal.id },
+  };
+  const h = handlersFor(deps);
+  const legacy = await isLegacyRequest(request, parsed, { maxRequestBodySize: MAX_BODY_BYTES });
+  if (!legacy) {
+    if (aggregateRequest.method === "subscriptions/listen") connectAll(deps, allowed);
+    return await h.modern.fetch(request, { parsedBody: parsed, authInfo });
+  }
+
+  if (req.method === "POST" && single?.method === "initialize") {
+    const res = await h.legacy(request, { parsedBody: parsed, authInfo });
+    if (!res.ok) return res;
+    const sessionId = await openSession(deps, principal.id, {
+      protocolVersion: String(single.params?.protocolVersion ?? ""),
+      clientCapabilities: single.params?.capabilities ?? {},
+    });
+    const headers = new Headers(res.headers);
+    headers.set("mcp-session-id", sessionId);
+    return new Response(res.body, { status: res.status, headers });
+  }
+  const sessionId = req.headers.get("mcp-session-id");
+  if (!sessionId) {
+    return rpcError(400, -32000, "Bad Request: Mcp-Session-Id header is required");
+  }
+  const session = await loadSession(deps, sessionId, principal.id);
+  if (!session) return rpcError(404, -32001, "Session not found");
+  if (req.method === "DELETE") {
+    await endSession(deps, sessionId, principal.id);
+    return new Response(null, { status: 204 });
+  }
+  if (req.method === "GET") {
+    if (!(req.headers.get("accept") ?? "").includes("text/event-stream")) {
+      return rpcError(406, -32000, "Not Acceptable: the client must accept text/event-stream");
+    }
+    connectAll(deps, allowed);
+    return legacyChangeStream(backendPool(deps).changes);
+  }
+  const sessionHash = await sha256Hex(sessionId);
+  aggregateRequest.sessionHash = sessionHash;
+  if (single?.method === "notifications/cancelled" && single.params?.requestId !== undefined) {
+    h.cancels.cancel(cancelKey(sessionHash, single.params.requestId));
+  }
+  return await h.legacy(request, { parsedBody: parsed, authInfo });
+}

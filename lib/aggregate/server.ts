@@ -1,0 +1,430 @@
+/**
+ * The aggregated MCP server: a low-level v2 SDK `Server` built per request (both eras use the
+ * same factory) whose handlers fan out to, or route to, the backends the caller may use.
+ *
+ * - lists (`tools/list`, `prompts/list`, `resources/list`, `resources/templates/list`): parallel
+ *   fan-out, every backend's pages walked, merged in configuration order, then paginated by the
+ *   gateway with an opaque cursor (MCP 2025-11-25 Server/Utilities/Pagination).
+ * - `tools/call`, `prompts/get`, `resources/read`, `completion/complete`: routed by the
+ *   `backend__` prefix or the `mcpgw-<backend>+` URI prefix, with the prefix stripped; an unknown
+ *   name is a JSON-RPC `-32602` error (MCP 2025-11-25 Server/Tools §Error Handling).
+ * - `initialize` / `server/discover` are answered by the SDK from this server's info:
+ *   `serverInfo.name` = `serverName`, capabilities = union of the backends, instructions of
+ *   each backend under a `[backend]` heading.
+ */
+import {
+  type CallToolResult,
+  ProtocolError,
+  ProtocolErrorCode,
+  Server,
+  type ServerCapabilities,
+  type ServerContext,
+} from "@modelcontextprotocol/server";
+import type { BackendConfig } from "../config.ts";
+import type { Logger } from "../log.ts";
+import { fanOut, SDK_TIMEOUT_MS, withDeadline } from "./fanout.ts";
+import { exposedName, splitName } from "./naming.ts";
+import { cancelKey, type CancelRegistry } from "./cancel.ts";
+import type { BackendConnection, BackendPool } from "./pool.ts";
+import { unwrapUri, wrapContentUris, wrapUri } from "./uri.ts";
+
+/** Version reported in `serverInfo`. */
+export const GATEWAY_VERSION = "1.0.0";
+
+/** Items per page of the gateway's own pagination. */
+export const PAGE_SIZE = 100;
+
+/** What a server instance needs to know about its request. */
+export interface AggregateRequest {
+  /** Backends the caller's scope covers, in configuration order. */
+  backends: readonly BackendConfig[];
+  /** JSON-RPC method of the request being served (when known). */
+  method?: string;
+  /** Legacy leg: hash of the session id, so that `notifications/cancelled` can find the call. */
+  sessionHash?: string;
+}
+
+/** Shared, per-gateway parts of every server instance. */
+export interface AggregateEnv {
+  serverName: string;
+  pool: BackendPool;
+  log: Logger;
+  cancels: CancelRegistry;
+}
+
+// For requests other than the handshakes the capabilities are never shown to the client; they
+// only enable every handler (and every listen filter: a kind no backend announces never fires).
+const FULL_CAPABILITIES: ServerCapabilities = {
+  tools: { listChanged: true },
+  prompts: { listChanged: true },
+  resources: { listChanged: true },
+  completions: {},
+};
+
+/** Methods whose answer describes the server (they need the real capability union). */
+const HANDSHAKES = new Set(["initialize", "server/discover"]);
+
+/** Builds the server instance for one request. */
+export async function createAggregateServer(
+  env: AggregateEnv,
+  request: AggregateRequest,
+): Promise<Server> {
+  let capabilities = FULL_CAPABILITIES;
+  let instructions: string | undefined;
+  if (request.method === undefined || HANDSHAKES.has(request.method)) {
+    const live = await fanOut(
+      env.pool,
+      request.backends,
+      env.log,
+      "connect",
+      (c) => Promise.resolve(c),
+    );
+    capabilities = unionCapabilities(live.map((l) => l.value));
+    instructions = joinInstructions(live.map((l) => l.value));
+  }
+  const server = new Server(
+    { name: env.serverName, version: GATEWAY_VERSION },
+    { capabilities, instructions },
+  );
+  registerHandlers(server, env, request, capabilities);
+  return server;
+}
+
+/**
+ * Capabilities true for the union of the backends: a list kind if any backend has it,
+ * `listChanged` if any backend announces changes of it (they are relayed, see changes.ts).
+ * Resource `subscribe` and `logging` are not relayed, so never advertised.
+ */
+export function unionCapabilities(connections: readonly BackendConnection[]): ServerCapabilities {
+  const caps: ServerCapabilities = {};
+  for (const c of connections) {
+    for (const kind of ["tools", "prompts", "resources"] as const) {
+      if (!c.capabilities[kind]) continue;
+      caps[kind] ??= {};
+      if (c.capabilities[kind]?.listChanged === true) caps[kind].listChanged = true;
+    }
+    if (c.capabilities.completions) caps.completions = {};
+  }
+  return caps;
+}
+
+/** The backends' instructions, each under a `[backend]` heading. */
+export function joinInstructions(connections: readonly BackendConnection[]): string | undefined {
+  const parts = connections
+    .filter((c) => c.instructions && c.instructions.trim() !== "")
+    .map((c) => `[${c.name}]\n${c.instructions!.trim()}`);
+  return parts.length ? parts.join("\n\n") : undefined;
+}
+
+/**
+ * Drops the backend's reserved `io.modelcontextprotocol/*` `_meta` keys (its own serverInfo and
+ * envelope keys, MCP 2026-07-28 Basic §_meta): the gateway's SDK stamps its own.
+ */
+export function stripReservedMeta<T extends { _meta?: Record<string, unknown> }>(result: T): T {
+  if (!result._meta) return result;
+  const meta = Object.fromEntries(
+    Object.entries(result._meta).filter(([k]) => !k.startsWith("io.modelcontextprotocol/")),
+  );
+  const { _meta: _, ...rest } = result;
+  return (Object.keys(meta).length ? { ...rest, _meta: meta } : rest) as T;
+}
+
+function encodeCursor(offset: number): string {
+  return btoa(JSON.stringify({ o: offset })).replace(/=+$/, "");
+}
+
+function decodeCursor(cursor: string | undefined): number {
+  if (cursor === undefined) return 0;
+  try {
+    const parsed = JSON.parse(atob(cursor));
+    if (Number.isInteger(parsed?.o) && parsed.o >= 0) return parsed.o;
+  } catch {
+    // fall through
+  }
+  throw new ProtocolError(ProtocolErrorCode.InvalidParams, "Invalid cursor");
+}
+
+function page<T>(items: T[], cursor: string | undefined): { items: T[]; nextCursor?: string } {
+  const offset = decodeCursor(cursor);
+  const slice = items.slice(offset, offset + PAGE_SIZE);
+  const next = offset + PAGE_SIZE < items.length ? encodeCursor(offset + PAGE_SIZE) : undefined;
+  return next ? { items: slice, nextCursor: next } : { items: slice };
+}
+
+/** Re-throws a backend failure as a JSON-RPC error the client can read (never a 500). */
+function relayError(
+  env: AggregateEnv,
+  connection: BackendConnection | undefined,
+  backend: string,
+  error: unknown,
+): never {
+  if (error instanceof ProtocolError) {
+    if (error.code === ProtocolErrorCode.MissingRequiredClientCapability) {
+      // The backend answered input_required (elicitation/sampling/roots): not relayed yet.
+      throw new ProtocolError(
+        error.code,
+        `Backend ${backend} asked the user for input, which the aggregated /mcp endpoint does ` +
+          `not relay yet; use /mcp/${backend} for this call (${error.message})`,
+        error.data,
+      );
+    }
+    throw new ProtocolError(error.code, error.message, error.data);
+  }
+  const message = error instanceof Error ? error.message : String(error);
+  env.log({ level: "warn", event: "backend_call_failed", backend, error: message.slice(0, 200) });
+  if (error instanceof Error && error.name === "BackendTimeoutError") {
+    throw new ProtocolError(ProtocolErrorCode.InternalError, `Backend ${backend} timed out`);
+  }
+  // A transport-level failure (connection lost, legacy session gone): reconnect next time.
+  if (connection) env.pool.invalidate(connection);
+  throw new ProtocolError(ProtocolErrorCode.InternalError, `Backend ${backend} is unavailable`);
+}
+
+function registerHandlers(
+  server: Server,
+  env: AggregateEnv,
+  request: AggregateRequest,
+  caps: ServerCapabilities,
+): void {
+  const backends = request.backends;
+  const byName = new Map(backends.map((b) => [b.name, b]));
+  const warned = new Set<string>();
+  const rename = (backend: string, name: string, kind: string): string | null => {
+    const exposed = exposedName(backend, name);
+    if (exposed === null && !warned.has(`${kind}:${backend}:${name}`)) {
+      warned.add(`${kind}:${backend}:${name}`);
+      env.log({
+        level: "warn",
+        event: "name_left_out",
+        kind,
+        backend,
+        name: name.slice(0, 100),
+        reason: "exposed name would not match ^[a-zA-Z0-9_-]{1,64}$",
+      });
+    }
+    return exposed;
+  };
+
+  /** Runs `op` on the backend that owns a routed request. */
+  const routed = async <T>(
+    backendName: string,
+    ctx: ServerContext,
+    notFound: string,
+    op: (c: BackendConnection, signal: AbortSignal, keepAlive: () => void) => Promise<T>,
+  ): Promise<T> => {
+    const backend = byName.get(backendName);
+    if (!backend) throw new ProtocolError(ProtocolErrorCode.InvalidParams, notFound);
+    let connection: BackendConnection | undefined;
+    const tracked = request.sessionHash === undefined
+      ? undefined
+      : env.cancels.track(cancelKey(request.sessionHash, ctx.mcpReq.id));
+    const parent = tracked
+      ? AbortSignal.any([ctx.mcpReq.signal, tracked.signal])
+      : ctx.mcpReq.signal;
+    try {
+      return await withDeadline(backend, parent, async (signal, keepAlive) => {
+        connection = await env.pool.get(backend.name);
+        return await op(connection, signal, keepAlive);
+      });
+    } catch (error) {
+      if (parent.aborted) {
+        // Cancelled by the client: the SDK already told the backend; the connection is fine.
+        throw new ProtocolError(ProtocolErrorCode.InternalError, "Request cancelled");
+      }
+      relayError(env, connection, backend.name, error);
+    } finally {
+      tracked?.done();
+    }
+  };
+
+  if (caps.tools) {
+    server.setRequestHandler("tools/list", async (req, ctx) => {
+      const lists = await fanOut(
+        env.pool,
+        backends,
+        env.log,
+        "tools/list",
+        async (c, signal) =>
+          c.capabilities.tools
+            ? (await c.client.listTools(undefined, { signal, timeout: SDK_TIMEOUT_MS })).tools
+            : [],
+        ctx.mcpReq.signal,
+      );
+      const tools = lists.flatMap(({ backend, value }) =>
+        value.flatMap((t) => {
+          const name = rename(backend, t.name, "tool");
+          return name ? [{ ...t, name }] : [];
+        })
+      );
+      const p = page(tools, req.params?.cursor);
+      return { tools: p.items, ...(p.nextCursor ? { nextCursor: p.nextCursor } : {}) } as any;
+    });
+    server.setRequestHandler("tools/call", async (req, ctx) => {
+      const target = splitName(req.params.name);
+      const notFound = `Unknown tool: ${req.params.name}`;
+      if (!target) throw new ProtocolError(ProtocolErrorCode.InvalidParams, notFound);
+      const progressToken = req.params._meta?.progressToken;
+      const result = await routed(
+        target.backend,
+        ctx,
+        notFound,
+        (c, signal, keepAlive) =>
+          c.client.callTool(
+            { name: target.name, arguments: req.params.arguments },
+            {
+              signal,
+              timeout: SDK_TIMEOUT_MS,
+              onprogress: (p) => {
+                keepAlive();
+                if (progressToken === undefined) return;
+                ctx.mcpReq.notify({
+                  method: "notifications/progress",
+                  params: { ...p, progressToken },
+                }).catch(() => {});
+              },
+            },
+          ),
+      );
+      const r = result as CallToolResult;
+      return stripReservedMeta({
+        ...r,
+        content: wrapContentUris(target.backend, r.content),
+      }) as any;
+    });
+  }
+
+  if (caps.prompts) {
+    server.setRequestHandler("prompts/list", async (req, ctx) => {
+      const lists = await fanOut(
+        env.pool,
+        backends,
+        env.log,
+        "prompts/list",
+        async (c, signal) =>
+          c.capabilities.prompts
+            ? (await c.client.listPrompts(undefined, { signal, timeout: SDK_TIMEOUT_MS })).prompts
+            : [],
+        ctx.mcpReq.signal,
+      );
+      const prompts = lists.flatMap(({ backend, value }) =>
+        value.flatMap((p) => {
+          const name = rename(backend, p.name, "prompt");
+          return name ? [{ ...p, name }] : [];
+        })
+      );
+      const p = page(prompts, req.params?.cursor);
+      return { prompts: p.items, ...(p.nextCursor ? { nextCursor: p.nextCursor } : {}) } as any;
+    });
+    server.setRequestHandler("prompts/get", async (req, ctx) => {
+      const target = splitName(req.params.name);
+      const notFound = `Unknown prompt: ${req.params.name}`;
+      if (!target) throw new ProtocolError(ProtocolErrorCode.InvalidParams, notFound);
+      const result = await routed(
+        target.backend,
+        ctx,
+        notFound,
+        (c, signal) =>
+          c.client.getPrompt({ name: target.name, arguments: req.params.arguments }, {
+            signal,
+            timeout: SDK_TIMEOUT_MS,
+          }),
+      );
+      const messages = result.messages.map((m) => ({
+        ...m,
+        content: wrapContentUris(target.backend, [m.content])[0],
+      }));
+      return stripReservedMeta({ ...result, messages }) as any;
+    });
+  }
+
+  if (caps.resources) {
+    server.setRequestHandler("resources/list", async (req, ctx) => {
+      const lists = await fanOut(
+        env.pool,
+        backends,
+        env.log,
+        "resources/list",
+        async (c, signal) =>
+          c.capabilities.resources
+            ? (await c.client.listResources(undefined, { signal, timeout: SDK_TIMEOUT_MS }))
+              .resources
+            : [],
+        ctx.mcpReq.signal,
+      );
+      const resources = lists.flatMap(({ backend, value }) =>
+        value.map((r) => ({ ...r, uri: wrapUri(backend, r.uri) }))
+      );
+      const p = page(resources, req.params?.cursor);
+      return { resources: p.items, ...(p.nextCursor ? { nextCursor: p.nextCursor } : {}) } as any;
+    });
+    server.setRequestHandler("resources/templates/list", async (req, ctx) => {
+      const lists = await fanOut(
+        env.pool,
+        backends,
+        env.log,
+        "resources/templates/list",
+        async (c, signal) =>
+          c.capabilities.resources
+            ? (await c.client.listResourceTemplates(undefined, { signal, timeout: SDK_TIMEOUT_MS }))
+              .resourceTemplates
+            : [],
+        ctx.mcpReq.signal,
+      );
+      const templates = lists.flatMap(({ backend, value }) =>
+        value.map((t) => ({ ...t, uriTemplate: wrapUri(backend, t.uriTemplate) }))
+      );
+      const p = page(templates, req.params?.cursor);
+      return {
+        resourceTemplates: p.items,
+        ...(p.nextCursor ? { nextCursor: p.nextCursor } : {}),
+      } as any;
+    });
+    server.setRequestHandler("resources/read", async (req, ctx) => {
+      const target = unwrapUri(req.params.uri);
+      const notFound = `Resource not found: ${req.params.uri}`;
+      if (!target) throw new ProtocolError(ProtocolErrorCode.InvalidParams, notFound);
+      const result = await routed(
+        target.backend,
+        ctx,
+        notFound,
+        (c, signal) =>
+          c.client.readResource({ uri: target.uri }, { signal, timeout: SDK_TIMEOUT_MS }),
+      );
+      const contents = result.contents.map((item) => ({
+        ...item,
+        uri: wrapUri(target.backend, item.uri),
+      }));
+      return stripReservedMeta({ ...result, contents }) as any;
+    });
+  }
+
+  if (caps.completions) {
+    server.setRequestHandler("completion/complete", async (req, ctx) => {
+      const ref = req.params.ref;
+      let backend: string | undefined;
+      let upstreamRef: typeof ref | undefined;
+      if (ref.type === "ref/prompt") {
+        const t = splitName(ref.name);
+        if (t) [backend, upstreamRef] = [t.backend, { ...ref, name: t.name }];
+      } else {
+        const t = unwrapUri(ref.uri);
+        if (t) [backend, upstreamRef] = [t.backend, { ...ref, uri: t.uri }];
+      }
+      const notFound = "Unknown completion reference";
+      if (!backend || !upstreamRef) {
+        throw new ProtocolError(ProtocolErrorCode.InvalidParams, notFound);
+      }
+      const result = await routed(
+        backend,
+        ctx,
+        notFound,
+        (c, signal) =>
+          c.client.complete({ ...req.params, ref: upstreamRef! }, {
+            signal,
+            timeout: SDK_TIMEOUT_MS,
+          }),
+      );
+      return stripReservedMeta(result) as any;
+    });
+  }
+}

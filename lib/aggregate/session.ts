@@ -1,0 +1,70 @@
+/**
+ * Legacy (2025-era) sessions of the aggregated `/mcp` endpoint, kept in Deno KV so that any
+ * isolate can serve any request (MCP 2025-11-25 Transports §Session Management).
+ *
+ * The session id is a random 256-bit token handed to the client in `Mcp-Session-Id`; KV holds
+ * only its SHA-256 under `["mcp_session", hash]`, with the principal that opened it, the
+ * negotiated protocol version and the client's declared capabilities, and a 24 h expiry
+ * (`expiresAt` checked on read, `expireIn` for clean-up). Another principal presenting the id
+ * gets 404, like an unknown or ended session.
+ */
+import { randomToken, sha256Hex } from "../crypto.ts";
+import type { Deps } from "../deps.ts";
+import { getLive, ttl } from "../store.ts";
+
+/** Lifetime of a legacy session. */
+export const SESSION_TTL_MS = 24 * 60 * 60 * 1000;
+
+/** What a legacy session remembers across requests. */
+export interface AggregateSessionRecord {
+  principalId: string;
+  protocolVersion: string;
+  clientCapabilities: Record<string, unknown>;
+  expiresAt: number;
+}
+
+/** KV key of an aggregated-endpoint session, by hash of its id. */
+export const aggregateSessionKey = (hash: string): Deno.KvKey => ["mcp_session", hash];
+
+/** Opens a session for `principalId`; returns the id to send in `Mcp-Session-Id`. */
+export async function openSession(
+  deps: Deps,
+  principalId: string,
+  init: { protocolVersion: string; clientCapabilities: Record<string, unknown> },
+): Promise<string> {
+  const id = randomToken();
+  const now = deps.now();
+  const record: AggregateSessionRecord = {
+    principalId,
+    protocolVersion: init.protocolVersion,
+    clientCapabilities: init.clientCapabilities,
+    expiresAt: now + SESSION_TTL_MS,
+  };
+  await deps.kv.set(aggregateSessionKey(await sha256Hex(id)), record, {
+    expireIn: ttl(record.expiresAt, now),
+  });
+  return id;
+}
+
+/** The live session `id` of `principalId`, or `null` (unknown, expired, ended or foreign). */
+export async function loadSession(
+  deps: Deps,
+  id: string,
+  principalId: string,
+): Promise<AggregateSessionRecord | null> {
+  if (!/^[\x21-\x7e]{1,200}$/.test(id)) return null;
+  const entry = await getLive<AggregateSessionRecord>(
+    deps.kv,
+    aggregateSessionKey(await sha256Hex(id)),
+    deps.now(),
+  );
+  if (!entry || entry.value.principalId !== principalId) return null;
+  return entry.value;
+}
+
+/** Ends a session (DELETE); `false` when it was not a live session of this principal. */
+export async function endSession(deps: Deps, id: string, principalId: string): Promise<boolean> {
+  if (!(await loadSession(deps, id, principalId))) return false;
+  await deps.kv.delete(aggregateSessionKey(await sha256Hex(id)));
+  return true;
+}
