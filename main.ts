@@ -168,6 +168,35 @@ function toolOf(req: Request): string | undefined {
   return req.headers.get("mcp-name")?.slice(0, 100) ?? undefined;
 }
 
+/** The routes matching one path, with each route's path parameters. */
+interface PathMatch {
+  candidates: Route[];
+  params: Map<Route, Record<string, string | undefined>>;
+}
+
+const MATCH_CACHE_SIZE = 1024;
+const matchCache = new Map<string, PathMatch>();
+
+/**
+ * Matches a path against the route table once and remembers the answer (URLPattern matching
+ * costs tens of µs per pattern; the same few paths come back on every MCP request). The cache
+ * is bounded: when full it starts again.
+ */
+function matchPath(url: URL): PathMatch {
+  let match = matchCache.get(url.pathname);
+  if (match) return match;
+  const params = new Map<Route, Record<string, string | undefined>>();
+  const candidates = routes.filter((r) => {
+    const m = r.pattern.exec(url);
+    if (m) params.set(r, m.pathname.groups);
+    return m !== null;
+  });
+  match = { candidates, params };
+  if (matchCache.size >= MATCH_CACHE_SIZE) matchCache.clear();
+  matchCache.set(url.pathname, match);
+  return match;
+}
+
 /** Builds the gateway's request handler from its dependencies. */
 export function createHandler(
   deps: Deps,
@@ -175,7 +204,7 @@ export function createHandler(
   return async (req, info) => {
     const started = performance.now();
     const url = new URL(req.url);
-    const candidates = routes.filter((r) => r.pattern.test(url));
+    const { candidates, params } = matchPath(url);
     const logFields: Record<string, unknown> = {};
     let routeName = "not_found";
     let res: Response;
@@ -197,7 +226,7 @@ export function createHandler(
         const remote = info && "hostname" in info.remoteAddr ? info.remoteAddr.hostname : undefined;
         const ctx: RouteContext = {
           ...deps,
-          params: route.pattern.exec(url)?.pathname.groups ?? {},
+          params: { ...params.get(route) },
           clientIp: clientIp(req.headers, deps.config.clientIpHeader, remote),
           logFields,
         };

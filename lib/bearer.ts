@@ -5,7 +5,7 @@
  * rule of MCP 2025-11-25 Transports §Security Warning; and the MCP rate limit per grant.
  */
 import { decodeJwt } from "jose";
-import { sha256Hex, timingSafeEqual } from "./crypto.ts";
+import { sha256HexSync, timingSafeEqual } from "./crypto.ts";
 import type { Deps } from "./deps.ts";
 import { looksLikeJwt } from "./external_jwt.ts";
 import { jsonResponse } from "./http.ts";
@@ -37,7 +37,7 @@ export interface Principal {
 
 /** Looks up an access token (through the per-isolate cache) and checks its expiry. */
 export async function lookupAccessToken(deps: Deps, token: string): Promise<TokenRecord | null> {
-  const hash = await sha256Hex(token);
+  const hash = sha256HexSync(token);
   const now = deps.now();
   const cached = deps.tokenCache.get(hash, now);
   if (cached !== undefined) return cached;
@@ -128,7 +128,7 @@ export async function authenticate(
     );
   }
   const token = match[1]!;
-  const apiKey = await matchApiKey(deps, token);
+  const apiKey = matchApiKey(deps, token);
   if (apiKey) return apiKey;
   const record = await lookupAccessToken(deps, token);
   let principal: Principal;
@@ -261,9 +261,9 @@ async function verifyExternalJwt(
   );
 }
 
-async function matchApiKey(deps: Deps, token: string): Promise<Principal | null> {
+function matchApiKey(deps: Deps, token: string): Principal | null {
   if (deps.settings.apiKeyHashes.length === 0) return null;
-  const hash = await sha256Hex(token);
+  const hash = sha256HexSync(token);
   let found: string | undefined;
   for (const known of deps.settings.apiKeyHashes) {
     if (timingSafeEqual(hash, known)) found = known;

@@ -1,6 +1,7 @@
 /**
  * Small cryptographic helpers on the Web Crypto API (JSR's @std/crypto is unreachable here).
  */
+import { createHash } from "node:crypto";
 import { base64url } from "jose";
 
 const encoder = new TextEncoder();
@@ -10,12 +11,18 @@ export function randomToken(bytes = 32): string {
   return base64url.encode(crypto.getRandomValues(new Uint8Array(bytes)));
 }
 
-/** Lower-case hex SHA-256 of a string: the only form in which secrets are stored. */
-export async function sha256Hex(value: string): Promise<string> {
-  const digest = new Uint8Array(await crypto.subtle.digest("SHA-256", encoder.encode(value)));
-  let hex = "";
-  for (const byte of digest) hex += byte.toString(16).padStart(2, "0");
-  return hex;
+/**
+ * Lower-case hex SHA-256 of a string: the only form in which secrets are stored. Synchronous
+ * (node:crypto, available on Deno and Deno Deploy): on the hot path of every MCP request it
+ * costs about a microsecond, where an awaited `crypto.subtle.digest` costs tens.
+ */
+export function sha256HexSync(value: string): string {
+  return createHash("sha256").update(value).digest("hex");
+}
+
+/** {@linkcode sha256HexSync} behind a Promise, for callers written against Web Crypto. */
+export function sha256Hex(value: string): Promise<string> {
+  return Promise.resolve(sha256HexSync(value));
 }
 
 /** PKCE S256 transform: BASE64URL(SHA256(ASCII(code_verifier))) (RFC 7636 §4.2). */

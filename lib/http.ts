@@ -145,12 +145,21 @@ const ALLOWED =
  * allowed: these routes use bearer tokens, not cookies.
  */
 export function withCors(res: Response, req: Request): Response {
-  const origin = req.headers.get("origin");
-  const headers = new Headers(res.headers);
-  headers.set("access-control-allow-origin", origin ?? "*");
-  headers.append("vary", "Origin");
-  headers.set("access-control-expose-headers", EXPOSED);
-  return new Response(res.body, { status: res.status, statusText: res.statusText, headers });
+  const origin = req.headers.get("origin") ?? "*";
+  try {
+    // Responses built by the gateway have mutable headers: no copy on the hot path.
+    res.headers.set("access-control-allow-origin", origin);
+    res.headers.append("vary", "Origin");
+    res.headers.set("access-control-expose-headers", EXPOSED);
+    return res;
+  } catch {
+    // Immutable headers (a response straight from fetch): copy them.
+    const headers = new Headers(res.headers);
+    headers.set("access-control-allow-origin", origin);
+    headers.append("vary", "Origin");
+    headers.set("access-control-expose-headers", EXPOSED);
+    return new Response(res.body, { status: res.status, statusText: res.statusText, headers });
+  }
 }
 
 /** Answers a CORS preflight (`OPTIONS`). `Mcp-Param-*` request headers are allowed too. */

@@ -11,6 +11,8 @@
  * | ["refresh", sha256(token)]            | {@linkcode TokenRecord}   | refresh-token lifetime |
  * | ["grant_token", grantId, kind, hash]  | expiresAt (number)    | as the token            |
  * | ["session", backend, sha256(id)]      | {@linkcode SessionRecord} | 24 h                |
+ * | ["mcp_session", sha256(id)]           | aggregate /mcp legacy session (lib/aggregate/session.ts) | 24 h |
+ * | ["cimd", clientIdUrl]                 | validated metadata document (lib/client_id_metadata.ts) | Cache-Control, 60 s–24 h |
  * | ["rate", bucket, subject, window]     | count (Deno.KvU64)    | the window              |
  *
  * Every expiring record stores `expiresAt` (ms since epoch) and is checked on read: `expireIn`

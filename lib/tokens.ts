@@ -8,8 +8,8 @@ import { OAuthError } from "./oauth_error.ts";
 import { audienceCovers } from "./resources.ts";
 import {
   accessKey,
-  type GrantRecord,
   grantKey,
+  type GrantRecord,
   grantTokenKey,
   grantTokensPrefix,
   refreshKey,
@@ -154,15 +154,23 @@ export async function rotateRefreshToken(
   if (!grant || grant.expiresAt <= now) {
     throw new OAuthError("invalid_grant", "the grant of this refresh token was revoked");
   }
-  if (resource !== undefined && !audienceCovers(grant.resource, resource, deps.settings.publicUrl)) {
-    throw new OAuthError("invalid_target", '"resource" is outside the original grant (RFC 8707 §2.2)');
+  if (
+    resource !== undefined && !audienceCovers(grant.resource, resource, deps.settings.publicUrl)
+  ) {
+    throw new OAuthError(
+      "invalid_target",
+      '"resource" is outside the original grant (RFC 8707 §2.2)',
+    );
   }
   let scope = grant.scope;
   if (narrowScope !== undefined) {
     const granted = new Set(grant.scope.split(" "));
     const asked = narrowScope.split(" ").filter((s) => s && s !== "offline_access");
     if (asked.length === 0 || asked.some((s) => !granted.has(s))) {
-      throw new OAuthError("invalid_scope", "scope may only narrow the original grant (RFC 6749 §6)");
+      throw new OAuthError(
+        "invalid_scope",
+        "scope may only narrow the original grant (RFC 6749 §6)",
+      );
     }
     scope = [...new Set(asked)].join(" ");
   }
