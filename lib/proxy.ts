@@ -171,9 +171,9 @@ export type FetchOutcome =
  * Sends a request to a backend; its `timeoutMs` bounds the wait for the response headers (the
  * body may then stream for as long as it likes; cancelling the response body closes it).
  *
- * The client's `request.signal` is deliberately not used: in Deno 2.9 it also aborts after a
- * successful response (and warns), and reading it costs on the hot path. A client that leaves
- * before the headers arrive releases the upstream request at the latest at the timeout.
+ * `clientSignal` (the client request's `signal`) aborts the upstream request when the client
+ * goes away, before or during the response (deno.json opts into `no-legacy-abort`, so it fires
+ * only on a disconnect, not after every successful response).
  */
 export async function fetchBackend(
   fetchFn: typeof fetch,
@@ -181,9 +181,14 @@ export async function fetchBackend(
   method: string,
   headers: HeadersInit,
   body: BodyInit | null,
+  clientSignal?: AbortSignal,
 ): Promise<FetchOutcome> {
   const controller = new AbortController();
   const deadline = backend.deadlines.start(() => controller.abort());
+  if (clientSignal) {
+    if (clientSignal.aborted) controller.abort();
+    else clientSignal.addEventListener("abort", () => controller.abort(), { once: true });
+  }
   try {
     // `duplex: "half"` lets fetch stream the request body (Fetch standard §5.3).
     const init: RequestInit & { duplex: "half" } = {
@@ -236,7 +241,7 @@ export async function proxyToBackend(
   }
   const method = req.method;
   const body = method === "GET" || method === "DELETE" ? null : req.body;
-  const outcome = await fetchBackend(ctx.fetch, backend, method, headers, body);
+  const outcome = await fetchBackend(ctx.fetch, backend, method, headers, body, req.signal);
   if (!outcome.ok) {
     ctx.logFields.upstream = outcome.reason;
     return outcome.reason === "timeout"

@@ -93,7 +93,18 @@ Deno.test("/mcp/{backend}", async (t) => {
       headers: { "www-authenticate": 'Bearer error="invalid_token"' },
     })
   );
-  const backends: TestBackend[] = [legacy, modern, hanging, endless, denied];
+  // Holds its answer until the gateway drops the request; reports that moment.
+  const slowAborted = deferred();
+  const slow = startRawBackend((req) =>
+    new Promise<Response>((resolve) => {
+      req.signal.addEventListener("abort", () => {
+        slowAborted.resolve();
+        resolve(new Response(null, { status: 204 }));
+      }, { once: true });
+      released.promise.then(() => resolve(new Response(null, { status: 204 })));
+    })
+  );
+  const backends: TestBackend[] = [legacy, modern, hanging, endless, denied, slow];
   const gw = await serveGateway({
     config: {
       allowedOrigins: [ALLOWED_ORIGIN],
@@ -104,6 +115,7 @@ Deno.test("/mcp/{backend}", async (t) => {
         { name: "hang", url: hanging.url, timeoutMs: 150 },
         { name: "stream", url: endless.url },
         { name: "denied", url: denied.url },
+        { name: "slow", url: slow.url, timeoutMs: 60_000 },
       ],
     },
     env: { GATEWAY_API_KEY: API_KEY },
@@ -414,6 +426,30 @@ Deno.test("/mcp/{backend}", async (t) => {
         assertEquals(outcome, "cancelled");
       },
     );
+
+    await t.step("a client leaving before the headers cancels the upstream request", async () => {
+      const controller = new AbortController();
+      const pending = fetch(`${gw.url}/mcp/slow`, {
+        method: "POST",
+        headers: {
+          authorization: `Bearer ${allToken}`,
+          "content-type": "application/json",
+          accept: ACCEPT,
+        },
+        body: initialize(),
+        signal: controller.signal,
+      }).catch((e: Error) => e.name);
+      await new Promise((r) => setTimeout(r, 100));
+      controller.abort();
+      assertEquals(await pending, "AbortError");
+      let timer: ReturnType<typeof setTimeout> | undefined;
+      const outcome = await Promise.race([
+        slowAborted.promise.then(() => "upstream aborted"),
+        new Promise((r) => timer = setTimeout(() => r("upstream still waiting"), 3000)),
+      ]);
+      clearTimeout(timer);
+      assertEquals(outcome, "upstream aborted");
+    });
 
     await t.step("log lines carry backend and principal, never the token", () => {
       const line = gw.deps.logs.find((l) => l.backend === "alpha" && l.principal);
