@@ -16,5 +16,5 @@ export async function handler(req: Request, ctx: RouteContext): Promise<Response
   const principal = await authenticate(req, ctx, aggregateResource(ctx.settings.publicUrl));
   if (principal instanceof Response) return principal;
   ctx.logFields.principal = principal.id;
-  return await serveAggregate(req, ctx, principal);
+  return await serveAggregate(req, ctx, principal, ctx.logFields);
 }

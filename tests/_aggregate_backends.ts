@@ -239,3 +239,63 @@ export function paginatedBackend(count: number, pageSize: number): TestBackend {
     },
   };
 }
+
+/** The pinned `@modelcontextprotocol/server-everything` (also in deno.json imports). */
+export const EVERYTHING_SPECIFIER = "npm:@modelcontextprotocol/server-everything@2026.8.31";
+
+/**
+ * `@modelcontextprotocol/server-everything` (a v1-SDK, legacy-era reference server) in its
+ * `streamableHttp` mode, as a subprocess on a free port. It listens on every interface, so it
+ * only runs inside a test and is killed by `close()`. Readiness is a bounded poll (at most
+ * `readyTimeoutMs`) of an `initialize` POST.
+ */
+export async function everythingBackend(readyTimeoutMs = 60_000): Promise<TestBackend> {
+  const probe = Deno.listen({ hostname: "127.0.0.1", port: 0 });
+  const port = (probe.addr as Deno.NetAddr).port;
+  probe.close();
+  const child = new Deno.Command(Deno.execPath(), {
+    args: ["run", "--allow-all", "--quiet", EVERYTHING_SPECIFIER, "streamableHttp"],
+    env: { PORT: String(port), NO_COLOR: "1" },
+    stdin: "null",
+    stdout: "null",
+    stderr: "null",
+  }).spawn();
+  const url = `http://127.0.0.1:${port}/mcp`;
+  const close = async () => {
+    try {
+      child.kill("SIGTERM");
+    } catch {
+      // already gone
+    }
+    await child.status;
+  };
+  const deadline = performance.now() + readyTimeoutMs;
+  for (let attempt = 0; attempt < 600 && performance.now() < deadline; attempt++) {
+    try {
+      const res = await fetch(url, {
+        method: "POST",
+        headers: {
+          "content-type": "application/json",
+          accept: "application/json, text/event-stream",
+        },
+        body: JSON.stringify({
+          jsonrpc: "2.0",
+          id: 1,
+          method: "initialize",
+          params: {
+            protocolVersion: "2025-11-25",
+            capabilities: {},
+            clientInfo: { name: "probe", version: "1" },
+          },
+        }),
+      });
+      await res.body?.cancel();
+      if (res.ok) return { url, seen: [], close };
+    } catch {
+      // not listening yet
+    }
+    await new Promise((r) => setTimeout(r, 100));
+  }
+  await close();
+  throw new Error(`server-everything did not start within ${readyTimeoutMs} ms`);
+}

@@ -64,6 +64,8 @@ function handlersFor(deps: Deps): Handlers {
     pool: backendPool(deps),
     log: deps.log,
     cancels,
+    kv: deps.kv,
+    now: () => deps.now(),
   };
   const factory = (ctx: McpRequestContext) => {
     const extra = (ctx.authInfo?.extra ?? {}) as { request?: AggregateRequest };
@@ -153,11 +155,15 @@ function insufficientScope(deps: Deps, backend: string): Response {
   );
 }
 
-/** Serves an authenticated request to `/mcp` for `principal`. */
+/**
+ * Serves an authenticated request to `/mcp` for `principal`. `logFields` (the router's fields of
+ * this request's log line) receives `tool` for `tools/call`.
+ */
 export async function serveAggregate(
   req: Request,
   deps: Deps,
   principal: Principal,
+  logFields?: Record<string, unknown>,
 ): Promise<Response> {
   const allowed: BackendConfig[] = deps.config.backends.filter((b) =>
     scopeCoversBackend(principal.scope, b.name)
@@ -190,9 +196,14 @@ export async function serveAggregate(
   const single = parsed && !Array.isArray(parsed) && typeof parsed === "object"
     ? parsed as { method?: unknown; params?: any }
     : undefined;
+  // Legacy clients send no Mcp-Name header: log the tool from the body (never its arguments).
+  if (logFields && single?.method === "tools/call" && typeof single.params?.name === "string") {
+    logFields.tool = single.params.name.slice(0, 100);
+  }
   const aggregateRequest: AggregateRequest = {
     backends: allowed,
     method: typeof single?.method === "string" ? single.method : undefined,
+    principalId: principal.id,
   };
   const authInfo = {
     token: "",

@@ -11,6 +11,8 @@
  */
 import {
   Client,
+  ProtocolError,
+  ProtocolErrorCode,
   type ServerCapabilities,
   StreamableHTTPClientTransport,
 } from "@modelcontextprotocol/client";
@@ -132,8 +134,9 @@ export class BackendPool {
     const started = performance.now();
     const client = new Client(
       { name: this.#deps.config.serverName, version: "1.0.0" },
-      { versionNegotiation: { mode: "auto" }, capabilities: {} },
+      { versionNegotiation: { mode: "auto" }, capabilities: RELAYED_CLIENT_CAPABILITIES },
     );
+    refuseServerRequests(client, backend.name);
     const transport = new StreamableHTTPClientTransport(new URL(backend.url), {
       fetch: this.#deps.fetch,
       requestInit: { headers: { ...backend.headers } },
@@ -171,6 +174,31 @@ export class BackendPool {
     }
     return connection;
   }
+}
+
+/**
+ * What the gateway declares to backends as a client: elicitation and sampling, because a modern
+ * backend's `input_required` results are relayed to the client (MCP 2026-07-28 MRTR, see
+ * server.ts); whether the end client supports them is checked by the gateway's SDK against that
+ * client's own declaration. Modern backends see these capabilities in every request's envelope.
+ */
+export const RELAYED_CLIENT_CAPABILITIES = { elicitation: { form: {} }, sampling: {} };
+
+/**
+ * A 2025-era backend sends elicitation/sampling as server-to-client requests on the shared
+ * connection, where nothing ties them to the end client's call: they are refused with a clear
+ * error (the backend reports it in its tool result), never left unanswered.
+ */
+function refuseServerRequests(client: Client, backend: string): void {
+  const refuse = (what: string) => () => {
+    throw new ProtocolError(
+      ProtocolErrorCode.InvalidRequest,
+      `The aggregated /mcp endpoint cannot relay ${what} from backend ${backend} (2025-era ` +
+        `backends ask over their own connection); connect to /mcp/${backend} for this call`,
+    );
+  };
+  client.setRequestHandler("elicitation/create", refuse("elicitation"));
+  client.setRequestHandler("sampling/createMessage", refuse("sampling"));
 }
 
 /** The list kinds a backend says it announces changes of. */

@@ -8,12 +8,20 @@
  * - `tools/call`, `prompts/get`, `resources/read`, `completion/complete`: routed by the
  *   `backend__` prefix or the `mcpgw-<backend>+` URI prefix, with the prefix stripped; an unknown
  *   name is a JSON-RPC `-32602` error (MCP 2025-11-25 Server/Tools §Error Handling).
+ * - `input_required` (MCP 2026-07-28 Basic/Patterns/Multi Round-Trip Requests) from a modern
+ *   backend on `tools/call`, `prompts/get`, `resources/read` is handed to the client with the
+ *   gateway's sealed `requestState` (request_state.ts); the retry's `inputResponses` and the
+ *   backend's unsealed state go back to the same backend. The SDK checks the embedded requests
+ *   against the client's declared capabilities (-32021) and, for a 2025-era client on the
+ *   per-request legacy leg, answers with a clear error (no server-to-client requests there).
  * - `initialize` / `server/discover` are answered by the SDK from this server's info:
  *   `serverInfo.name` = `serverName`, capabilities = union of the backends, instructions of
  *   each backend under a `[backend]` heading.
  */
 import {
   type CallToolResult,
+  inputRequired,
+  isInputRequiredResult,
   ProtocolError,
   ProtocolErrorCode,
   Server,
@@ -26,6 +34,7 @@ import { fanOut, SDK_TIMEOUT_MS, withDeadline } from "./fanout.ts";
 import { exposedName, splitName } from "./naming.ts";
 import { cancelKey, type CancelRegistry } from "./cancel.ts";
 import type { BackendConnection, BackendPool } from "./pool.ts";
+import { openRequestState, sealRequestState } from "./request_state.ts";
 import { unwrapUri, wrapContentUris, wrapUri } from "./uri.ts";
 
 /** Version reported in `serverInfo`. */
@@ -42,6 +51,8 @@ export interface AggregateRequest {
   method?: string;
   /** Legacy leg: hash of the session id, so that `notifications/cancelled` can find the call. */
   sessionHash?: string;
+  /** Principal id (grant id for OAuth tokens): relayed `requestState`s are bound to it. */
+  principalId?: string;
 }
 
 /** Shared, per-gateway parts of every server instance. */
@@ -50,6 +61,9 @@ export interface AggregateEnv {
   pool: BackendPool;
   log: Logger;
   cancels: CancelRegistry;
+  /** KV (holds the request-state key) and clock, for relayed `input_required` rounds. */
+  kv: Deno.Kv;
+  now: () => number;
 }
 
 // For requests other than the handshakes the capabilities are never shown to the client; they
@@ -160,11 +174,11 @@ function relayError(
 ): never {
   if (error instanceof ProtocolError) {
     if (error.code === ProtocolErrorCode.MissingRequiredClientCapability) {
-      // The backend answered input_required (elicitation/sampling/roots): not relayed yet.
+      // The backend wants a capability the gateway does not declare to it (e.g. roots).
       throw new ProtocolError(
         error.code,
-        `Backend ${backend} asked the user for input, which the aggregated /mcp endpoint does ` +
-          `not relay yet; use /mcp/${backend} for this call (${error.message})`,
+        `Backend ${backend} asked for input the aggregated /mcp endpoint does not relay; ` +
+          `use /mcp/${backend} for this call (${error.message})`,
         error.data,
       );
     }
@@ -178,6 +192,66 @@ function relayError(
   // A transport-level failure (connection lost, legacy session gone): reconnect next time.
   if (connection) env.pool.invalidate(connection);
   throw new ProtocolError(ProtocolErrorCode.InternalError, `Backend ${backend} is unavailable`);
+}
+
+/** A routed method whose result may be `input_required` (MCP 2026-07-28 MRTR). */
+type MrtrMethod = "tools/call" | "prompts/get" | "resources/read";
+
+/**
+ * The multi-round-trip fields to send the backend for this round: the client's
+ * `inputResponses` and the backend's own `requestState` unsealed from the gateway's (bound to
+ * principal, backend, method and name; see request_state.ts). Empty on a first round.
+ */
+async function retryFields(
+  env: AggregateEnv,
+  request: AggregateRequest,
+  ctx: ServerContext,
+  method: MrtrMethod,
+  backend: string,
+  name: string,
+): Promise<{ inputResponses?: Record<string, unknown>; requestState?: string }> {
+  const state = ctx.mcpReq.requestState<unknown>();
+  const responses = ctx.mcpReq.inputResponses;
+  if (state === undefined) return responses ? { inputResponses: responses } : {};
+  const backendState = await openRequestState(env, state, {
+    principal: request.principalId ?? "",
+    backend,
+    method,
+    name,
+  });
+  return {
+    ...(responses ? { inputResponses: responses } : {}),
+    ...(backendState !== undefined ? { requestState: backendState } : {}),
+  };
+}
+
+/**
+ * A backend's `input_required` result, handed on to the client with the gateway's sealed
+ * `requestState` (MCP 2026-07-28 MRTR). The SDK then checks the embedded requests against the
+ * client's declared capabilities (-32021 when missing) and, toward a 2025-era client, tries its
+ * legacy shim, which fails clearly on the per-request legacy leg.
+ */
+async function relayInputRequired(
+  env: AggregateEnv,
+  request: AggregateRequest,
+  method: MrtrMethod,
+  backend: string,
+  name: string,
+  result: { inputRequests?: Record<string, unknown>; requestState?: string },
+): Promise<any> {
+  const requestState = await sealRequestState(env, {
+    principal: request.principalId ?? "",
+    backend,
+    method,
+    name,
+    ...(typeof result.requestState === "string" ? { backendState: result.requestState } : {}),
+  });
+  return inputRequired({
+    ...(result.inputRequests && Object.keys(result.inputRequests).length > 0
+      ? { inputRequests: result.inputRequests as any }
+      : {}),
+    requestState,
+  });
 }
 
 function registerHandlers(
@@ -264,16 +338,25 @@ function registerHandlers(
       const notFound = `Unknown tool: ${req.params.name}`;
       if (!target) throw new ProtocolError(ProtocolErrorCode.InvalidParams, notFound);
       const progressToken = req.params._meta?.progressToken;
+      const retry = await retryFields(
+        env,
+        request,
+        ctx,
+        "tools/call",
+        target.backend,
+        req.params.name,
+      );
       const result = await routed(
         target.backend,
         ctx,
         notFound,
         (c, signal, keepAlive) =>
           c.client.callTool(
-            { name: target.name, arguments: req.params.arguments },
+            { name: target.name, arguments: req.params.arguments, ...retry } as any,
             {
               signal,
               timeout: SDK_TIMEOUT_MS,
+              allowInputRequired: true,
               onprogress: (p) => {
                 keepAlive();
                 if (progressToken === undefined) return;
@@ -285,6 +368,16 @@ function registerHandlers(
             },
           ),
       );
+      if (isInputRequiredResult(result)) {
+        return await relayInputRequired(
+          env,
+          request,
+          "tools/call",
+          target.backend,
+          req.params.name,
+          result as any,
+        );
+      }
       const r = result as CallToolResult;
       return stripReservedMeta({
         ...r,
@@ -319,16 +412,34 @@ function registerHandlers(
       const target = splitName(req.params.name);
       const notFound = `Unknown prompt: ${req.params.name}`;
       if (!target) throw new ProtocolError(ProtocolErrorCode.InvalidParams, notFound);
+      const retry = await retryFields(
+        env,
+        request,
+        ctx,
+        "prompts/get",
+        target.backend,
+        req.params.name,
+      );
       const result = await routed(
         target.backend,
         ctx,
         notFound,
         (c, signal) =>
-          c.client.getPrompt({ name: target.name, arguments: req.params.arguments }, {
-            signal,
-            timeout: SDK_TIMEOUT_MS,
-          }),
+          c.client.getPrompt(
+            { name: target.name, arguments: req.params.arguments, ...retry } as any,
+            { signal, timeout: SDK_TIMEOUT_MS, allowInputRequired: true },
+          ),
       );
+      if (isInputRequiredResult(result)) {
+        return await relayInputRequired(
+          env,
+          request,
+          "prompts/get",
+          target.backend,
+          req.params.name,
+          result as any,
+        );
+      }
       const messages = result.messages.map((m) => ({
         ...m,
         content: wrapContentUris(target.backend, [m.content])[0],
@@ -383,13 +494,34 @@ function registerHandlers(
       const target = unwrapUri(req.params.uri);
       const notFound = `Resource not found: ${req.params.uri}`;
       if (!target) throw new ProtocolError(ProtocolErrorCode.InvalidParams, notFound);
+      const retry = await retryFields(
+        env,
+        request,
+        ctx,
+        "resources/read",
+        target.backend,
+        req.params.uri,
+      );
       const result = await routed(
         target.backend,
         ctx,
         notFound,
         (c, signal) =>
-          c.client.readResource({ uri: target.uri }, { signal, timeout: SDK_TIMEOUT_MS }),
+          c.client.readResource(
+            { uri: target.uri, ...retry } as any,
+            { signal, timeout: SDK_TIMEOUT_MS, allowInputRequired: true },
+          ),
       );
+      if (isInputRequiredResult(result)) {
+        return await relayInputRequired(
+          env,
+          request,
+          "resources/read",
+          target.backend,
+          req.params.uri,
+          result as any,
+        );
+      }
       const contents = result.contents.map((item) => ({
         ...item,
         uri: wrapUri(target.backend, item.uri),
