@@ -218,9 +218,11 @@ export function createHandler(
       const route = candidates.find((r) => allows(r, req.method));
       if (!route) {
         routeName = candidates[0]!.name;
-        res = jsonResponse({ error: "method_not_allowed" }, 405, {
-          allow: [...new Set(candidates.flatMap((r) => r.method))].join(", "),
-        });
+        const allow = [...new Set(candidates.flatMap((r) => r.method))].join(", ");
+        // MCP routes answer every error as JSON-RPC (CONVENTIONS.md §Errors).
+        res = candidates[0]!.mcp
+          ? jsonRpcErrorResponse(405, -32600, `method ${req.method} is not allowed`, { allow })
+          : jsonResponse({ error: "method_not_allowed" }, 405, { allow });
       } else {
         routeName = route.name;
         const remote = info && "hostname" in info.remoteAddr ? info.remoteAddr.hostname : undefined;

@@ -259,6 +259,12 @@ export async function proxyToBackend(
       `backend ${name} rejected the gateway's credentials (HTTP ${status})`,
     );
   }
+  const garbage = unexpectedAnswer(upstream, method, name);
+  if (garbage) {
+    await upstream.body?.cancel().catch(() => {});
+    ctx.logFields.upstream = "unexpected_answer";
+    return garbage;
+  }
   const relayed: [string, string][] = [];
   for (const h of RELAYED) {
     const v = upstream.headers.get(h);
@@ -278,6 +284,31 @@ export async function proxyToBackend(
     resBody = null;
   }
   return new Response(resBody, { status, headers: relayed });
+}
+
+/**
+ * A backend answer that is not Streamable HTTP (MCP Transports §Sending Messages to the Server:
+ * JSON or an SSE stream, or 202 with no body) becomes a JSON-RPC error instead of being relayed:
+ * a redirect or a 2xx/5xx with another content type (an HTML page, plain text) is a 502, a 4xx
+ * without JSON keeps its status (a 404 still tells a client to open a new session). `null` when
+ * the answer may be relayed as is. Bodies are not read: truncated JSON is the client's to see.
+ */
+function unexpectedAnswer(upstream: Response, method: string, name: string): Response | null {
+  const status = upstream.status;
+  if (status >= 300 && status < 400) {
+    return jsonRpcError(
+      502,
+      INTERNAL_ERROR,
+      `backend ${name} answered with a redirect (HTTP ${status})`,
+    );
+  }
+  if (NULL_BODY.has(status) || status === 202 || (method === "DELETE" && status < 300)) return null;
+  const type = (upstream.headers.get("content-type") ?? "").split(";")[0]!.trim().toLowerCase();
+  if (type === "application/json" || type === "text/event-stream") return null;
+  const what = type ? `content-type ${type.slice(0, 60)}` : "no content-type";
+  return status >= 400 && status < 500
+    ? jsonRpcError(status, INTERNAL_ERROR, `backend ${name} answered HTTP ${status} (${what})`)
+    : jsonRpcError(502, INTERNAL_ERROR, `backend ${name} answered HTTP ${status} with ${what}`);
 }
 
 /** One backend's line in `/health`. */
