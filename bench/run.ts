@@ -1,0 +1,678 @@
+/**
+ * `deno task bench`: starts backends, a bare Deno pass-through and the gateway (each its own
+ * process, on 127.0.0.1), measures the five things of issue 4 side by side in one run, prints
+ * a table and writes docs/BENCHMARKS.md and docs/BENCHMARKS.json. Bounded: every load round has
+ * a fixed duration, every loop a maximum count; the whole run takes about 2–3 minutes.
+ *
+ * Environment knobs (optional): BENCH_ROUND_S (default 3), BENCH_ROUNDS (3),
+ * BENCH_CONNECTIONS (32), BENCH_LOAD_TOOL=deno (skip wrk), BENCH_SCALE_TOKENS (100000),
+ * BENCH_PROFILE_S (4; 0 skips the CPU profile of the pass-through).
+ */
+import { type AuthLatency, authLatency } from "./auth_scale.ts";
+import { type BenchGateway, countAccessTokens, launchGateway, mint } from "./gateway.ts";
+import {
+  findLoadTool,
+  type LoadResult,
+  type LoadSpec,
+  type LoadTool,
+  median,
+  runInterleaved,
+  runLoad,
+  runRounds,
+} from "./load.ts";
+import { type McpRequest, modernRequest, openLegacySession, probe, readRpc } from "./mcp.ts";
+import { closedLoopRounds, codeFlow, type OpsResult, refresh, register } from "./oauth.ts";
+import { type Proc, startBenchServer } from "./procs.ts";
+import { profilePassThrough } from "./profile.ts";
+import {
+  machineInfo,
+  printReport,
+  type Report,
+  type Row,
+  type Target,
+  writeReport,
+} from "./report.ts";
+
+const REPO_ROOT = new URL("..", import.meta.url).pathname.replace(/\/$/, "");
+const ROUND_S = Number(Deno.env.get("BENCH_ROUND_S") ?? "3");
+const ROUNDS = Number(Deno.env.get("BENCH_ROUNDS") ?? "3");
+const CONNECTIONS = Number(Deno.env.get("BENCH_CONNECTIONS") ?? "32");
+const SCALE_TOKENS = Number(Deno.env.get("BENCH_SCALE_TOKENS") ?? "100000");
+const WARMUP_S = 1;
+/** Latency differences of a few % need more rounds than throughput. */
+const AUTH_ROUNDS = Math.max(ROUNDS, 5);
+const PROFILE_S = Number(Deno.env.get("BENCH_PROFILE_S") ?? "4");
+let profileLines: string[] = [];
+const FANOUT_DELAY_MS = 20;
+
+const rows: Row[] = [];
+const targets: Target[] = [];
+const notes: string[] = [];
+const raw: Record<string, unknown> = {};
+const started = performance.now();
+
+function log(msg: string): void {
+  const t = ((performance.now() - started) / 1000).toFixed(0).padStart(3);
+  console.error(`[bench ${t}s] ${msg}`);
+}
+
+function unavailable(section: string, config: string, why: string): void {
+  const text = `not available yet: ${why}`.replaceAll("|", "/").replaceAll("\n", " ").slice(0, 240);
+  log(`${section} / ${config}: ${text}`);
+  rows.push({ section, config, unavailable: text });
+}
+
+const ratio = (a: number, b: number) => (b > 0 ? a / b : NaN);
+const x = (n: number) => (Number.isFinite(n) ? `${n.toFixed(2)}×` : "–");
+
+function errorNote(r: { errors: number; non2xx: number; requests: number }): string {
+  return r.errors || r.non2xx ? ` ⚠ ${r.errors} socket errors, ${r.non2xx} HTTP ≥ 400` : "";
+}
+
+async function measure(
+  tool: LoadTool,
+  section: string,
+  config: string,
+  spec: LoadSpec,
+  note = "",
+) {
+  log(`${section}: ${config} (${ROUNDS} × ${spec.durationS} s, ${spec.connections} connections)`);
+  const r = await runRounds(tool, spec, { warmupS: WARMUP_S, rounds: ROUNDS });
+  rows.push({
+    section,
+    config,
+    rps: r.rps,
+    p50Ms: r.p50Ms,
+    p99Ms: r.p99Ms,
+    note: note + errorNote(r),
+  });
+  raw[`${section}: ${config}`] = r;
+  return r;
+}
+
+function loadSpec(url: string, req: McpRequest, connections = CONNECTIONS): LoadSpec {
+  return { url, headers: req.headers, body: req.body, connections, durationS: ROUND_S };
+}
+
+/** Why a 501/404 means "not there yet" rather than a failure. */
+function reasonOf(problem: string, route: string): string {
+  if (/HTTP 501/.test(problem)) return `${route} answers 501 (not implemented yet)`;
+  return `${route}: ${problem}`;
+}
+
+// ---------------------------------------------------------------------------------------------
+
+const tool = await findLoadTool(log);
+const machine = machineInfo(tool.note);
+log(`load generator: ${tool.note}; ${machine.cpu}, ${machine.cores} cores`);
+
+const procs: Proc[] = [];
+const gateways: BenchGateway[] = [];
+let mainGw: BenchGateway | null = null;
+let bareResult: Awaited<ReturnType<typeof runRounds>> | null = null;
+let peakRss: number | null = null;
+
+try {
+  const fast = await startBenchServer("backend", ["backend", "0"]);
+  procs.push(fast);
+  const slow = await startBenchServer("backend-20ms", ["backend", String(FANOUT_DELAY_MS)]);
+  procs.push(slow);
+  const bare = await startBenchServer("bare", ["bare", `${fast.url}/mcp`]);
+  procs.push(bare);
+  const call = modernRequest("tools/call", { name: "echo", arguments: { text: "hi" } });
+
+  // (1) pass-through ----------------------------------------------------------------------
+  // Direct, bare and gateway rounds are interleaved so that the machine's noise hits all three.
+  const S1 = "1 pass-through tools/call";
+  let token: string | null = null;
+  try {
+    mainGw = await launchGateway("main", REPO_ROOT, [{ name: "alpha", url: `${fast.url}/mcp` }]);
+    gateways.push(mainGw);
+    notes.push(
+      mainGw.rateLimitsRaised
+        ? "The bench config sets every `rateLimits.*` to 10⁹ so that limits do not cap the " +
+          "throughput figures; whatever the limiter costs per request is still paid."
+        : "This config schema has no `rateLimits`; the gateway ran with its built-in limits.",
+    );
+    const minted = await mint(mainGw, 1, { resource: `${mainGw.publicUrl}/mcp` });
+    token = minted.accessTokens[0]!;
+    raw.gatewayRssAfterStartMb = mainGw.proc.rssMb();
+  } catch (e) {
+    unavailable(S1, "gateway /mcp/{backend}", `gateway did not start: ${(e as Error).message}`);
+  }
+  const s1: { config: string; spec: LoadSpec }[] = [
+    { config: "backend direct", spec: loadSpec(`${fast.url}/mcp`, call) },
+    { config: "bare Deno fetch proxy (no auth)", spec: loadSpec(`${bare.url}/mcp/alpha`, call) },
+  ];
+  if (mainGw && token) {
+    const gwCall = modernRequest(
+      "tools/call",
+      { name: "echo", arguments: { text: "hi" } },
+      `Bearer ${token}`,
+    );
+    const url = `${mainGw.publicUrl}/mcp/alpha`;
+    const problem = await probe(url, gwCall);
+    if (problem) {
+      unavailable(S1, "gateway /mcp/{backend} + token", reasonOf(problem, "/mcp/alpha"));
+    } else s1.push({ config: "gateway /mcp/{backend} + token", spec: loadSpec(url, gwCall) });
+  }
+  log(`${S1}: ${s1.map((c) => c.config).join(", ")} interleaved (${ROUNDS} × ${ROUND_S} s each)`);
+  const r1 = await runInterleaved(tool, s1.map((c) => c.spec), {
+    warmupS: WARMUP_S,
+    rounds: ROUNDS,
+  });
+  for (const [i, c] of s1.entries()) {
+    const r = r1[i]!;
+    rows.push({
+      section: S1,
+      config: c.config,
+      rps: r.rps,
+      p50Ms: r.p50Ms,
+      p99Ms: r.p99Ms,
+      note: errorNote(r),
+    });
+    raw[`${S1}: ${c.config}`] = r;
+  }
+  bareResult = r1[1]!;
+  if (r1[2] && mainGw) {
+    const g = r1[2];
+    peakRss = mainGw.proc.peakRssMb();
+    // Paired rounds: the ratio of each round, then their median.
+    const perRound = g.rounds.map((q, k) => ratio(q.rps, bareResult!.rounds[k]!.rps));
+    const rr = median(perRound);
+    const pr = median(g.rounds.map((q, k) => ratio(q.p99Ms, bareResult!.rounds[k]!.p99Ms)));
+    rows[rows.length - 1]!.note += ` ${x(rr)} bare req/s, p99 ${x(pr)} bare`;
+    targets.push({
+      name: "pass-through req/s",
+      goal: "≥ 0.85 × bare",
+      measured: `${x(rr)} (median of per-round ratios ${
+        perRound.map((v) => v.toFixed(2)).join(", ")
+      })`,
+      met: rr >= 0.85,
+    }, {
+      name: "pass-through p99",
+      goal: "≤ 1.5 × bare",
+      measured: `${x(pr)} (median p99 ${g.p99Ms.toFixed(2)} vs ${bareResult.p99Ms.toFixed(2)} ms)`,
+      met: pr <= 1.5,
+    });
+  }
+  if (!targets.some((t) => t.name === "pass-through req/s")) {
+    targets.push({ name: "pass-through req/s", goal: "≥ 0.85 × bare", measured: "–", met: null });
+  }
+
+  // (5) memory under the load of (1) --------------------------------------------------------
+  const S5 = "5 memory";
+  if (peakRss !== null) {
+    rows.push({
+      section: S5,
+      config: "gateway peak RSS (VmHWM) after (1)",
+      note: `${peakRss.toFixed(1)} MB (after start: ${raw.gatewayRssAfterStartMb ?? "?"} MB; ` +
+        `bare Deno proxy under the same load: ${bare.peakRssMb() ?? "?"} MB)`,
+    });
+    targets.push({
+      name: "peak RSS under load",
+      goal: "≤ 150 MB",
+      measured: `${peakRss.toFixed(1)} MB`,
+      met: peakRss <= 150,
+    });
+  } else {
+    unavailable(S5, "gateway peak RSS", "the pass-through load (1) did not run");
+    targets.push({ name: "peak RSS under load", goal: "≤ 150 MB", measured: "–", met: null });
+  }
+
+  // (2) aggregated /mcp -----------------------------------------------------------------------
+  const S2 = "2 aggregated /mcp tools/call";
+  const aggregated: number[] = [];
+  if (mainGw && token) {
+    const url = `${mainGw.publicUrl}/mcp`;
+    const args = { name: "alpha__echo", arguments: { text: "hi" } };
+    const modern = modernRequest("tools/call", args, `Bearer ${token}`);
+    const problem = await probe(url, modern);
+    if (problem) unavailable(S2, "modern client (2026-07-28)", reasonOf(problem, "/mcp"));
+    else {
+      const r = await measure(tool, S2, "modern client (2026-07-28)", loadSpec(url, modern));
+      rows[rows.length - 1]!.note += ` ${x(ratio(r.rps, bareResult.rps))} bare req/s`;
+      aggregated.push(r.rps);
+    }
+    try {
+      const session = await openLegacySession(url, `Bearer ${token}`);
+      const legacy = {
+        headers: {
+          "Content-Type": "application/json",
+          "Accept": "application/json, text/event-stream",
+          "MCP-Protocol-Version": "2025-11-25",
+          "Authorization": `Bearer ${token}`,
+          ...(session.id ? { "Mcp-Session-Id": session.id } : {}),
+        },
+        body: JSON.stringify({ jsonrpc: "2.0", id: 2, method: "tools/call", params: args }),
+      };
+      const p2 = await probe(url, legacy);
+      if (p2) throw new Error(p2);
+      const r = await measure(
+        tool,
+        S2,
+        "legacy client (2025-11-25, one session)",
+        loadSpec(url, legacy),
+      );
+      rows[rows.length - 1]!.note += ` ${x(ratio(r.rps, bareResult.rps))} bare req/s`;
+      aggregated.push(r.rps);
+    } catch (e) {
+      unavailable(S2, "legacy client (2025-11-25)", reasonOf((e as Error).message, "/mcp"));
+    }
+  } else unavailable(S2, "modern and legacy clients", "no gateway or token (see (1))");
+  targets.push(
+    aggregated.length
+      ? {
+        name: "aggregated tools/call req/s",
+        goal: "≥ 0.6 × bare",
+        measured: aggregated.map((a) => x(ratio(a, bareResult!.rps))).join(" / ") +
+          " (modern / legacy)",
+        met: Math.min(...aggregated) >= 0.6 * bareResult.rps,
+      }
+      : { name: "aggregated tools/call req/s", goal: "≥ 0.6 × bare", measured: "–", met: null },
+  );
+
+  // (4a) auth latency with 1k and 100k live tokens ------------------------------------------
+  // Two gateways side by side, one with 1k and one with 100k live tokens; rounds alternate
+  // between them so that the machine's noise falls on both alike.
+  const S4 = "4 scale: auth";
+  const big = `${SCALE_TOKENS / 1000}k`;
+  if (mainGw && token) {
+    let largeGw: BenchGateway | null = null;
+    try {
+      largeGw = await launchGateway("scale", REPO_ROOT, [{
+        name: "alpha",
+        url: `${fast.url}/mcp`,
+      }]);
+      gateways.push(largeGw);
+      const t0 = performance.now();
+      const small = await mint(mainGw, 999, { resource: `${mainGw.publicUrl}/mcp` });
+      log(`${S4}: minting ${SCALE_TOKENS} token pairs into a second gateway's KV …`);
+      const large = await mint(largeGw, SCALE_TOKENS, {
+        resource: `${largeGw.publicUrl}/mcp`,
+        keep: 1000,
+      });
+      notes.push(
+        `Minting ${SCALE_TOKENS} token pairs (mintTokens + putGrant, 180 pairs per atomic ` +
+          `commit, 4 commits in flight) took ${((performance.now() - t0) / 1000).toFixed(1)} s.`,
+      );
+      const phases = [
+        { name: "1k", gw: mainGw, tokens: [token, ...small.accessTokens] },
+        { name: big, gw: largeGw, tokens: large.accessTokens },
+      ];
+      const acc = phases.map(() => ({
+        hot: [] as LoadResult[],
+        spread: [] as LoadResult[],
+        cold: [] as AuthLatency[],
+        warm: [] as AuthLatency[],
+      }));
+      const specs = phases.map((ph) => {
+        const url = `${ph.gw.publicUrl}/mcp/alpha`;
+        const auths = ph.tokens.map((t) => `Bearer ${t}`);
+        const hot = modernRequest("tools/call", { name: "echo", arguments: {} }, auths[0]);
+        const spread = modernRequest("tools/call", { name: "echo", arguments: {} });
+        return {
+          url,
+          hot: loadSpec(url, hot, 1),
+          spread: { ...loadSpec(url, spread, 1), authorizations: auths },
+        };
+      });
+      for (const [i, ph] of phases.entries()) {
+        const problem = await probe(specs[i]!.url, {
+          headers: specs[i]!.hot.headers,
+          body: specs[i]!.hot.body ?? "",
+        });
+        if (problem) throw new Error(`${ph.name}: ${problem}`);
+        await runLoad(tool, { ...specs[i]!.hot, durationS: WARMUP_S });
+        await authLatency(ph.gw.deps, specs[i]!.url, "alpha", ph.tokens, "cold", 1);
+      }
+      const dur = Math.max(1, ROUND_S - 1);
+      log(
+        `${S4}: ${AUTH_ROUNDS} alternating rounds × (2 × ${dur} s HTTP at c=1 + in-process) per KV size`,
+      );
+      for (let r = 0; r < AUTH_ROUNDS; r++) {
+        for (const [i, ph] of phases.entries()) {
+          const sp = specs[i]!;
+          acc[i]!.hot.push(await runLoad(tool, { ...sp.hot, durationS: dur }));
+          acc[i]!.spread.push(await runLoad(tool, { ...sp.spread, durationS: dur }));
+          acc[i]!.cold.push(await authLatency(ph.gw.deps, sp.url, "alpha", ph.tokens, "cold", 1));
+          acc[i]!.warm.push(await authLatency(ph.gw.deps, sp.url, "alpha", ph.tokens, "warm", 1));
+        }
+      }
+      const summary: Record<string, Record<string, number>> = {};
+      for (const [i, ph] of phases.entries()) {
+        const a = acc[i]!;
+        const med = (xs: LoadResult[], k: "rps" | "p50Ms" | "p99Ms") => median(xs.map((v) => v[k]));
+        const live = await countAccessTokens(ph.gw.kv, SCALE_TOKENS * 2);
+        rows.push({
+          section: S4,
+          config: `${ph.name} live tokens: one token, HTTP, c=1`,
+          rps: med(a.hot, "rps"),
+          p50Ms: med(a.hot, "p50Ms"),
+          p99Ms: med(a.hot, "p99Ms"),
+          note: `${live} live access tokens`,
+        }, {
+          section: S4,
+          config: `${ph.name}: 1000 distinct tokens cycled, HTTP, c=1`,
+          rps: med(a.spread, "rps"),
+          p50Ms: med(a.spread, "p50Ms"),
+          p99Ms: med(a.spread, "p99Ms"),
+        });
+        const cold = median(a.cold.map((c) => c.p50Us));
+        const warm = median(a.warm.map((c) => c.p50Us));
+        rows.push({
+          section: S4,
+          config: `${ph.name}: authenticate() in-process, uncached`,
+          p50Ms: cold / 1000,
+          p99Ms: median(a.cold.map((c) => c.p99Us)) / 1000,
+          note: `SHA-256 + KV get: p50 ${cold.toFixed(0)} µs; cached: p50 ${warm.toFixed(1)} µs`,
+        });
+        summary[ph.name] = {
+          liveTokens: live,
+          httpOneTokenP50Ms: med(a.hot, "p50Ms"),
+          httpDistinctP50Ms: med(a.spread, "p50Ms"),
+          inProcessUncachedP50Us: cold,
+          inProcessCachedP50Us: warm,
+        };
+      }
+      raw.authScale = { summary, rounds: acc };
+      const [A, B] = [summary["1k"]!, summary[big]!];
+      const rHot = ratio(B.httpOneTokenP50Ms!, A.httpOneTokenP50Ms!);
+      const rHttp = ratio(B.httpDistinctP50Ms!, A.httpDistinctP50Ms!);
+      const rCold = ratio(B.inProcessUncachedP50Us!, A.inProcessUncachedP50Us!);
+      targets.push({
+        name: `auth latency 1k → ${big} tokens`,
+        goal: "flat within 20 %",
+        measured: `p50 ratio of the request latency: one token ${x(rHot)}, 1000 tokens ` +
+          `cycled ${x(rHttp)} (in-process uncached lookup alone: ${x(rCold)}, for information)`,
+        met: Math.max(rHot, rHttp) <= 1.2,
+      });
+    } catch (e) {
+      unavailable(S4, `auth latency 1k / ${big}`, (e as Error).message);
+      targets.push({ name: "auth latency flat", goal: "within 20 %", measured: "–", met: null });
+    } finally {
+      if (largeGw) {
+        raw.scaleGatewayPeakRssMb = largeGw.proc.peakRssMb();
+        await largeGw.stop();
+        gateways.splice(gateways.indexOf(largeGw), 1);
+      }
+    }
+  } else {
+    unavailable(S4, "auth latency 1k / 100k", "no gateway or token");
+    targets.push({ name: "auth latency flat", goal: "within 20 %", measured: "–", met: null });
+  }
+
+  // (3) authorization throughput --------------------------------------------------------------
+  const S3 = "3 authorization";
+  if (mainGw) {
+    const base = mainGw.publicUrl;
+    const password = "bench owner password 1234";
+    const opsRow = (config: string, r: OpsResult) => {
+      rows.push({
+        section: S3,
+        config,
+        rps: r.opsPerS,
+        p50Ms: r.p50Ms,
+        p99Ms: r.p99Ms,
+        note: r.failures ? `⚠ ${r.failures} failed: ${r.firstError}` : "",
+      });
+      raw[`${S3}: ${config}`] = r;
+    };
+    const conc = 4;
+    const dur = Math.max(1, ROUND_S - 1);
+    let clientIds: string[] = [];
+    try {
+      clientIds = await Promise.all(Array.from({ length: conc }, () => register(base)));
+      log(`${S3}: registrations (${ROUNDS} × ${dur} s, ${conc} workers)`);
+      opsRow(
+        "registrations/s (POST /register)",
+        await closedLoopRounds(ROUNDS, dur, conc, async () => {
+          await register(base);
+        }),
+      );
+    } catch (e) {
+      unavailable(S3, "registrations/s", reasonOf((e as Error).message, "/register"));
+    }
+    let refreshTokens: string[] = [];
+    let refreshClients: string[] = [];
+    if (clientIds.length) {
+      try {
+        const first = await Promise.all(clientIds.map((c) => codeFlow(base, c, password)));
+        refreshTokens = first.map((t) => t.refresh_token);
+        refreshClients = clientIds;
+        log(`${S3}: code flows (${ROUNDS} × ${dur} s, ${conc} workers)`);
+        opsRow(
+          "code flows/s (consent page + approval + token)",
+          await closedLoopRounds(ROUNDS, dur, conc, async (w) => {
+            await codeFlow(base, clientIds[w]!, password);
+          }),
+        );
+      } catch (e) {
+        unavailable(S3, "code flows/s", reasonOf((e as Error).message, "/authorize + /token"));
+      }
+    } else unavailable(S3, "code flows/s", "needs a registered client");
+    if (!refreshTokens.length) {
+      // Fall back to refresh tokens minted into KV for the bench's own stored client.
+      const m = await mint(mainGw, conc, { resource: `${base}/mcp`, perGrant: 1 });
+      refreshTokens = m.refreshTokens;
+      refreshClients = refreshTokens.map(() => "bench-client");
+    }
+    try {
+      log(`${S3}: refreshes (${ROUNDS} × ${dur} s, ${conc} workers)`);
+      opsRow(
+        "refreshes/s (rotation)",
+        await closedLoopRounds(ROUNDS, dur, conc, async (w) => {
+          refreshTokens[w] = await refresh(base, refreshClients[w]!, refreshTokens[w]!);
+        }),
+      );
+    } catch (e) {
+      unavailable(S3, "refreshes/s", reasonOf((e as Error).message, "/token"));
+    }
+  } else unavailable(S3, "registrations, code flows, refreshes", "the gateway did not start");
+
+  if (mainGw) {
+    const hwm = mainGw.proc.peakRssMb();
+    if (hwm !== null) raw.gatewayPeakRssWholeRunMb = hwm;
+    await mainGw.stop();
+    gateways.splice(gateways.indexOf(mainGw), 1);
+    mainGw = null;
+  }
+
+  // (4b) fan-out: aggregated tools/list over 1, 5, 20 backends of 20 ms ----------------------
+  const S4b = "4 scale: fan-out tools/list";
+  const fanout: Record<number, number> = {};
+  const direct = modernRequest("tools/list");
+  {
+    const t: number[] = [];
+    for (let i = 0; i < 3 + 15 * ROUNDS; i++) {
+      const t0 = performance.now();
+      const res = await fetch(`${slow.url}/b1`, {
+        method: "POST",
+        headers: direct.headers,
+        body: direct.body,
+      });
+      await res.arrayBuffer();
+      if (i >= 3) t.push(performance.now() - t0);
+    }
+    t.sort((p, q) => p - q);
+    rows.push({
+      section: S4b,
+      config: `one ${FANOUT_DELAY_MS} ms backend, direct`,
+      p50Ms: median(t),
+      p99Ms: t[Math.floor(t.length * 0.99)],
+    });
+  }
+  for (const n of [1, 5, 20]) {
+    const config = `${n} × ${FANOUT_DELAY_MS} ms backends via /mcp`;
+    let gw: BenchGateway | null = null;
+    try {
+      const backends = Array.from({ length: n }, (_, i) => ({
+        name: `b${i + 1}`,
+        url: `${slow.url}/b${i + 1}`,
+      }));
+      gw = await launchGateway(`fanout${n}`, REPO_ROOT, backends);
+      gateways.push(gw);
+      const tk = (await mint(gw, 1, { resource: `${gw.publicUrl}/mcp` })).accessTokens[0]!;
+      const url = `${gw.publicUrl}/mcp`;
+      let req = modernRequest("tools/list", {}, `Bearer ${tk}`);
+      let era = "modern";
+      if (await probe(url, req)) {
+        const session = await openLegacySession(url, `Bearer ${tk}`);
+        req = {
+          headers: {
+            "Content-Type": "application/json",
+            "Accept": "application/json, text/event-stream",
+            "MCP-Protocol-Version": "2025-11-25",
+            "Authorization": `Bearer ${tk}`,
+            ...(session.id ? { "Mcp-Session-Id": session.id } : {}),
+          },
+          body: JSON.stringify({ jsonrpc: "2.0", id: 3, method: "tools/list", params: {} }),
+        };
+        era = "legacy";
+        const p = await probe(url, req);
+        if (p) throw new Error(p);
+      }
+      log(`${S4b}: ${config} (${era})`);
+      const perRound: number[] = [];
+      const p99s: number[] = [];
+      let tools = 0;
+      for (let i = 0; i < 3; i++) {
+        const res = await fetch(url, { method: "POST", headers: req.headers, body: req.body });
+        await res.arrayBuffer();
+      }
+      for (let r = 0; r < ROUNDS; r++) {
+        const t: number[] = [];
+        for (let i = 0; i < 15; i++) {
+          const t0 = performance.now();
+          const res = await fetch(url, { method: "POST", headers: req.headers, body: req.body });
+          const msg = await readRpc(res);
+          t.push(performance.now() - t0);
+          const result = msg?.result as { tools?: unknown[] } | undefined;
+          tools = result?.tools?.length ?? 0;
+        }
+        t.sort((p, q) => p - q);
+        perRound.push(median(t));
+        p99s.push(t[t.length - 1]!);
+      }
+      fanout[n] = median(perRound);
+      rows.push({
+        section: S4b,
+        config,
+        p50Ms: fanout[n],
+        p99Ms: median(p99s),
+        note: `${tools} tools listed (${era} client)` +
+          (fanout[n]! < FANOUT_DELAY_MS ? "; faster than one backend: lists are cached" : ""),
+      });
+    } catch (e) {
+      unavailable(S4b, config, reasonOf((e as Error).message, "/mcp tools/list"));
+    } finally {
+      if (gw) {
+        await gw.stop();
+        gateways.splice(gateways.indexOf(gw), 1);
+      }
+    }
+  }
+  raw.fanoutP50Ms = fanout;
+  if (fanout[1] && fanout[20]) {
+    const r = ratio(fanout[20], fanout[1]);
+    targets.push({
+      name: `fan-out 20 × ${FANOUT_DELAY_MS} ms tools/list`,
+      goal: "≤ 1.3 × one backend",
+      measured: `${x(r)} (${fanout[20].toFixed(1)} vs ${fanout[1].toFixed(1)} ms)`,
+      met: r <= 1.3,
+    });
+  } else {
+    targets.push({
+      name: "fan-out 20 × 20 ms",
+      goal: "≤ 1.3 × one backend",
+      measured: "–",
+      met: null,
+    });
+  }
+
+  // (6) where the gateway's time goes in the pass-through -------------------------------------
+  if (PROFILE_S > 0) {
+    try {
+      log(`6 profile: ${PROFILE_S} s of pass-through load on a gateway with --inspect`);
+      const { rps, lines } = await profilePassThrough(tool, `${fast.url}/mcp`, PROFILE_S);
+      profileLines = [`pass-through load while profiling: ${rps.toFixed(0)} req/s`, ...lines];
+    } catch (e) {
+      profileLines = [`not available yet: ${(e as Error).message}`];
+    }
+  }
+} finally {
+  for (const gw of gateways) await gw.stop().catch(() => {});
+  for (const p of procs) await p.stop().catch(() => {});
+}
+
+notes.push(
+  "Pass-through and aggregated loads send a 2026-07-28 (modern) `tools/call`: `_meta` envelope " +
+    "plus `MCP-Protocol-Version`, `Mcp-Method`, `Mcp-Name`; the minimal backend answers at once. " +
+    "The legacy load opens one session with `initialize` and sends every call on it.",
+  "The gateway runs as `deno run -A main.ts` with the runtime contract's environment (PORT, " +
+    "PUBLIC_URL, KV_PATH = a temp file, GATEWAY_CONFIG = a temp config); its per-request JSON " +
+    "log lines go to /dev/null. Tokens are minted into its KV file from the bench process with " +
+    "lib/tokens.ts (mintTokens + putGrant).",
+  "Auth scale: the gateway keeps validated tokens in a per-isolate cache for at most 1 s " +
+    "(lib/token_cache.ts), so a client reusing its token pays one SHA-256 and a Map lookup, " +
+    "whatever the number of stored tokens. The uncached row shows the cost the cache hides: " +
+    "SHA-256 + one KV point read, which stays flat because the lookup is a B-tree read by key.",
+  "Authorization throughput runs closed loops of 4 workers in the bench process against the " +
+    "gateway subprocess.",
+);
+
+const notMet = (prefix: string) =>
+  targets.some((t) => t.name.startsWith(prefix) && t.met === false);
+if (notMet("pass-through")) {
+  notes.push(
+    "What holds the pass-through back (see the profile below for this run). Earlier today " +
+      "the largest item was main.ts matching every route's URLPattern on each request (about a " +
+      "third of the gateway's CPU; memoising the match per pathname took the ratio from 0.42× " +
+      "to 0.61× on a copy of the tree); main.ts has had such a per-pathname match cache since. " +
+      "What remains per request, beyond the fetch and stream plumbing the " +
+      "bare proxy pays too: the JSON log line with redaction (lib/log.ts, ~5 % of CPU), the " +
+      "bearer check (SHA-256 + cache), the per-grant rate-limit counter, the header allow-list " +
+      "copy and the deadline bookkeeping (lib/proxy.ts). The p99 gap is the same work queueing " +
+      "under 32 connections on 2 shared cores.",
+  );
+}
+if (notMet("peak RSS")) {
+  notes.push(
+    "Memory: the bare Deno proxy alone peaks near 145 MB under the same 32-connection load " +
+      "(Deno's runtime, V8 heap growth and the fetch pool), so 150 MB leaves the gateway " +
+      "almost nothing; the gateway starts at ~80 MB (it loads the MCP SDK, zod and jose at " +
+      "start) and grows under load. Lazy-loading the SDK for the aggregated route and capping " +
+      "V8's young generation (`--v8-flags=--max-semi-space-size=…`) are the levers to try.",
+  );
+}
+if (notMet("aggregated")) {
+  notes.push(
+    "Aggregated /mcp: each call goes through the SDK server on the gateway's side and the " +
+      "SDK client towards the backend (schema validation both ways, JSON re-encoding, and for " +
+      "legacy clients the session check), on top of everything the pass-through pays.",
+  );
+}
+const regRow = rows.find((r) => r.config.startsWith("registrations/s"));
+if (regRow?.note?.includes("429")) {
+  notes.push(
+    "Registrations: with every limit raised, 4 concurrent registrations from one IP still got " +
+      "some 429s: lib/rate_limit.ts `hit()` gives up after a few conflicting atomic increments " +
+      "of the shared per-IP counter and fails closed, so contention, not the limit, refuses them.",
+  );
+}
+
+const report: Report = {
+  date: new Date().toISOString(),
+  command: "deno task bench",
+  durationS: (performance.now() - started) / 1000,
+  machine,
+  rows,
+  targets,
+  notes,
+  profile: profileLines,
+  raw,
+};
+printReport(report);
+await writeReport(REPO_ROOT, report);
+log(`wrote docs/BENCHMARKS.md and docs/BENCHMARKS.json (${report.durationS.toFixed(0)} s)`);
+Deno.exit(0);

@@ -1,0 +1,141 @@
+/**
+ * Loopback servers for the benchmark, each run as its own subprocess so that load generator,
+ * proxy and backend never share an event loop:
+ *
+ * - `backend [delayMs]`: a minimal MCP backend speaking JSON-RPC over Streamable HTTP for both
+ *   protocol eras (initialize / server/discover, tools/list, tools/call). Every request with an
+ *   id is answered after `delayMs` (0 = at once). Any path is served, so one process stands for
+ *   many backends (`/b1`, `/b2`, …).
+ * - `bare <targetUrl>`: the floor of any Deno proxy: `Deno.serve` + `fetch`, no auth, request
+ *   and response bodies streamed through.
+ *
+ * Each prints one line `{"port": n}` on stdout once it listens on 127.0.0.1.
+ */
+
+const SUPPORTED = ["2026-07-28", "2025-11-25", "2025-06-18", "2025-03-26"];
+const MODERN_VERSION_KEY = "io.modelcontextprotocol/protocolVersion";
+
+/** The one tool every bench backend offers. */
+export const BENCH_TOOL = {
+  name: "echo",
+  description: "Answers at once (or after the backend's delay).",
+  inputSchema: { type: "object", properties: { text: { type: "string" } } },
+};
+
+interface RpcRequest {
+  jsonrpc: "2.0";
+  id?: string | number | null;
+  method: string;
+  params?: Record<string, unknown> & { _meta?: Record<string, unknown> };
+}
+
+function rpcResult(msg: RpcRequest, path: string): Record<string, unknown> | null {
+  const meta = msg.params?._meta;
+  const modern = meta !== undefined && MODERN_VERSION_KEY in meta;
+  const serverInfo = { name: `bench-backend${path.replaceAll("/", "-")}`, version: "1.0.0" };
+  const extra = modern
+    ? { resultType: "complete", _meta: { "io.modelcontextprotocol/serverInfo": serverInfo } }
+    : {};
+  switch (msg.method) {
+    case "initialize": {
+      const asked = String(msg.params?.protocolVersion ?? "");
+      return {
+        protocolVersion: SUPPORTED.includes(asked) && asked !== "2026-07-28" ? asked : "2025-11-25",
+        capabilities: { tools: {} },
+        serverInfo,
+      };
+    }
+    case "server/discover":
+      return {
+        supportedVersions: SUPPORTED,
+        capabilities: { tools: {} },
+        serverInfo,
+        ttlMs: 60_000,
+        cacheScope: "public",
+        ...extra,
+      };
+    case "ping":
+      return {};
+    case "tools/list":
+      // ttlMs 0: clients (and the gateway) must not cache the list, so fan-out is measured.
+      return {
+        tools: [BENCH_TOOL],
+        ...(modern ? { ttlMs: 0, cacheScope: "private" } : {}),
+        ...extra,
+      };
+    case "tools/call":
+      return { content: [{ type: "text", text: "ok" }], isError: false, ...extra };
+    default:
+      return null;
+  }
+}
+
+/** Handler of the minimal MCP backend. */
+export function backendHandler(delayMs: number): (req: Request) => Promise<Response> {
+  const json = { "content-type": "application/json" };
+  return async (req) => {
+    if (req.method !== "POST") {
+      return new Response(null, { status: 405, headers: { allow: "POST" } });
+    }
+    let msg: RpcRequest;
+    try {
+      msg = await req.json();
+    } catch {
+      return new Response(
+        JSON.stringify({ jsonrpc: "2.0", id: null, error: { code: -32700, message: "parse" } }),
+        { status: 400, headers: json },
+      );
+    }
+    if (msg.id === undefined) return new Response(null, { status: 202 });
+    if (delayMs > 0) await new Promise((r) => setTimeout(r, delayMs));
+    const result = rpcResult(msg, new URL(req.url).pathname);
+    const body = result
+      ? { jsonrpc: "2.0", id: msg.id, result }
+      : { jsonrpc: "2.0", id: msg.id, error: { code: -32601, message: "Method not found" } };
+    return new Response(JSON.stringify(body), { status: result ? 200 : 404, headers: json });
+  };
+}
+
+const HOP_BY_HOP = new Set([
+  "host",
+  "connection",
+  "keep-alive",
+  "transfer-encoding",
+  "content-length",
+  "authorization",
+  "upgrade",
+]);
+
+/** Handler of the bare pass-through: copy headers, stream the body both ways, no auth. */
+export function bareProxyHandler(target: string): (req: Request) => Promise<Response> {
+  return async (req) => {
+    const headers = new Headers();
+    for (const [k, v] of req.headers) if (!HOP_BY_HOP.has(k)) headers.set(k, v);
+    const upstream = await fetch(target, {
+      method: req.method,
+      headers,
+      body: req.body,
+      signal: req.signal,
+    });
+    const out = new Headers();
+    for (const [k, v] of upstream.headers) if (!HOP_BY_HOP.has(k)) out.set(k, v);
+    return new Response(upstream.body, { status: upstream.status, headers: out });
+  };
+}
+
+if (import.meta.main) {
+  const [kind, arg] = Deno.args;
+  let handler: (req: Request) => Promise<Response>;
+  if (kind === "backend") handler = backendHandler(Number(arg ?? "0"));
+  else if (kind === "bare" && arg) handler = bareProxyHandler(arg);
+  else {
+    console.error("usage: servers.ts backend [delayMs] | bare <targetUrl>");
+    Deno.exit(2);
+  }
+  Deno.serve({
+    hostname: "127.0.0.1",
+    port: 0,
+    onListen: ({ port }) => console.log(JSON.stringify({ port })),
+    onError: () => new Response(null, { status: 502 }),
+  }, handler);
+}
