@@ -48,18 +48,21 @@ export async function hit(
 ): Promise<RateLimitResult> {
   const key = rateKey(bucket, subject, windowMs, now);
   const expireIn = (Math.floor(now / windowMs) + 1) * windowMs - now;
-  for (let attempt = 0; attempt < 20; attempt++) {
-    const entry = await kv.get(key);
-    const count = countOf(entry.value) + 1;
-    const { ok } = await kv.atomic().check(entry)
-      .set(key, new Deno.KvU64(BigInt(count)), { expireIn: Math.max(1, expireIn) })
-      .commit();
-    if (ok) {
-      return { allowed: count <= limit, count, retryAfterSeconds: retryAfter(windowMs, now) };
-    }
-  }
-  // Heavy contention on one counter: treat as over the limit rather than failing open.
-  return { allowed: false, count: limit + 1, retryAfterSeconds: retryAfter(windowMs, now) };
+  const result = (count: number): RateLimitResult => ({
+    allowed: count <= limit,
+    count,
+    retryAfterSeconds: retryAfter(windowMs, now),
+  });
+  // The window's first hit creates the counter with its expiry; later hits add with `sum`,
+  // which never conflicts, so concurrent requests are all counted and none is refused for
+  // contention alone.
+  const created = await kv.atomic()
+    .check({ key, versionstamp: null })
+    .set(key, new Deno.KvU64(1n), { expireIn: Math.max(1, expireIn) })
+    .commit();
+  if (created.ok) return result(1);
+  await kv.atomic().sum(key, 1n).commit();
+  return result(countOf((await kv.get(key)).value));
 }
 
 /**

@@ -4,7 +4,7 @@
  * through the real router and a real backend, and the client IP header.
  */
 import { clientIp } from "../lib/client_ip.ts";
-import { BatchedRateLimiter, peek, rateKey } from "../lib/rate_limit.ts";
+import { BatchedRateLimiter, hit, peek, rateKey } from "../lib/rate_limit.ts";
 import { createHandler } from "../main.ts";
 import { assert, assertEquals, assertMatch, assertStringIncludes } from "./_assert.ts";
 import { startRawBackend } from "./_backends.ts";
@@ -18,6 +18,30 @@ async function counterIn(kv: Deno.Kv, subject: string, now: number): Promise<num
   const entry = await kv.get(rateKey("mcp", subject, MINUTE, now));
   return entry.value instanceof Deno.KvU64 ? Number(entry.value.value) : 0;
 }
+
+Deno.test("hit(): a fixed-window counter in KV", async (t) => {
+  const kv = await Deno.openKv(":memory:");
+  try {
+    await t.step("concurrent hits are all counted; contention alone never refuses", async () => {
+      const now = Date.now();
+      const results = await Promise.all(
+        Array.from({ length: 25 }, () => hit(kv, "test", "ip", 100, MINUTE, now)),
+      );
+      assert(results.every((r) => r.allowed));
+      assertEquals((await peek(kv, "test", "ip", 100, MINUTE, now)).count, 25);
+    });
+
+    await t.step("past the limit: refused with Retry-After up to the window's end", async () => {
+      const now = Date.now();
+      for (let i = 0; i < 3; i++) assert((await hit(kv, "t2", "ip", 3, MINUTE, now)).allowed);
+      const over = await hit(kv, "t2", "ip", 3, MINUTE, now);
+      assertEquals(over.allowed, false);
+      assert(over.retryAfterSeconds >= 1 && over.retryAfterSeconds <= 60);
+    });
+  } finally {
+    kv.close();
+  }
+});
 
 Deno.test("BatchedRateLimiter (per-isolate counts, flushed to KV with sum)", async (t) => {
   const kv = await Deno.openKv(":memory:");
