@@ -41,11 +41,21 @@ export interface BenchGateway {
 }
 
 /** Starts a gateway fronting `backends` with its own temp dir. */
+/**
+ * The `--v8-flags=…` of `deno task start` (deno.json), so the bench runs the gateway the way
+ * operators do (it caps V8's young generation, which bounds peak RSS under load).
+ */
+export function startTaskV8Flags(repoRoot: string): string[] {
+  const denoJson = JSON.parse(Deno.readTextFileSync(`${repoRoot}/deno.json`));
+  const start = String(denoJson.tasks?.start ?? "");
+  return start.split(/\s+/).filter((arg) => arg.startsWith("--v8-flags="));
+}
+
 export async function launchGateway(
   name: string,
   repoRoot: string,
   backends: { name: string; url: string }[],
-  denoFlags: string[] = [],
+  denoFlags: string[] = startTaskV8Flags(repoRoot),
 ): Promise<BenchGateway> {
   const dir = await Deno.makeTempDir({ prefix: `bench-${name}-` });
   const kvPath = `${dir}/gateway.kv`;

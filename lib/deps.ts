@@ -5,7 +5,7 @@
 import { type GatewayConfig, loadConfigFile } from "./config.ts";
 import { sha256Hex } from "./crypto.ts";
 import { createExternalJwtVerifier, type ExternalJwtVerifier } from "./external_jwt.ts";
-import { consoleLogger, type Logger } from "./log.ts";
+import { consoleLogger, type Logger, stdoutLogger } from "./log.ts";
 import { BatchedRateLimiter } from "./rate_limit.ts";
 import { TokenCache } from "./token_cache.ts";
 
@@ -112,6 +112,8 @@ export async function loadDeps(): Promise<Deps> {
   const settings = await readSettings(env);
   const config = await loadConfigFile(env("GATEWAY_CONFIG") ?? "./gateway.config.json", env);
   const kvPath = env("KV_PATH");
+  // Deno Deploy collects console output; elsewhere a direct write to stdout is cheaper.
+  const log = env("DENO_DEPLOYMENT_ID") ? consoleLogger : stdoutLogger;
   const kv = await Deno.openKv(kvPath || undefined);
   const now = Date.now;
   const fetchFn = globalThis.fetch.bind(globalThis);
@@ -121,9 +123,9 @@ export async function loadDeps(): Promise<Deps> {
     settings,
     now,
     fetch: fetchFn,
-    log: consoleLogger,
+    log,
     tokenCache: new TokenCache({ channel: new BroadcastChannel("gateway-token-revocations") }),
-    mcpRateLimiter: buildMcpRateLimiter(config, consoleLogger),
+    mcpRateLimiter: buildMcpRateLimiter(config, log),
     externalJwtVerifiers: buildExternalJwtVerifiers(config, { now, fetch: fetchFn }),
   };
 }

@@ -31,8 +31,13 @@ const SECRET_VALUE: [RegExp, string][] = [
   ],
 ];
 
+/** Cheap pre-test: every pattern of {@linkcode SECRET_VALUE} contains one of these markers. */
+const MAYBE_SECRET = /gw(?:at|rt)_|bearer|basic|dpop|eyJ|=/i;
+
 function redactString(value: string): string {
-  if (value.length < 12) return value; // shorter than any credential pattern worth masking
+  // Shorter than any credential pattern worth masking, or none of their markers: most log
+  // values (ids, routes) take this exit after one scan.
+  if (value.length < 12 || !MAYBE_SECRET.test(value)) return value;
   let out = value;
   for (const [re, replacement] of SECRET_VALUE) out = out.replace(re, replacement);
   return out;
@@ -62,6 +67,17 @@ export function redactRecord(record: Record<string, unknown>): Record<string, un
 /** Writes redacted JSON lines to stdout (Deno Deploy collects them). */
 export const consoleLogger: Logger = (record) => {
   console.log(JSON.stringify({ time: new Date().toISOString(), ...redactRecord(record) }));
+};
+
+const lineEncoder = new TextEncoder();
+
+/**
+ * Writes redacted JSON lines straight to stdout: about a quarter of `console.log`'s cost per
+ * line (no formatting pass). Used outside Deno Deploy, where `console.log` is the log channel.
+ */
+export const stdoutLogger: Logger = (record) => {
+  const line = JSON.stringify({ time: new Date().toISOString(), ...redactRecord(record) });
+  Deno.stdout.writeSync(lineEncoder.encode(line + "\n"));
 };
 
 /** A logger that keeps (redacted) records in memory, for tests. */
