@@ -33,6 +33,7 @@ import { splitName } from "./naming.ts";
 import { sha256Hex } from "../crypto.ts";
 import { cancelKey, CancelRegistry } from "./cancel.ts";
 import { legacyChangeStream } from "./changes.ts";
+import { fastToolCall } from "./fast_call.ts";
 import { backendPool, closeBackendPool } from "./pool.ts";
 import { type AggregateRequest, createAggregateServer } from "./server.ts";
 import { endSession, loadSession, openSession } from "./session.ts";
@@ -170,6 +171,7 @@ export async function serveAggregate(
   );
   let request = req;
   let parsed: unknown;
+  let body: string | undefined;
   if (req.method === "POST" && mediaType(req) === "application/json") {
     const text = await readBodyText(req, MAX_BODY_BYTES);
     try {
@@ -186,12 +188,7 @@ export async function serveAggregate(
         return insufficientScope(deps, backend);
       }
     }
-    request = new Request(req.url, {
-      method: "POST",
-      headers: req.headers,
-      body: text,
-      signal: req.signal,
-    });
+    body = text;
   }
   const single = parsed && !Array.isArray(parsed) && typeof parsed === "object"
     ? parsed as { method?: unknown; params?: any }
@@ -199,6 +196,25 @@ export async function serveAggregate(
   // Legacy clients send no Mcp-Name header: log the tool from the body (never its arguments).
   if (logFields && single?.method === "tools/call" && typeof single.params?.name === "string") {
     logFields.tool = single.params.name.slice(0, 100);
+  }
+  if (single?.method === "tools/call") {
+    // A modern call to a known modern backend skips both SDKs (fast_call.ts); else undefined.
+    const fast = await fastToolCall(req, single, {
+      deps,
+      pool: backendPool(deps),
+      allowed,
+      principalId: principal.id,
+      logFields,
+    });
+    if (fast) return fast;
+  }
+  if (body !== undefined) {
+    request = new Request(req.url, {
+      method: "POST",
+      headers: req.headers,
+      body,
+      signal: req.signal,
+    });
   }
   const aggregateRequest: AggregateRequest = {
     backends: allowed,

@@ -78,6 +78,15 @@ export class BackendPool {
     return fresh.promise;
   }
 
+  /**
+   * The live connection of `name` when it is already established (no connect, no wait), else
+   * `undefined`: lets a caller use the remembered era without starting a probe.
+   */
+  connected(name: string): BackendConnection | undefined {
+    const slot = this.#slots.get(name);
+    return slot?.failedAt === undefined ? slot?.connection : undefined;
+  }
+
   /** Forgets a broken connection (closing it) so that the next request reconnects. */
   invalidate(connection: BackendConnection): void {
     const slot = this.#slots.get(connection.name);

@@ -165,6 +165,27 @@ function page<T>(items: T[], cursor: string | undefined): { items: T[]; nextCurs
   return next ? { items: slice, nextCursor: next } : { items: slice };
 }
 
+/** The `_meta` key of the gateway's identity on modern results (MCP 2026-07-28 Basic §_meta). */
+export const SERVER_INFO_KEY = "io.modelcontextprotocol/serverInfo";
+
+/**
+ * A backend's `tools/call` result as the client gets it: resource URIs of its content rewritten
+ * (uri.ts), the backend's reserved `_meta` keys dropped. Shared by the SDK path and the fast
+ * path (fast_call.ts).
+ */
+export function rewriteToolResult<T extends { content?: unknown; _meta?: Record<string, unknown> }>(
+  backend: string,
+  result: T,
+): T {
+  return stripReservedMeta({ ...result, content: wrapContentUris(backend, result.content) });
+}
+
+/** The JSON-RPC error message of a backend call that ran past its `timeoutMs`. */
+export const timedOutMessage = (backend: string): string => `Backend ${backend} timed out`;
+
+/** The JSON-RPC error message of a backend that cannot be reached or answered garbage. */
+export const unavailableMessage = (backend: string): string => `Backend ${backend} is unavailable`;
+
 /** Re-throws a backend failure as a JSON-RPC error the client can read (never a 500). */
 function relayError(
   env: AggregateEnv,
@@ -187,11 +208,11 @@ function relayError(
   const message = error instanceof Error ? error.message : String(error);
   env.log({ level: "warn", event: "backend_call_failed", backend, error: message.slice(0, 200) });
   if (error instanceof Error && error.name === "BackendTimeoutError") {
-    throw new ProtocolError(ProtocolErrorCode.InternalError, `Backend ${backend} timed out`);
+    throw new ProtocolError(ProtocolErrorCode.InternalError, timedOutMessage(backend));
   }
   // A transport-level failure (connection lost, legacy session gone): reconnect next time.
   if (connection) env.pool.invalidate(connection);
-  throw new ProtocolError(ProtocolErrorCode.InternalError, `Backend ${backend} is unavailable`);
+  throw new ProtocolError(ProtocolErrorCode.InternalError, unavailableMessage(backend));
 }
 
 /** A routed method whose result may be `input_required` (MCP 2026-07-28 MRTR). */
@@ -231,9 +252,9 @@ async function retryFields(
  * client's declared capabilities (-32021 when missing) and, toward a 2025-era client, tries its
  * legacy shim, which fails clearly on the per-request legacy leg.
  */
-async function relayInputRequired(
-  env: AggregateEnv,
-  request: AggregateRequest,
+export async function relayInputRequired(
+  env: Pick<AggregateEnv, "kv" | "now">,
+  request: Pick<AggregateRequest, "principalId">,
   method: MrtrMethod,
   backend: string,
   name: string,
@@ -378,11 +399,7 @@ function registerHandlers(
           result as any,
         );
       }
-      const r = result as CallToolResult;
-      return stripReservedMeta({
-        ...r,
-        content: wrapContentUris(target.backend, r.content),
-      }) as any;
+      return rewriteToolResult(target.backend, result as CallToolResult) as any;
     });
   }
 
