@@ -6,6 +6,21 @@ import { z } from "zod";
 import { OAuthError } from "./oauth_error.ts";
 import { validateRedirectUri } from "./redirect_uri.ts";
 
+/** Asymmetric JWS algorithms (RFC 7518 §3.1, RFC 8037) an operator may allow for external JWTs. */
+export const ASYMMETRIC_ALGORITHMS = [
+  "RS256",
+  "RS384",
+  "RS512",
+  "PS256",
+  "PS384",
+  "PS512",
+  "ES256",
+  "ES384",
+  "ES512",
+  "EdDSA",
+  "Ed25519",
+] as const;
+
 /** Backend names become URL segments and scope names (`mcp:<name>`). */
 export const BACKEND_NAME = /^[a-z0-9-]{1,40}$/;
 
@@ -40,20 +55,8 @@ const externalIssuerSchema = z.strictObject({
   jwksUrl: z.url({ protocol: /^https?$/ }).describe("The issuer's JWKS URL."),
   audience: z.string().min(1).optional()
     .describe("Accepted `aud` besides this gateway's resource URLs."),
-  algorithms: z.array(
-    z.enum([
-      "RS256",
-      "RS384",
-      "RS512",
-      "PS256",
-      "PS384",
-      "PS512",
-      "ES256",
-      "ES384",
-      "ES512",
-      "EdDSA",
-    ]),
-  ).min(1).default(["RS256", "ES256"]),
+  algorithms: z.array(z.enum(ASYMMETRIC_ALGORITHMS))
+    .min(1).default(["RS256", "ES256"]),
   clockToleranceSeconds: z.int().min(0).max(300).default(30),
 });
 

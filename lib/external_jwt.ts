@@ -11,23 +11,11 @@
  * @module
  */
 import { createRemoteJWKSet, customFetch, errors, type JWTPayload, jwtVerify } from "jose";
+import { ASYMMETRIC_ALGORITHMS } from "./config.ts";
 import { OAuthError } from "./oauth_error.ts";
 import { aggregateResource, audienceCovers } from "./resources.ts";
 
-/** Asymmetric JWS algorithms (RFC 7518 §3.1, RFC 8037) an operator may allow. */
-export const ASYMMETRIC_ALGORITHMS = [
-  "RS256",
-  "RS384",
-  "RS512",
-  "PS256",
-  "PS384",
-  "PS512",
-  "ES256",
-  "ES384",
-  "ES512",
-  "EdDSA",
-  "Ed25519",
-] as const;
+export { ASYMMETRIC_ALGORITHMS };
 
 /** Settings of one external issuer (suggested config: `externalIssuers[]`). */
 export interface ExternalJwtConfig {
