@@ -1,33 +1,44 @@
 /**
- * Fast path of the aggregated `/mcp` for `tools/call` from a 2026-07-28 client to a 2026-07-28
- * backend: one HTTP POST straight to the backend (like lib/proxy.ts), instead of a per-request
- * SDK server on the gateway's side plus the SDK client toward the backend.
+ * Fast path of the aggregated `/mcp` for `tools/call` to a 2026-07-28 backend, from a 2026-07-28
+ * client or from a 2025-era client on its session: one HTTP POST straight to the backend (like
+ * lib/proxy.ts), instead of a per-request SDK server on the gateway's side plus the SDK client
+ * toward the backend.
  *
  * It only takes a request the SDK path would answer the same way, and returns `undefined`
  * otherwise (the caller then runs the SDK path unchanged):
  * - one JSON-RPC request (not a batch, not a notification), `tools/call`, whose well-formed
  *   modern envelope and `MCP-Protocol-Version`/`Mcp-Method`/`Mcp-Name` headers agree (any
- *   mismatch is left to the SDK, which answers -32020/-32022);
+ *   mismatch is left to the SDK, which answers -32020/-32022); or, from a 2025-era client, no
+ *   envelope and a supported `MCP-Protocol-Version`, on a session handler.ts has validated
+ *   (missing → 400, unknown/ended/foreign → 404, before any of this);
  * - `params.name` = `backend__tool` of a configured backend the principal's scope covers, whose
  *   connection in the pool is established and speaks the modern era (a first call, or an
- *   unknown or legacy backend, goes through the SDK, which connects and probes);
+ *   unknown or 2025-era backend, goes through the SDK, which connects and probes);
  * - no multi-round-trip retry (`inputResponses`/`requestState` need the sealed state opened).
  *
- * The backend gets the client's message with `params.name` unprefixed and the client's `_meta`
- * envelope (so its `progressToken` works unchanged), `Mcp-Name` regenerated, the client's
- * `Mcp-Param-*` headers (MCP 2026-07-28 Transports: intermediaries forward them) and only the
- * backend's configured headers, never the client's `Authorization` (MCP 2025-11-25
+ * A modern client's message goes to the backend with `params.name` unprefixed and the client's
+ * `_meta` envelope (so its `progressToken` works unchanged), `Mcp-Name` regenerated, the
+ * client's `Mcp-Param-*` headers (MCP 2026-07-28 Transports: intermediaries forward them). A
+ * 2025-era client's message gets the envelope the pool's SDK client would send (the gateway's
+ * clientInfo and declared capabilities, pool.ts) and a progress token. Either way only the
+ * backend's configured headers go along, never the client's `Authorization` (MCP 2025-11-25
  * Authorization §Token Passthrough). The answer is rewritten as the SDK path does: resource URIs
- * wrapped, the backend's reserved `_meta` dropped and the gateway's serverInfo stamped, an
- * `input_required` result sealed (request_state.ts); progress notifications stream through.
+ * wrapped, the backend's reserved `_meta` dropped; for a modern client the gateway's serverInfo
+ * stamped and an `input_required` result sealed (request_state.ts), for a 2025-era client the
+ * 2025 shape (no `resultType`, always SSE like the SDK's legacy leg, `input_required` failed as
+ * the SDK's legacy shim fails it). Progress notifications stream through (under the 2025-era
+ * client's own token). A 2025-era call is registered in the {@linkcode CancelRegistry} like the
+ * SDK path's: `notifications/cancelled` at any isolate aborts the backend request.
  * Failures give the SDK path's JSON-RPC errors: "Backend X timed out" (the backend's
- * `timeoutMs`, restarted by each progress notification) and "Backend X is unavailable".
+ * `timeoutMs`, restarted by each progress notification), "Backend X is unavailable" and
+ * "Request cancelled".
  */
 import type { BackendConfig, GatewayConfig } from "../config.ts";
 import type { Deps } from "../deps.ts";
 import { Deadlines, fetchBackend } from "../proxy.ts";
+import { cancelKey, type CancelRegistry } from "./cancel.ts";
 import { splitName } from "./naming.ts";
-import type { BackendPool } from "./pool.ts";
+import { type BackendConnection, type BackendPool, RELAYED_CLIENT_CAPABILITIES } from "./pool.ts";
 import {
   GATEWAY_VERSION,
   relayInputRequired,
@@ -41,6 +52,9 @@ import {
 const MODERN = "2026-07-28";
 const VERSION_KEY = "io.modelcontextprotocol/protocolVersion";
 const CAPABILITIES_KEY = "io.modelcontextprotocol/clientCapabilities";
+const CLIENT_INFO_KEY = "io.modelcontextprotocol/clientInfo";
+/** 2025-era revisions whose `MCP-Protocol-Version` the SDK's legacy leg accepts. */
+const LEGACY_VERSIONS = new Set(["2025-03-26", "2025-06-18", "2025-11-25"]);
 const INTERNAL_ERROR = -32603;
 const MISSING_CAPABILITY = -32021;
 
@@ -88,89 +102,210 @@ export interface FastCallContext {
   logFields?: Record<string, unknown>;
 }
 
+/** A 2025-era client's session, validated by the caller (handler.ts). */
+export interface LegacySession {
+  /** SHA-256 of the session id: the key of its in-flight calls in `cancels`. */
+  sessionHash: string;
+  cancels: CancelRegistry;
+}
+
 /**
- * Answers a modern `tools/call` directly when it is safe (see the module doc), else
- * `undefined`. `message` is the parsed JSON body of `req`.
+ * Answers a `tools/call` directly when it is safe (see the module doc), else `undefined`.
+ * `message` is the parsed JSON body of `req`; `legacy` is the session of a 2025-era client.
  */
 export async function fastToolCall(
   req: Request,
   message: unknown,
   ctx: FastCallContext,
+  legacy?: LegacySession,
 ): Promise<Response | undefined> {
-  if (!fastCallSettings.enabled || !isObject(message)) return undefined;
+  if (!isToolCall(message)) return undefined;
   const { id, params } = message;
-  if (
-    message.jsonrpc !== "2.0" || message.method !== "tools/call" ||
-    (typeof id !== "string" && typeof id !== "number") || !isObject(params) ||
-    typeof params.name !== "string" || "inputResponses" in params || "requestState" in params ||
-    (params.arguments !== undefined && !isObject(params.arguments))
-  ) return undefined;
+  if (!(legacy ? isLegacyCall(req.headers, params) : isModernCall(req.headers, params))) {
+    return undefined;
+  }
+  const route = modernRoute(ctx, params.name);
+  if (!route) return undefined;
+  const call: Call = { ctx, backend: route.backend.name, id, name: params.name, capabilities: {} };
+  const headers = modernHeaders(route.tool);
+  if (!legacy) {
+    call.capabilities = params._meta;
+    for (const entry of req.headers) if (entry[0].startsWith("mcp-param-")) headers.push(entry);
+    const body = JSON.stringify({ ...message, params: { ...params, name: route.tool } });
+    return await forward(call, route, headers, body, req.signal);
+  }
+  // What the pool's SDK client sends (server.ts, pool.ts): name and arguments only, a progress
+  // token, the gateway's identity and declared capabilities.
+  const progressToken = params._meta?.progressToken as string | number | undefined;
+  call.capabilities = {
+    progressToken: progressToken ?? id,
+    [VERSION_KEY]: MODERN,
+    [CAPABILITIES_KEY]: RELAYED_CLIENT_CAPABILITIES,
+    [CLIENT_INFO_KEY]: { name: ctx.deps.config.serverName, version: GATEWAY_VERSION },
+  };
+  const body = JSON.stringify({
+    jsonrpc: "2.0",
+    id,
+    method: "tools/call",
+    params: { name: route.tool, arguments: params.arguments, _meta: call.capabilities },
+  });
+  const tracked = legacy.cancels.track(cancelKey(legacy.sessionHash, id));
+  call.legacy = { progressToken, cancelled: tracked.signal, done: tracked.done };
+  return await forward(call, route, headers, body, AbortSignal.any([req.signal, tracked.signal]));
+}
+
+/** A single JSON-RPC `tools/call` request of the shape the fast path takes. */
+function isToolCall(
+  message: unknown,
+): message is { id: string | number; params: Record<string, any> & { name: string } } {
+  if (!fastCallSettings.enabled || !isObject(message)) return false;
+  const { id, params } = message;
+  return message.jsonrpc === "2.0" && message.method === "tools/call" &&
+    (typeof id === "string" || typeof id === "number") && isObject(params) &&
+    typeof params.name === "string" && !("inputResponses" in params) &&
+    !("requestState" in params) && (params.arguments === undefined || isObject(params.arguments));
+}
+
+/**
+ * Whether `message` is a 2025-era `tools/call` the fast path may take once its session is
+ * validated (the SDK's legacy leg would serve it: no envelope, a supported version header).
+ */
+export function isFastLegacyCall(req: Request, message: unknown): boolean {
+  return req.headers.has("mcp-session-id") && isToolCall(message) &&
+    isLegacyCall(req.headers, message.params);
+}
+
+/** A 2026-07-28 call whose envelope and standard headers agree (else the SDK answers). */
+function isModernCall(h: Headers, params: Record<string, any>): boolean {
   const meta = params._meta;
-  const h = req.headers;
-  if (
-    !isObject(meta) || meta[VERSION_KEY] !== MODERN || !isObject(meta[CAPABILITIES_KEY]) ||
-    (meta.progressToken !== undefined && typeof meta.progressToken !== "string" &&
-      typeof meta.progressToken !== "number") ||
-    h.get("mcp-protocol-version") !== MODERN || h.get("mcp-method") !== "tools/call" ||
-    h.get("mcp-name") !== params.name || h.has("mcp-session-id") ||
-    !/application\/json/.test(h.get("accept") ?? "") ||
-    !/text\/event-stream/.test(h.get("accept") ?? "")
-  ) return undefined;
-  const target = splitName(params.name);
+  return isObject(meta) && meta[VERSION_KEY] === MODERN && isObject(meta[CAPABILITIES_KEY]) &&
+    (meta.progressToken === undefined || isProgressToken(meta.progressToken)) &&
+    h.get("mcp-protocol-version") === MODERN && h.get("mcp-method") === "tools/call" &&
+    h.get("mcp-name") === params.name && !h.has("mcp-session-id") && acceptsBoth(h);
+}
+
+/** A 2025-era call the SDK legacy leg would serve (supported version header, no envelope). */
+function isLegacyCall(h: Headers, params: Record<string, any>): boolean {
+  const meta = params._meta;
+  if (meta !== undefined) {
+    if (
+      !isObject(meta) || (meta.progressToken !== undefined && !isProgressToken(meta.progressToken))
+    ) {
+      return false;
+    }
+    if (Object.keys(meta).some((k) => k.startsWith("io.modelcontextprotocol/"))) return false;
+  }
+  return LEGACY_VERSIONS.has(h.get("mcp-protocol-version") ?? "") && acceptsBoth(h);
+}
+
+const isProgressToken = (v: unknown): v is string | number =>
+  typeof v === "string" || typeof v === "number";
+
+/** Whether `Accept` lists both JSON and SSE (else the SDK answers 400/406 itself). */
+function acceptsBoth(h: Headers): boolean {
+  const accept = h.get("accept") ?? "";
+  return accept.includes("application/json") && accept.includes("text/event-stream");
+}
+
+/** A fast-path destination: a connected modern backend the principal may call. */
+interface Route {
+  backend: BackendConfig;
+  tool: string;
+  connection: BackendConnection;
+  upstream: Target;
+}
+
+function modernRoute(ctx: FastCallContext, name: string): Route | undefined {
+  const target = splitName(name);
   if (!target) return undefined;
   const backend = ctx.allowed.find((b) => b.name === target.backend);
   if (!backend) return undefined;
   const connection = ctx.pool.connected(backend.name);
   if (connection?.era !== "modern") return undefined;
-
   if (ctx.logFields) ctx.logFields.fast_path = true;
-  const headers: [string, string][] = [
+  return {
+    backend,
+    tool: target.name,
+    connection,
+    upstream: targetOf(ctx.deps.config, backend),
+  };
+}
+
+/** The headers of a 2026-07-28 `tools/call` of `tool` (MCP 2026-07-28 Transports). */
+function modernHeaders(tool: string): [string, string][] {
+  return [
     ["content-type", "application/json"],
     ["accept", "application/json, text/event-stream"],
     ["mcp-protocol-version", MODERN],
     ["mcp-method", "tools/call"],
-    ["mcp-name", mcpHeaderValue(target.name)],
+    ["mcp-name", mcpHeaderValue(tool)],
   ];
-  for (const entry of h) if (entry[0].startsWith("mcp-param-")) headers.push(entry);
-  const upstream = targetOf(ctx.deps.config, backend);
-  for (const entry of upstream.headers) headers.push(entry);
-  const body = JSON.stringify({ ...message, params: { ...params, name: target.name } });
+}
 
-  const call: Call = { ctx, backend: backend.name, id, name: params.name, capabilities: meta };
-  const outcome = await fetchBackend(ctx.deps.fetch, upstream, "POST", headers, body, req.signal);
-  if (!outcome.ok) {
-    if (outcome.reason === "timeout") return failed(call, "timeout", timedOutMessage);
-    ctx.pool.invalidate(connection);
-    return failed(call, "unreachable", unavailableMessage);
-  }
-  const res = outcome.response;
-  const type = (res.headers.get("content-type") ?? "").split(";")[0]!.trim().toLowerCase();
-  if (type === "text/event-stream" && res.ok && res.body) {
-    return new Response(res.body.pipeThrough(sseRewriter(call, backend.timeoutMs)), {
-      status: 200,
-      headers: {
-        "content-type": "text/event-stream",
-        "cache-control": "no-cache, no-transform",
-        "x-accel-buffering": "no",
-      },
-    });
-  }
-  let answer: unknown;
-  if (type === "application/json") {
-    try {
-      answer = await res.json();
-    } catch {
-      answer = undefined;
+const SSE_HEADERS = {
+  "content-type": "text/event-stream",
+  "cache-control": "no-cache, no-transform",
+  "x-accel-buffering": "no",
+};
+
+/** Sends the call to the backend and answers the client (JSON or SSE, per era). */
+async function forward(
+  call: Call,
+  route: Route,
+  headers: [string, string][],
+  body: string,
+  signal: AbortSignal,
+): Promise<Response> {
+  const { ctx } = call;
+  for (const entry of route.upstream.headers) headers.push(entry);
+  let settled = false;
+  try {
+    const outcome = await fetchBackend(
+      ctx.deps.fetch,
+      route.upstream,
+      "POST",
+      headers,
+      body,
+      signal,
+    );
+    if (!outcome.ok) {
+      if (call.legacy?.cancelled.aborted) return answer(call, cancelledMessage(call));
+      if (outcome.reason === "timeout") return failed(call, "timeout", timedOutMessage);
+      ctx.pool.invalidate(route.connection);
+      return failed(call, "unreachable", unavailableMessage);
     }
-  } else {
-    await res.body?.cancel().catch(() => {});
+    const res = outcome.response;
+    const type = (res.headers.get("content-type") ?? "").split(";")[0]!.trim().toLowerCase();
+    if (type === "text/event-stream" && res.ok && res.body) {
+      const rewriter = sseRewriter(call, route.backend.timeoutMs, () => {
+        ctx.pool.invalidate(route.connection);
+      });
+      settled = true;
+      res.body.pipeTo(rewriter.writable, { preventAbort: true }).catch(() => rewriter.broken());
+      return new Response(rewriter.readable, { status: 200, headers: SSE_HEADERS });
+    }
+    let reply: unknown;
+    if (type === "application/json") {
+      try {
+        reply = await res.json();
+      } catch {
+        reply = undefined;
+      }
+    } else {
+      await res.body?.cancel().catch(() => {});
+    }
+    if (call.legacy?.cancelled.aborted) return answer(call, cancelledMessage(call));
+    const out = isObject(reply) && reply.id === call.id
+      ? await finalMessage(call, reply)
+      : undefined;
+    if (!out) {
+      ctx.pool.invalidate(route.connection);
+      return failed(call, `HTTP ${res.status} ${type || "no content-type"}`, unavailableMessage);
+    }
+    return answer(call, out.message, out.status);
+  } finally {
+    if (!settled) call.legacy?.done();
   }
-  const out = isObject(answer) && answer.id === id ? await finalMessage(call, answer) : undefined;
-  if (!out) {
-    ctx.pool.invalidate(connection);
-    return failed(call, `HTTP ${res.status} ${type || "no content-type"}`, unavailableMessage);
-  }
-  return jsonRpc(out.message, out.status);
 }
 
 /** One fast-path call, for the rewriting of its answer. */
@@ -180,16 +315,27 @@ interface Call {
   id: string | number;
   /** The exposed tool name (`backend__tool`). */
   name: string;
-  /** The client's `_meta` envelope (its declared capabilities). */
+  /** The `_meta` envelope sent to the backend (the declared client capabilities). */
   capabilities: Record<string, any>;
+  /** A 2025-era client's call: its own progress token, its cancellation, its settling. */
+  legacy?: {
+    progressToken: string | number | undefined;
+    cancelled: AbortSignal;
+    done: () => void;
+  };
 }
 
-function jsonRpc(message: unknown, status = 200): Response {
+/** The client's answer holding one final message: JSON for a modern client, SSE for a legacy. */
+function answer(call: Call, message: unknown, status = 200): Response {
+  if (call.legacy) return new Response(sseText(message), { status: 200, headers: SSE_HEADERS });
   return new Response(JSON.stringify(message), {
     status,
     headers: { "content-type": "application/json" },
   });
 }
+
+/** The SDK path's answer to a legacy call cancelled by `notifications/cancelled`. */
+const cancelledMessage = (call: Call) => errorMessage(call, INTERNAL_ERROR, "Request cancelled");
 
 function errorMessage(call: Call, code: number, message: string, data?: unknown) {
   return {
@@ -213,7 +359,7 @@ function logFailure(call: Call, why: string): void {
 /** Logs a failed backend call and answers the SDK path's error. */
 function failed(call: Call, why: string, message: (backend: string) => string): Response {
   logFailure(call, why);
-  return jsonRpc(errorMessage(call, INTERNAL_ERROR, message(call.backend)));
+  return answer(call, errorMessage(call, INTERNAL_ERROR, message(call.backend)));
 }
 
 /**
@@ -222,18 +368,19 @@ function failed(call: Call, why: string, message: (backend: string) => string): 
  */
 async function finalMessage(
   call: Call,
-  answer: Record<string, any>,
+  reply: Record<string, any>,
 ): Promise<{ message: unknown; status: number } | undefined> {
-  if (isObject(answer.error)) {
-    const { code, message, data } = answer.error;
+  if (isObject(reply.error)) {
+    const { code, message, data } = reply.error;
     if (typeof code !== "number" || typeof message !== "string") return undefined;
     return {
       message: errorMessage(call, code, message, data),
       status: code === MISSING_CAPABILITY ? 400 : 200,
     };
   }
-  const result = answer.result;
+  const result = reply.result;
   if (!isObject(result)) return undefined;
+  if (call.legacy) return legacyFinal(call, result);
   let out: Record<string, any>;
   if (result.resultType === "input_required") {
     const missing = missingCapability(call, result.inputRequests);
@@ -259,6 +406,40 @@ async function finalMessage(
     },
   };
   return { message: { jsonrpc: "2.0", id: call.id, result: out }, status: 200 };
+}
+
+/** A modern backend's result as the SDK legacy leg hands it to a 2025-era client. */
+function legacyFinal(
+  call: Call,
+  result: Record<string, any>,
+): { message: unknown; status: number } | undefined {
+  if (result.resultType === "input_required") {
+    return { message: legacyInputRequired(call, result.inputRequests), status: 200 };
+  }
+  const { resultType: _, ...out } = rewriteToolResult(call.backend, result);
+  return { message: { jsonrpc: "2.0", id: call.id, result: out }, status: 200 };
+}
+
+/**
+ * The SDK legacy leg's answer to an `input_required` result: per-request legacy serving cannot
+ * send server-to-client requests, so its legacy shim fails the first embedded request that needs
+ * a client capability with this `isError` result (the same text as the SDK's).
+ */
+function legacyInputRequired(call: Call, requests: unknown): unknown {
+  const [key, method] = Object.entries(isObject(requests) ? requests : {})
+    .map(([k, entry]) => [k, isObject(entry) ? String(entry.method) : ""])
+    .find(([, m]) => NEEDS[m!] !== undefined) ?? [];
+  if (key === undefined) {
+    return errorMessage(call, INTERNAL_ERROR, unavailableMessage(call.backend));
+  }
+  const text = `Cannot request input '${key}' (${method}): the client on this 2025-era ` +
+    "connection did not declare the required capability (no client capabilities are available " +
+    "on this connection — per-request legacy serving cannot receive server-to-client requests)";
+  return {
+    jsonrpc: "2.0",
+    id: call.id,
+    result: { content: [{ type: "text", text }], isError: true },
+  };
 }
 
 /** The capability an embedded input request needs from the client (as the SDK checks it). */
@@ -293,17 +474,23 @@ function missingCapability(call: Call, requests: unknown): unknown {
 
 const encoder = new TextEncoder();
 
-function sseEvent(message: unknown): Uint8Array {
-  return encoder.encode(`event: message\ndata: ${JSON.stringify(message)}\n\n`);
-}
+const sseText = (message: unknown) => `event: message\ndata: ${JSON.stringify(message)}\n\n`;
+const sseEvent = (message: unknown): Uint8Array => encoder.encode(sseText(message));
 
 /**
- * Rewrites a backend's SSE answer as it streams: progress notifications pass through
- * unchanged, the final response is rewritten like a JSON answer and ends the stream. Other
- * notifications are dropped (the SDK path does not relay backend log messages). The backend's
- * `timeoutMs` bounds the wait for each next event, restarted by progress like the SDK path's.
+ * Rewrites a backend's SSE answer as it streams: progress notifications pass through (to a
+ * 2025-era client under its own `progressToken`, or not at all when it gave none), the final
+ * response is rewritten like a JSON answer and ends the stream. Other notifications are dropped
+ * (the SDK path does not relay backend log messages). The backend's `timeoutMs` bounds the wait
+ * for each next event, restarted by progress like the SDK path's. `broken()` ends the answer when
+ * the backend's stream fails: "Request cancelled" after a legacy cancellation, else "Backend X is
+ * unavailable" (and `onBroken`, which forgets the connection).
  */
-function sseRewriter(call: Call, timeoutMs: number): TransformStream<Uint8Array, Uint8Array> {
+function sseRewriter(
+  call: Call,
+  timeoutMs: number,
+  onBroken: () => void,
+): TransformStream<Uint8Array, Uint8Array> & { broken: () => void } {
   const decoder = new TextDecoder();
   let buffer = "";
   let done = false;
@@ -313,10 +500,16 @@ function sseRewriter(call: Call, timeoutMs: number): TransformStream<Uint8Array,
     if (done) return;
     done = true;
     clearTimeout(timer);
-    controllerRef!.enqueue(bytes);
-    controllerRef!.terminate();
+    call.legacy?.done();
+    try {
+      controllerRef!.enqueue(bytes);
+      controllerRef!.terminate();
+    } catch {
+      // the client went away
+    }
   };
   const fail = (why: string, message: (backend: string) => string) => {
+    if (done) return;
     logFailure(call, why);
     finish(sseEvent(errorMessage(call, INTERNAL_ERROR, message(call.backend))));
   };
@@ -337,7 +530,15 @@ function sseRewriter(call: Call, timeoutMs: number): TransformStream<Uint8Array,
     if (!isObject(msg)) return;
     if (msg.method === "notifications/progress") {
       arm();
-      controllerRef!.enqueue(encoder.encode(`${raw}\n\n`));
+      if (!call.legacy) controllerRef!.enqueue(encoder.encode(`${raw}\n\n`));
+      else if (call.legacy.progressToken !== undefined && isObject(msg.params)) {
+        const { progressToken: _, ...progress } = msg.params;
+        controllerRef!.enqueue(sseEvent({
+          jsonrpc: "2.0",
+          method: "notifications/progress",
+          params: { ...progress, progressToken: call.legacy.progressToken },
+        }));
+      }
       return;
     }
     if (msg.id !== call.id || (!("result" in msg) && !("error" in msg))) return;
@@ -345,7 +546,7 @@ function sseRewriter(call: Call, timeoutMs: number): TransformStream<Uint8Array,
     if (out) finish(sseEvent(out.message));
     else fail("malformed response", unavailableMessage);
   };
-  return new TransformStream<Uint8Array, Uint8Array>({
+  const stream = new TransformStream<Uint8Array, Uint8Array>({
     start(controller) {
       controllerRef = controller;
       arm();
@@ -367,6 +568,14 @@ function sseRewriter(call: Call, timeoutMs: number): TransformStream<Uint8Array,
     cancel() {
       done = true;
       clearTimeout(timer);
+      call.legacy?.done();
     },
   });
+  const broken = () => {
+    if (done) return;
+    if (call.legacy?.cancelled.aborted) return finish(sseEvent(cancelledMessage(call)));
+    onBroken();
+    fail("stream broken", unavailableMessage);
+  };
+  return Object.assign(stream, { broken });
 }

@@ -30,13 +30,12 @@ import type { Deps } from "../deps.ts";
 import { jsonResponse, mediaType, readBodyText } from "../http.ts";
 import { aggregateResource, backendScope, scopeCoversBackend } from "../resources.ts";
 import { splitName } from "./naming.ts";
-import { sha256Hex } from "../crypto.ts";
 import { cancelKey, CancelRegistry } from "./cancel.ts";
 import { legacyChangeStream } from "./changes.ts";
-import { fastToolCall } from "./fast_call.ts";
+import { fastToolCall, isFastLegacyCall } from "./fast_call.ts";
 import { backendPool, closeBackendPool } from "./pool.ts";
 import { type AggregateRequest, createAggregateServer } from "./server.ts";
-import { endSession, loadSession, openSession } from "./session.ts";
+import { endSession, loadSessionCached, openSession, type ValidatedSession } from "./session.ts";
 import { unwrapUri } from "./uri.ts";
 
 /** BroadcastChannel carrying legacy cancellations between isolates. */
@@ -140,6 +139,23 @@ export function routedBackend(message: unknown): string | undefined {
   return undefined;
 }
 
+/**
+ * The live session a legacy request names in `Mcp-Session-Id`, or the error to answer (MCP
+ * 2025-11-25 Transports §Session Management: missing → 400; unknown, ended or another
+ * principal's → 404).
+ */
+async function checkSession(
+  req: Request,
+  deps: Deps,
+  principalId: string,
+): Promise<Response | ValidatedSession & { id: string }> {
+  const id = req.headers.get("mcp-session-id");
+  if (!id) return rpcError(400, -32000, "Bad Request: Mcp-Session-Id header is required");
+  const session = await loadSessionCached(deps, id, principalId);
+  if (!session) return rpcError(404, -32001, "Session not found");
+  return { ...session, id };
+}
+
 function insufficientScope(deps: Deps, backend: string): Response {
   const scope = backendScope(backend);
   const description = `scope ${scope} (or mcp) is required for backend ${backend}`;
@@ -197,15 +213,18 @@ export async function serveAggregate(
   if (logFields && single?.method === "tools/call" && typeof single.params?.name === "string") {
     logFields.tool = single.params.name.slice(0, 100);
   }
+  const fastCall = { deps, pool: backendPool(deps), allowed, principalId: principal.id, logFields };
   if (single?.method === "tools/call") {
-    // A modern call to a known modern backend skips both SDKs (fast_call.ts); else undefined.
-    const fast = await fastToolCall(req, single, {
-      deps,
-      pool: backendPool(deps),
-      allowed,
-      principalId: principal.id,
-      logFields,
-    });
+    // A call to a known modern backend skips both SDKs (fast_call.ts); else undefined. A legacy
+    // one has its session checked first, as below (same answers, before any SDK work).
+    let fast: Response | undefined;
+    if (isFastLegacyCall(req, single)) {
+      const session = await checkSession(req, deps, principal.id);
+      fast = session instanceof Response ? session : await fastToolCall(req, single, fastCall, {
+        sessionHash: session.hash,
+        cancels: handlersFor(deps).cancels,
+      });
+    } else fast = await fastToolCall(req, single, fastCall);
     if (fast) return fast;
   }
   if (body !== undefined) {
@@ -245,14 +264,10 @@ export async function serveAggregate(
     headers.set("mcp-session-id", sessionId);
     return new Response(res.body, { status: res.status, headers });
   }
-  const sessionId = req.headers.get("mcp-session-id");
-  if (!sessionId) {
-    return rpcError(400, -32000, "Bad Request: Mcp-Session-Id header is required");
-  }
-  const session = await loadSession(deps, sessionId, principal.id);
-  if (!session) return rpcError(404, -32001, "Session not found");
+  const session = await checkSession(req, deps, principal.id);
+  if (session instanceof Response) return session;
   if (req.method === "DELETE") {
-    await endSession(deps, sessionId, principal.id);
+    await endSession(deps, session.id, principal.id);
     return new Response(null, { status: 204 });
   }
   if (req.method === "GET") {
@@ -262,7 +277,7 @@ export async function serveAggregate(
     connectAll(deps, allowed);
     return legacyChangeStream(backendPool(deps).changes);
   }
-  const sessionHash = await sha256Hex(sessionId);
+  const sessionHash = session.hash;
   aggregateRequest.sessionHash = sessionHash;
   if (single?.method === "notifications/cancelled" && single.params?.requestId !== undefined) {
     h.cancels.cancel(cancelKey(sessionHash, single.params.requestId));

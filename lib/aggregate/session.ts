@@ -7,6 +7,11 @@
  * negotiated protocol version and the client's declared capabilities, and a 24 h expiry
  * (`expiresAt` checked on read, `expireIn` for clean-up). Another principal presenting the id
  * gets 404, like an unknown or ended session.
+ *
+ * {@linkcode loadSessionCached} keeps validated sessions per isolate for at most
+ * {@linkcode SESSION_CACHE_MS} (never past their expiry), so that the hot path of a session's
+ * requests skips the KV read; a DELETE drops the entry at once in its own isolate, and within that
+ * bound in the others (the same rule as lib/token_cache.ts for access tokens).
  */
 import { randomToken, sha256Hex } from "../crypto.ts";
 import type { Deps } from "../deps.ts";
@@ -64,7 +69,60 @@ export async function loadSession(
 
 /** Ends a session (DELETE); `false` when it was not a live session of this principal. */
 export async function endSession(deps: Deps, id: string, principalId: string): Promise<boolean> {
+  cachesOf(deps).delete(id);
   if (!(await loadSession(deps, id, principalId))) return false;
   await deps.kv.delete(aggregateSessionKey(await sha256Hex(id)));
+  cachesOf(deps).delete(id);
   return true;
+}
+
+/** How long an isolate may trust a session it validated without reading KV again. */
+export const SESSION_CACHE_MS = 1000;
+const SESSION_CACHE_MAX = 10_000;
+
+/** A validated live session, with the hash of its id (the key of its in-flight calls). */
+export interface ValidatedSession {
+  record: AggregateSessionRecord;
+  hash: string;
+}
+
+interface CachedSession extends ValidatedSession {
+  until: number;
+}
+
+// Keyed by the KV handle (one cache per gateway instance), then by session id.
+const caches = new WeakMap<Deno.Kv, Map<string, CachedSession>>();
+
+function cachesOf(deps: Deps): Map<string, CachedSession> {
+  let cache = caches.get(deps.kv);
+  if (!cache) caches.set(deps.kv, cache = new Map());
+  return cache;
+}
+
+/**
+ * {@linkcode loadSession} through the isolate's short cache of validated sessions: the same
+ * answers (unknown, ended, expired or foreign → `null`), a session ended elsewhere seen within
+ * {@linkcode SESSION_CACHE_MS}. Only live sessions are cached.
+ */
+export async function loadSessionCached(
+  deps: Deps,
+  id: string,
+  principalId: string,
+): Promise<ValidatedSession | null> {
+  const cache = cachesOf(deps);
+  const now = deps.now();
+  const hit = cache.get(id);
+  if (hit) {
+    if (hit.until > now) return hit.record.principalId === principalId ? hit : null;
+    cache.delete(id);
+  }
+  const record = await loadSession(deps, id, principalId);
+  if (!record) return null;
+  const session = { record, hash: await sha256Hex(id) };
+  if (cache.size >= SESSION_CACHE_MAX) {
+    const oldest = cache.keys().next().value;
+    if (oldest !== undefined) cache.delete(oldest);
+  }
+  cache.set(id, { ...session, until: Math.min(now + SESSION_CACHE_MS, record.expiresAt) });
+  return session;
 }
