@@ -208,21 +208,6 @@ export async function fetchBackend(
   }
 }
 
-/** Declared request bodies up to this size are forwarded as bytes rather than piped. */
-export const SMALL_BODY = 64 * 1024;
-
-/**
- * The body to send upstream. A JSON-RPC message with a declared `Content-Length` of at most
- * {@linkcode SMALL_BODY} is already in memory once its headers arrive: reading it whole costs one
- * copy, where piping a ReadableStream into `fetch` costs a stream resource and a pump per request
- * (the largest cost of the pass-through in `bench/profile.ts`). Larger or chunked bodies stream.
- */
-async function requestBody(req: Request): Promise<BodyInit | null> {
-  const declared = req.headers.get("content-length");
-  if (declared !== null && Number(declared) <= SMALL_BODY) return await req.arrayBuffer();
-  return req.body;
-}
-
 /**
  * Forwards one MCP request to backend `name` on behalf of `principal`, enforcing the legacy
  * session binding (MCP 2025-11-25 Security Best Practices §Session Hijacking): a request with
@@ -255,7 +240,9 @@ export async function proxyToBackend(
     }
   }
   const method = req.method;
-  const body = method === "GET" || method === "DELETE" ? null : await requestBody(req);
+  // Piped, never buffered: Deno hands a request body stream to fetch natively (reading it into
+  // an ArrayBuffer first measured slower in bench/).
+  const body = method === "GET" || method === "DELETE" ? null : req.body;
   const outcome = await fetchBackend(ctx.fetch, backend, method, headers, body, req.signal);
   if (!outcome.ok) {
     ctx.logFields.upstream = outcome.reason;
