@@ -300,6 +300,29 @@ function registerHandlers(
     return exposed;
   };
 
+  /**
+   * One aggregated list method: fans `list` out to every backend (each with its deadline),
+   * presents each item under the gateway's name or URI (`null` leaves it out), and pages the
+   * merged list with the gateway's cursor.
+   */
+  const mergedList = <T, U>(
+    method: string,
+    key: string,
+    list: (c: BackendConnection, signal: AbortSignal) => Promise<T[]>,
+    present: (backend: string, item: T) => U | null,
+  ) =>
+  async (req: { params?: { cursor?: string } }, ctx: ServerContext) => {
+    const lists = await fanOut(env.pool, backends, env.log, method, list, ctx.mcpReq.signal);
+    const items = lists.flatMap(({ backend, value }) =>
+      value.flatMap((item) => {
+        const shown = present(backend, item);
+        return shown === null ? [] : [shown];
+      })
+    );
+    const p = page(items, req.params?.cursor);
+    return { [key]: p.items, ...(p.nextCursor ? { nextCursor: p.nextCursor } : {}) } as any;
+  };
+
   /** Runs `op` on the backend that owns a routed request. */
   const routed = async <T>(
     backendName: string,
@@ -333,27 +356,21 @@ function registerHandlers(
   };
 
   if (caps.tools) {
-    server.setRequestHandler("tools/list", async (req, ctx) => {
-      const lists = await fanOut(
-        env.pool,
-        backends,
-        env.log,
+    server.setRequestHandler(
+      "tools/list",
+      mergedList(
         "tools/list",
+        "tools",
         async (c, signal) =>
           c.capabilities.tools
             ? (await c.client.listTools(undefined, { signal, timeout: SDK_TIMEOUT_MS })).tools
             : [],
-        ctx.mcpReq.signal,
-      );
-      const tools = lists.flatMap(({ backend, value }) =>
-        value.flatMap((t) => {
+        (backend, t) => {
           const name = rename(backend, t.name, "tool");
-          return name ? [{ ...t, name }] : [];
-        })
-      );
-      const p = page(tools, req.params?.cursor);
-      return { tools: p.items, ...(p.nextCursor ? { nextCursor: p.nextCursor } : {}) } as any;
-    });
+          return name ? { ...t, name } : null;
+        },
+      ),
+    );
     server.setRequestHandler("tools/call", async (req, ctx) => {
       const target = splitName(req.params.name);
       const notFound = `Unknown tool: ${req.params.name}`;
@@ -404,27 +421,21 @@ function registerHandlers(
   }
 
   if (caps.prompts) {
-    server.setRequestHandler("prompts/list", async (req, ctx) => {
-      const lists = await fanOut(
-        env.pool,
-        backends,
-        env.log,
+    server.setRequestHandler(
+      "prompts/list",
+      mergedList(
         "prompts/list",
+        "prompts",
         async (c, signal) =>
           c.capabilities.prompts
             ? (await c.client.listPrompts(undefined, { signal, timeout: SDK_TIMEOUT_MS })).prompts
             : [],
-        ctx.mcpReq.signal,
-      );
-      const prompts = lists.flatMap(({ backend, value }) =>
-        value.flatMap((p) => {
+        (backend, p) => {
           const name = rename(backend, p.name, "prompt");
-          return name ? [{ ...p, name }] : [];
-        })
-      );
-      const p = page(prompts, req.params?.cursor);
-      return { prompts: p.items, ...(p.nextCursor ? { nextCursor: p.nextCursor } : {}) } as any;
-    });
+          return name ? { ...p, name } : null;
+        },
+      ),
+    );
     server.setRequestHandler("prompts/get", async (req, ctx) => {
       const target = splitName(req.params.name);
       const notFound = `Unknown prompt: ${req.params.name}`;
@@ -466,47 +477,32 @@ function registerHandlers(
   }
 
   if (caps.resources) {
-    server.setRequestHandler("resources/list", async (req, ctx) => {
-      const lists = await fanOut(
-        env.pool,
-        backends,
-        env.log,
+    server.setRequestHandler(
+      "resources/list",
+      mergedList(
         "resources/list",
+        "resources",
         async (c, signal) =>
           c.capabilities.resources
             ? (await c.client.listResources(undefined, { signal, timeout: SDK_TIMEOUT_MS }))
               .resources
             : [],
-        ctx.mcpReq.signal,
-      );
-      const resources = lists.flatMap(({ backend, value }) =>
-        value.map((r) => ({ ...r, uri: wrapUri(backend, r.uri) }))
-      );
-      const p = page(resources, req.params?.cursor);
-      return { resources: p.items, ...(p.nextCursor ? { nextCursor: p.nextCursor } : {}) } as any;
-    });
-    server.setRequestHandler("resources/templates/list", async (req, ctx) => {
-      const lists = await fanOut(
-        env.pool,
-        backends,
-        env.log,
+        (backend, r) => ({ ...r, uri: wrapUri(backend, r.uri) }),
+      ),
+    );
+    server.setRequestHandler(
+      "resources/templates/list",
+      mergedList(
         "resources/templates/list",
+        "resourceTemplates",
         async (c, signal) =>
           c.capabilities.resources
             ? (await c.client.listResourceTemplates(undefined, { signal, timeout: SDK_TIMEOUT_MS }))
               .resourceTemplates
             : [],
-        ctx.mcpReq.signal,
-      );
-      const templates = lists.flatMap(({ backend, value }) =>
-        value.map((t) => ({ ...t, uriTemplate: wrapUri(backend, t.uriTemplate) }))
-      );
-      const p = page(templates, req.params?.cursor);
-      return {
-        resourceTemplates: p.items,
-        ...(p.nextCursor ? { nextCursor: p.nextCursor } : {}),
-      } as any;
-    });
+        (backend, t) => ({ ...t, uriTemplate: wrapUri(backend, t.uriTemplate) }),
+      ),
+    );
     server.setRequestHandler("resources/read", async (req, ctx) => {
       const target = unwrapUri(req.params.uri);
       const notFound = `Resource not found: ${req.params.uri}`;
