@@ -183,29 +183,10 @@ export function median(xs: number[]): number {
   return s.length % 2 ? s[mid]! : (s[mid - 1]! + s[mid]!) / 2;
 }
 
-/** A warm-up, then `rounds` rounds of `spec`; each figure is the median over the rounds. */
-export async function runRounds(
-  tool: LoadTool,
-  spec: LoadSpec,
-  opts: { warmupS: number; rounds: number },
-): Promise<RoundsResult> {
-  if (opts.warmupS > 0) await runLoad(tool, { ...spec, durationS: opts.warmupS });
-  const rounds: LoadResult[] = [];
-  for (let i = 0; i < opts.rounds; i++) rounds.push(await runLoad(tool, spec));
-  return {
-    requests: median(rounds.map((r) => r.requests)),
-    rps: median(rounds.map((r) => r.rps)),
-    p50Ms: median(rounds.map((r) => r.p50Ms)),
-    p99Ms: median(rounds.map((r) => r.p99Ms)),
-    errors: rounds.reduce((a, r) => a + r.errors, 0),
-    non2xx: rounds.reduce((a, r) => a + r.non2xx, 0),
-    rounds,
-  };
-}
-
 /**
- * Like {@linkcode runRounds} for several configurations at once, their rounds interleaved
- * (A B C, A B C, …) so that the shared machine's noise falls on all of them alike.
+ * A warm-up, then `rounds` rounds of each configuration, interleaved (A B C, A B C, …) so
+ * that the shared machine's noise falls on all of them alike; each figure is the median over
+ * the rounds.
  */
 export async function runInterleaved(
   tool: LoadTool,

@@ -15,9 +15,9 @@ import {
   type LoadResult,
   type LoadSpec,
   median,
+  type RoundsResult,
   runInterleaved,
   runLoad,
-  runRounds,
 } from "./load.ts";
 import { type McpRequest, modernRequest, openLegacySession, probe, readRpc } from "./mcp.ts";
 import { closedLoopRounds, codeFlow, type OpsResult, refresh, register } from "./oauth.ts";
@@ -87,7 +87,7 @@ log(`load generator: ${tool.note}; ${machine.cpu}, ${machine.cores} cores`);
 const procs: Proc[] = [];
 const gateways: BenchGateway[] = [];
 let mainGw: BenchGateway | null = null;
-let bareResult: Awaited<ReturnType<typeof runRounds>> | null = null;
+let bareResult: RoundsResult | null = null;
 let peakRss: number | null = null;
 
 try {
