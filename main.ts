@@ -8,6 +8,7 @@ import {
   BodyTooLargeError,
   DEFAULT_BODY_LIMIT,
   jsonResponse,
+  jsonRpcErrorResponse,
   limitRequestBody,
   MCP_BODY_LIMIT,
   preflight,
@@ -124,16 +125,6 @@ function allows(route: Route, method: string): boolean {
   return Array.isArray(route.method) ? route.method.includes(method) : route.method === method;
 }
 
-/** A JSON-RPC 2.0 §5 error response with `id: null`, for MCP routes. */
-function jsonRpcErrorResponse(
-  status: number,
-  code: number,
-  message: string,
-  headers: HeadersInit = {},
-): Response {
-  return jsonResponse({ jsonrpc: "2.0", id: null, error: { code, message } }, status, headers);
-}
-
 /** 413 (RFC 9110 §15.5.14): RFC 6749 §5.2 `invalid_request`, or JSON-RPC -32600 on MCP. */
 function bodyTooLarge(error: BodyTooLargeError, route: Route): Response {
   return route.mcp
@@ -161,7 +152,7 @@ function renderError(error: unknown, deps: Deps, route: Route): Response {
     const headers = { "retry-after": String(KV_RETRY_AFTER_SECONDS) };
     const description = "storage is temporarily unavailable; retry later";
     return route.mcp
-      ? jsonRpcErrorResponse(503, -32603, `temporarily_unavailable: ${description}`, headers)
+      ? jsonRpcErrorResponse(503, -32603, `temporarily_unavailable: ${description}`, { headers })
       : jsonResponse(
         { error: "temporarily_unavailable", error_description: description },
         503,
@@ -230,7 +221,9 @@ export function createHandler(
         const allow = [...new Set(candidates.flatMap((r) => r.method))].join(", ");
         // MCP routes answer every error as JSON-RPC (CONVENTIONS.md §Errors).
         res = candidates[0]!.mcp
-          ? jsonRpcErrorResponse(405, -32600, `method ${req.method} is not allowed`, { allow })
+          ? jsonRpcErrorResponse(405, -32600, `method ${req.method} is not allowed`, {
+            headers: { allow },
+          })
           : jsonResponse({ error: "method_not_allowed" }, 405, { allow });
       } else {
         routeName = route.name;

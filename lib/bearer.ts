@@ -8,7 +8,7 @@ import { decodeJwt } from "jose";
 import { sha256HexSync, timingSafeEqual } from "./crypto.ts";
 import type { Deps } from "./deps.ts";
 import { looksLikeJwt } from "./external_jwt.ts";
-import { jsonResponse } from "./http.ts";
+import { jsonResponse, jsonRpcErrorResponse } from "./http.ts";
 import { OAuthError } from "./oauth_error.ts";
 import {
   audienceCovers,
@@ -199,19 +199,15 @@ function enforceMcpRateLimit(deps: Deps, principal: Principal): Response | null 
   if (principal.kind === "api_key") return null;
   const result = deps.mcpRateLimiter.check(deps.kv, principal.id, deps.now());
   if (result.allowed) return null;
-  return jsonResponse(
-    {
-      jsonrpc: "2.0",
-      id: null,
-      error: {
-        code: RATE_LIMITED,
-        message: `rate limit exceeded: at most ${deps.mcpRateLimiter.limit} MCP requests ` +
-          `per minute for this grant; retry after ${result.retryAfterSeconds} s`,
-        data: { retryAfterSeconds: result.retryAfterSeconds },
-      },
-    },
+  return jsonRpcErrorResponse(
     429,
-    { "retry-after": String(result.retryAfterSeconds) },
+    RATE_LIMITED,
+    `rate limit exceeded: at most ${deps.mcpRateLimiter.limit} MCP requests ` +
+      `per minute for this grant; retry after ${result.retryAfterSeconds} s`,
+    {
+      data: { retryAfterSeconds: result.retryAfterSeconds },
+      headers: { "retry-after": String(result.retryAfterSeconds) },
+    },
   );
 }
 
@@ -286,12 +282,5 @@ export function checkOrigin(req: Request, deps: Deps): Response | null {
   if (origin === null) return null;
   const own = new URL(deps.settings.publicUrl).origin;
   if (origin === own || deps.config.allowedOrigins.includes(origin)) return null;
-  return jsonResponse(
-    {
-      jsonrpc: "2.0",
-      id: null,
-      error: { code: -32600, message: `Origin ${origin} is not allowed` },
-    },
-    403,
-  );
+  return jsonRpcErrorResponse(403, -32600, `Origin ${origin} is not allowed`);
 }

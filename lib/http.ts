@@ -17,6 +17,22 @@ export function jsonResponse(
   return new Response(JSON.stringify(body), { status, headers: h });
 }
 
+/**
+ * A JSON-RPC 2.0 §5 error response with `id: null` (the request's id is not read on these
+ * paths), `no-store`. Used for every HTTP-level refusal on the MCP routes.
+ */
+export function jsonRpcErrorResponse(
+  status: number,
+  code: number,
+  message: string,
+  options: { data?: unknown; headers?: HeadersInit } = {},
+): Response {
+  const error = options.data === undefined
+    ? { code, message }
+    : { code, message, data: options.data };
+  return jsonResponse({ jsonrpc: "2.0", id: null, error }, status, options.headers);
+}
+
 /** Thrown when a request body is over its limit; rendered as 413. */
 export class BodyTooLargeError extends Error {
   constructor(readonly limit: number) {

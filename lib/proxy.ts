@@ -13,6 +13,7 @@
 import type { Principal } from "./bearer.ts";
 import type { BackendConfig, GatewayConfig } from "./config.ts";
 import type { Deps, RouteContext } from "./deps.ts";
+import { jsonRpcErrorResponse } from "./http.ts";
 import { SESSION_ID, sessionBindings } from "./session_binding.ts";
 
 /** JSON-RPC 2.0 §5.1 internal error, used for unreachable / failing backends. */
@@ -62,14 +63,6 @@ function plan(config: GatewayConfig, name: string): BackendPlan | undefined {
 /** The configured backend called `name`, if any. */
 export function findBackend(config: GatewayConfig, name: string): BackendConfig | undefined {
   return plan(config, name)?.config;
-}
-
-/** A JSON-RPC error response with `id: null` (JSON-RPC 2.0 §5). */
-export function jsonRpcError(status: number, code: number, message: string): Response {
-  return new Response(JSON.stringify({ jsonrpc: "2.0", id: null, error: { code, message } }), {
-    status,
-    headers: { "content-type": "application/json", "cache-control": "no-store" },
-  });
 }
 
 /** A pending deadline (see {@linkcode Deadlines}). */
@@ -233,10 +226,10 @@ export async function proxyToBackend(
   for (const entry of backend.headers) headers.push(entry);
   if (sessionId !== null) {
     if (!SESSION_ID.test(sessionId)) {
-      return jsonRpcError(400, INVALID_REQUEST, "Mcp-Session-Id must be visible ASCII");
+      return jsonRpcErrorResponse(400, INVALID_REQUEST, "Mcp-Session-Id must be visible ASCII");
     }
     if (!(await sessionBindings(ctx.kv).check(ctx, name, sessionId, principal.id))) {
-      return jsonRpcError(404, SESSION_NOT_FOUND, "session not found");
+      return jsonRpcErrorResponse(404, SESSION_NOT_FOUND, "session not found");
     }
   }
   const method = req.method;
@@ -247,15 +240,15 @@ export async function proxyToBackend(
   if (!outcome.ok) {
     ctx.logFields.upstream = outcome.reason;
     return outcome.reason === "timeout"
-      ? jsonRpcError(504, INTERNAL_ERROR, `backend ${name} did not answer in time`)
-      : jsonRpcError(502, INTERNAL_ERROR, `backend ${name} is unreachable`);
+      ? jsonRpcErrorResponse(504, INTERNAL_ERROR, `backend ${name} did not answer in time`)
+      : jsonRpcErrorResponse(502, INTERNAL_ERROR, `backend ${name} is unreachable`);
   }
   const upstream = outcome.response;
   const status = upstream.status;
   ctx.logFields.upstreamStatus = status;
   if (status === 401 || status === 403) {
     await upstream.body?.cancel().catch(() => {});
-    return jsonRpcError(
+    return jsonRpcErrorResponse(
       502,
       INTERNAL_ERROR,
       `backend ${name} rejected the gateway's credentials (HTTP ${status})`,
@@ -298,7 +291,7 @@ export async function proxyToBackend(
 function unexpectedAnswer(upstream: Response, method: string, name: string): Response | null {
   const status = upstream.status;
   if (status >= 300 && status < 400) {
-    return jsonRpcError(
+    return jsonRpcErrorResponse(
       502,
       INTERNAL_ERROR,
       `backend ${name} answered with a redirect (HTTP ${status})`,
@@ -309,8 +302,16 @@ function unexpectedAnswer(upstream: Response, method: string, name: string): Res
   if (type === "application/json" || type === "text/event-stream") return null;
   const what = type ? `content-type ${type.slice(0, 60)}` : "no content-type";
   return status >= 400 && status < 500
-    ? jsonRpcError(status, INTERNAL_ERROR, `backend ${name} answered HTTP ${status} (${what})`)
-    : jsonRpcError(502, INTERNAL_ERROR, `backend ${name} answered HTTP ${status} with ${what}`);
+    ? jsonRpcErrorResponse(
+      status,
+      INTERNAL_ERROR,
+      `backend ${name} answered HTTP ${status} (${what})`,
+    )
+    : jsonRpcErrorResponse(
+      502,
+      INTERNAL_ERROR,
+      `backend ${name} answered HTTP ${status} with ${what}`,
+    );
 }
 
 /** One backend's line in `/health`. */

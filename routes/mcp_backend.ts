@@ -5,7 +5,8 @@
  */
 import { authenticate, checkOrigin } from "../lib/bearer.ts";
 import type { RouteContext } from "../lib/deps.ts";
-import { findBackend, INVALID_REQUEST, jsonRpcError, proxyToBackend } from "../lib/proxy.ts";
+import { jsonRpcErrorResponse } from "../lib/http.ts";
+import { findBackend, INVALID_REQUEST, proxyToBackend } from "../lib/proxy.ts";
 import { backendResource } from "../lib/resources.ts";
 
 /** Authenticates the caller for the backend's resource, then forwards the request to it. */
@@ -15,7 +16,7 @@ export async function handler(req: Request, ctx: RouteContext): Promise<Response
   const name = ctx.params.backend ?? "";
   ctx.logFields.backend = name.slice(0, 40);
   if (!findBackend(ctx.config, name)) {
-    return jsonRpcError(404, INVALID_REQUEST, `unknown backend "${name.slice(0, 40)}"`);
+    return jsonRpcErrorResponse(404, INVALID_REQUEST, `unknown backend "${name.slice(0, 40)}"`);
   }
   const principal = await authenticate(
     req,
