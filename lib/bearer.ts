@@ -5,7 +5,7 @@
  * rule of MCP 2025-11-25 Transports §Security Warning; and the MCP rate limit per grant.
  */
 import { decodeJwt } from "jose";
-import { sha256HexSync, timingSafeEqual } from "./crypto.ts";
+import { findHash, sha256HexSync } from "./crypto.ts";
 import type { Deps } from "./deps.ts";
 import { looksLikeJwt } from "./external_jwt.ts";
 import { jsonResponse, jsonRpcErrorResponse } from "./http.ts";
@@ -116,8 +116,8 @@ export async function authenticate(
       { "www-authenticate": bearerChallenge(deps, resource, { scope: scopeHint }) },
     );
   }
-  const match = /^Bearer +([A-Za-z0-9\-._~+/]+=*) *$/i.exec(header);
-  if (!match) {
+  const token = bearerToken(header);
+  if (token === null) {
     return challengeResponse(
       deps,
       resource,
@@ -127,7 +127,6 @@ export async function authenticate(
       scopeHint,
     );
   }
-  const token = match[1]!;
   const apiKey = matchApiKey(deps, token);
   if (apiKey) return apiKey;
   const record = await lookupAccessToken(deps, token);
@@ -257,13 +256,15 @@ async function verifyExternalJwt(
   );
 }
 
-function matchApiKey(deps: Deps, token: string): Principal | null {
+/** The token of an `Authorization: Bearer <token>` header (RFC 6750 §2.1 b64token), or null. */
+export function bearerToken(header: string | null): string | null {
+  return /^Bearer +([A-Za-z0-9\-._~+/]+=*) *$/i.exec(header ?? "")?.[1] ?? null;
+}
+
+/** The principal of a static API key (`GATEWAY_API_KEY`), compared as hashes in constant time. */
+export function matchApiKey(deps: Deps, token: string): Principal | null {
   if (deps.settings.apiKeyHashes.length === 0) return null;
-  const hash = sha256HexSync(token);
-  let found: string | undefined;
-  for (const known of deps.settings.apiKeyHashes) {
-    if (timingSafeEqual(hash, known)) found = known;
-  }
+  const found = findHash(sha256HexSync(token), deps.settings.apiKeyHashes);
   if (!found) return null;
   return {
     id: `apikey:${found.slice(0, 16)}`,

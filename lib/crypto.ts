@@ -43,3 +43,15 @@ export function timingSafeEqual(a: string, b: string): boolean {
   for (let i = 0; i < n; i++) diff |= (x[i] ?? 0) ^ (y[i] ?? 0);
   return diff === 0;
 }
+
+/**
+ * The entry of `knownHashes` equal to `hash`, compared in constant time against every entry
+ * (no early exit: timing does not tell which, or whether any, matched).
+ */
+export function findHash(hash: string, knownHashes: readonly string[]): string | undefined {
+  let found: string | undefined;
+  for (const known of knownHashes) {
+    if (timingSafeEqual(hash, known)) found = known;
+  }
+  return found;
+}

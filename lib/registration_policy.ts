@@ -14,7 +14,8 @@
  * @module
  */
 import type { GatewayConfig } from "./config.ts";
-import { sha256Hex, timingSafeEqual } from "./crypto.ts";
+import { bearerToken } from "./bearer.ts";
+import { findHash, sha256Hex } from "./crypto.ts";
 import { OAuthError } from "./oauth_error.ts";
 import { hit } from "./rate_limit.ts";
 
@@ -55,14 +56,9 @@ async function hasInitialAccessToken(
   config: GatewayConfig,
   authorization: string | null,
 ): Promise<boolean> {
-  const match = /^Bearer +([A-Za-z0-9\-._~+/]+=*) *$/i.exec(authorization ?? "");
-  if (!match) return false;
-  const presented = await sha256Hex(match[1]!);
-  let found = false;
-  for (const hash of await initialTokenHashes(config)) {
-    found = timingSafeEqual(presented, hash) || found;
-  }
-  return found;
+  const token = bearerToken(authorization);
+  if (token === null) return false;
+  return findHash(await sha256Hex(token), await initialTokenHashes(config)) !== undefined;
 }
 
 /**

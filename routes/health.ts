@@ -3,26 +3,16 @@
  * gateway (any audience) or an API key (RFC 6750 §2.1); otherwise 401 with a Bearer challenge
  * (RFC 6750 §3). Every backend is probed in parallel within its own `timeoutMs`.
  */
-import { bearerChallenge, lookupAccessToken } from "../lib/bearer.ts";
-import { sha256Hex, timingSafeEqual } from "../lib/crypto.ts";
+import { bearerChallenge, bearerToken, lookupAccessToken, matchApiKey } from "../lib/bearer.ts";
 import type { RouteContext } from "../lib/deps.ts";
 import { jsonResponse } from "../lib/http.ts";
 import { probeBackend } from "../lib/proxy.ts";
 import { aggregateResource } from "../lib/resources.ts";
 
-const BEARER = /^Bearer +([A-Za-z0-9\-._~+/]+=*) *$/i;
-
 async function isAuthorized(req: Request, ctx: RouteContext): Promise<boolean> {
-  const match = BEARER.exec(req.headers.get("authorization") ?? "");
-  if (!match) return false;
-  const token = match[1]!;
-  if (ctx.settings.apiKeyHashes.length > 0) {
-    const hash = await sha256Hex(token);
-    let found = false;
-    for (const known of ctx.settings.apiKeyHashes) found = timingSafeEqual(hash, known) || found;
-    if (found) return true;
-  }
-  return (await lookupAccessToken(ctx, token)) !== null;
+  const token = bearerToken(req.headers.get("authorization"));
+  if (token === null) return false;
+  return matchApiKey(ctx, token) !== null || (await lookupAccessToken(ctx, token)) !== null;
 }
 
 /** `{ status: "ok" | "degraded", backends: [...] }`; "degraded" when any backend is down. */
