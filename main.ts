@@ -267,6 +267,8 @@ export function createHandler(
 }
 
 if (import.meta.main) {
-  const deps = await loadDeps();
+  // `--default-kv-path=<file>` (deno task dev): the KV file when KV_PATH is unset.
+  const defaultKvPath = Deno.args.find((a) => a.startsWith("--default-kv-path="))?.slice(18);
+  const deps = await loadDeps(defaultKvPath);
   Deno.serve({ port: deps.settings.port }, createHandler(deps));
 }

@@ -106,12 +106,16 @@ export function buildExternalJwtVerifiers(
   return config.externalIssuers.map((issuer) => createExternalJwtVerifier(issuer, deps));
 }
 
-/** Builds the production dependencies from the environment. */
-export async function loadDeps(): Promise<Deps> {
+/**
+ * Builds the production dependencies from the environment. `defaultKvPath` is used when
+ * `KV_PATH` is unset (`deno task dev` passes `./.data/gateway.kv`; on Deno Deploy there is none,
+ * so `Deno.openKv()` opens the project's database).
+ */
+export async function loadDeps(defaultKvPath?: string): Promise<Deps> {
   const env = (name: string) => Deno.env.get(name);
   const settings = await readSettings(env);
   const config = await loadConfigFile(env("GATEWAY_CONFIG") ?? "./gateway.config.json", env);
-  const kvPath = env("KV_PATH");
+  const kvPath = env("KV_PATH") || defaultKvPath;
   // Deno Deploy collects console output; elsewhere a direct write to stdout is cheaper.
   const log = env("DENO_DEPLOYMENT_ID") ? consoleLogger : stdoutLogger;
   const kv = await Deno.openKv(kvPath || undefined);
