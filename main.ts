@@ -2,7 +2,7 @@
  * MCP edge gateway: an OAuth 2.1 authorization server and an authenticated front for the MCP
  * backends of `gateway.config.json`. One route table; each route lives in `routes/`.
  */
-import { clientIp } from "./lib/client_ip.ts";
+import { clientIp } from "./lib/infra/client_ip.ts";
 import { type Deps, loadDeps, type RouteContext } from "./lib/deps.ts";
 import {
   BodyTooLargeError,
@@ -13,9 +13,9 @@ import {
   MCP_BODY_LIMIT,
   preflight,
   withCors,
-} from "./lib/http.ts";
-import { isKvFailure, KV_RETRY_AFTER_SECONDS } from "./lib/kv_errors.ts";
-import { OAuthError, oauthErrorResponse } from "./lib/oauth_error.ts";
+} from "./lib/infra/http.ts";
+import { isKvFailure, KV_RETRY_AFTER_SECONDS } from "./lib/infra/kv_errors.ts";
+import { OAuthError, oauthErrorResponse } from "./lib/oauth/oauth_error.ts";
 import * as asMetadata from "./routes/as_metadata.ts";
 import * as authorize from "./routes/authorize.ts";
 import * as authorizeDecision from "./routes/authorize_decision.ts";

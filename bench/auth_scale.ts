@@ -1,12 +1,12 @@
 /**
  * Per-request authentication cost, measured in-process with the gateway's own code
- * (`lib/bearer.ts` `authenticate`) against the gateway's KV file: "warm" through the per-isolate
+ * (`lib/oauth/bearer.ts` `authenticate`) against the gateway's KV file: "warm" through the per-isolate
  * token cache (the hot path of a client that reuses its token), "cold" with the cache off and a
  * different token on every call (SHA-256 + one KV point read: the cost the cache hides).
  */
-import { authenticate } from "../lib/bearer.ts";
+import { authenticate } from "../lib/oauth/bearer.ts";
 import type { Deps } from "../lib/deps.ts";
-import { TokenCache } from "../lib/token_cache.ts";
+import { TokenCache } from "../lib/oauth/token_cache.ts";
 import { median } from "./load.ts";
 
 /** Latency figures of one in-process measurement. */

@@ -1,12 +1,12 @@
 /**
  * The gateway under test: a temporary config and KV file, the gateway started as a subprocess
  * (`deno run -A main.ts`, the runtime contract's env), and tokens minted straight into its KV
- * file with `lib/tokens.ts` (`mintTokens` + `putGrant`), in batched atomic commits.
+ * file with `lib/oauth/tokens.ts` (`mintTokens` + `putGrant`), in batched atomic commits.
  */
 import { type GatewayConfig, parseConfig } from "../lib/config.ts";
 import { type Deps, loadDeps } from "../lib/deps.ts";
 import { clientKey, type ClientRecord } from "../lib/store.ts";
-import { mintTokens, putGrant } from "../lib/tokens.ts";
+import { mintTokens, putGrant } from "../lib/oauth/tokens.ts";
 import { freePort, type Proc, startGateway } from "./procs.ts";
 
 /** Owner password of bench gateways. */

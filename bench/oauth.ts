@@ -4,7 +4,7 @@
  * POST /token with PKCE) and refreshes (rotation). Closed loops: `concurrency` workers, each
  * bounded in time and in count.
  */
-import { randomToken, s256 } from "../lib/crypto.ts";
+import { randomToken, s256 } from "../lib/infra/crypto.ts";
 import { median } from "./load.ts";
 
 /** The figures of one closed-loop measurement. */

@@ -606,9 +606,9 @@ notes.push(
   "The gateway runs as `deno run -A main.ts` with the runtime contract's environment (PORT, " +
     "PUBLIC_URL, KV_PATH = a temp file, GATEWAY_CONFIG = a temp config); its per-request JSON " +
     "log lines go to /dev/null. Tokens are minted into its KV file from the bench process with " +
-    "lib/tokens.ts (mintTokens + putGrant).",
+    "lib/oauth/tokens.ts (mintTokens + putGrant).",
   "Auth scale: the gateway keeps validated tokens in a per-isolate cache for at most 1 s " +
-    "(lib/token_cache.ts), so a client reusing its token pays one SHA-256 and a Map lookup, " +
+    "(lib/oauth/token_cache.ts), so a client reusing its token pays one SHA-256 and a Map lookup, " +
     "whatever the number of stored tokens. The uncached row shows the cost the cache hides: " +
     "SHA-256 + one KV point read, which stays flat because the lookup is a B-tree read by key.",
   "Authorization throughput runs closed loops of 4 workers in the bench process against the " +
@@ -624,9 +624,9 @@ if (notMet("pass-through")) {
       "third of the gateway's CPU; memoising the match per pathname took the ratio from 0.42× " +
       "to 0.61× on a copy of the tree); main.ts has had such a per-pathname match cache since. " +
       "What remains per request, beyond the fetch and stream plumbing the " +
-      "bare proxy pays too: the JSON log line with redaction (lib/log.ts, ~5 % of CPU), the " +
+      "bare proxy pays too: the JSON log line with redaction (lib/infra/log.ts, ~5 % of CPU), the " +
       "bearer check (SHA-256 + cache), the per-grant rate-limit counter, the header allow-list " +
-      "copy and the deadline bookkeeping (lib/proxy.ts). The p99 gap is the same work queueing " +
+      "copy and the deadline bookkeeping (lib/mcp/proxy.ts). The p99 gap is the same work queueing " +
       "under 32 connections on 2 shared cores.",
   );
 }
@@ -650,7 +650,7 @@ const regRow = rows.find((r) => r.config.startsWith("registrations/s"));
 if (regRow?.note?.includes("429")) {
   notes.push(
     "Registrations: with every limit raised, 4 concurrent registrations from one IP still got " +
-      "some 429s: lib/rate_limit.ts `hit()` gives up after a few conflicting atomic increments " +
+      "some 429s: lib/infra/rate_limit.ts `hit()` gives up after a few conflicting atomic increments " +
       "of the shared per-IP counter and fails closed, so contention, not the limit, refuses them.",
   );
 }

@@ -3,8 +3,8 @@
  * typed object. A bad file fails the start with a message naming the file and the field.
  */
 import { z } from "zod";
-import { OAuthError } from "./oauth_error.ts";
-import { validateRedirectUri } from "./redirect_uri.ts";
+import { OAuthError } from "./oauth/oauth_error.ts";
+import { validateRedirectUri } from "./oauth/redirect_uri.ts";
 
 /** Asymmetric JWS algorithms (RFC 7518 §3.1, RFC 8037) an operator may allow for external JWTs. */
 export const ASYMMETRIC_ALGORITHMS = [

@@ -3,11 +3,11 @@
  * Nothing here is read at import time.
  */
 import { type GatewayConfig, loadConfigFile } from "./config.ts";
-import { sha256Hex } from "./crypto.ts";
-import { createExternalJwtVerifier, type ExternalJwtVerifier } from "./external_jwt.ts";
-import { consoleLogger, type Logger, stdoutLogger } from "./log.ts";
-import { BatchedRateLimiter } from "./rate_limit.ts";
-import { TokenCache } from "./token_cache.ts";
+import { sha256Hex } from "./infra/crypto.ts";
+import { createExternalJwtVerifier, type ExternalJwtVerifier } from "./oauth/external_jwt.ts";
+import { consoleLogger, type Logger, stdoutLogger } from "./infra/log.ts";
+import { BatchedRateLimiter } from "./infra/rate_limit.ts";
+import { TokenCache } from "./oauth/token_cache.ts";
 
 /** Settings read from the environment (the runtime contract in README.md). */
 export interface Settings {

@@ -3,8 +3,8 @@
  * `GET /.well-known/openid-configuration` (the MCP spec asks servers to serve both).
  */
 import type { RouteContext } from "../lib/deps.ts";
-import { jsonResponse } from "../lib/http.ts";
-import { authorizationServerMetadata } from "../lib/metadata.ts";
+import { jsonResponse } from "../lib/infra/http.ts";
+import { authorizationServerMetadata } from "../lib/oauth/metadata.ts";
 
 /** The same RFC 8414 document on both paths; cacheable for an hour. */
 export function handler(_req: Request, ctx: RouteContext): Response {

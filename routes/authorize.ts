@@ -14,11 +14,11 @@ import {
   parseAuthorizeParams,
   startConsent,
   verifyTarget,
-} from "../lib/authorization.ts";
-import { clientView, consentPageResponse, renderErrorPage } from "../lib/consent_page.ts";
+} from "../lib/oauth/authorization.ts";
+import { clientView, consentPageResponse, renderErrorPage } from "../lib/oauth/consent_page.ts";
 import type { RouteContext } from "../lib/deps.ts";
-import { htmlResponse } from "../lib/http.ts";
-import { OAuthError } from "../lib/oauth_error.ts";
+import { htmlResponse } from "../lib/infra/http.ts";
+import { OAuthError } from "../lib/oauth/oauth_error.ts";
 
 /** Validates the request and renders the consent page. */
 export async function handler(req: Request, ctx: RouteContext): Promise<Response> {

@@ -15,13 +15,13 @@ import {
   issueCode,
   parseDecisionForm,
   renewCsrf,
-} from "../lib/authorization.ts";
-import { findClient } from "../lib/clients.ts";
-import { clientView, consentPageResponse, renderErrorPage } from "../lib/consent_page.ts";
-import { csrfCookieName, serializeCookie } from "../lib/cookies.ts";
+} from "../lib/oauth/authorization.ts";
+import { findClient } from "../lib/oauth/clients.ts";
+import { clientView, consentPageResponse, renderErrorPage } from "../lib/oauth/consent_page.ts";
+import { csrfCookieName, serializeCookie } from "../lib/infra/cookies.ts";
 import type { RouteContext } from "../lib/deps.ts";
-import { htmlResponse, readForm } from "../lib/http.ts";
-import { OAuthError } from "../lib/oauth_error.ts";
+import { htmlResponse, readForm } from "../lib/infra/http.ts";
+import { OAuthError } from "../lib/oauth/oauth_error.ts";
 
 const page = (title: string, message: string, status: number, headers: HeadersInit = {}) =>
   htmlResponse(renderErrorPage(title, message), status, headers);

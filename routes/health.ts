@@ -3,11 +3,16 @@
  * gateway (any audience) or an API key (RFC 6750 §2.1); otherwise 401 with a Bearer challenge
  * (RFC 6750 §3). Every backend is probed in parallel within its own `timeoutMs`.
  */
-import { bearerChallenge, bearerToken, lookupAccessToken, matchApiKey } from "../lib/bearer.ts";
+import {
+  bearerChallenge,
+  bearerToken,
+  lookupAccessToken,
+  matchApiKey,
+} from "../lib/oauth/bearer.ts";
 import type { RouteContext } from "../lib/deps.ts";
-import { jsonResponse } from "../lib/http.ts";
-import { probeBackend } from "../lib/proxy.ts";
-import { aggregateResource } from "../lib/resources.ts";
+import { jsonResponse } from "../lib/infra/http.ts";
+import { probeBackend } from "../lib/mcp/proxy.ts";
+import { aggregateResource } from "../lib/oauth/resources.ts";
 
 async function isAuthorized(req: Request, ctx: RouteContext): Promise<boolean> {
   const token = bearerToken(req.headers.get("authorization"));

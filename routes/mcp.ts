@@ -2,12 +2,12 @@
  * `/mcp`: the aggregated MCP endpoint over every backend the caller's scope covers, for both
  * protocol eras (MCP 2025-11-25 and 2026-07-28 Transports §Streamable HTTP). Origin check
  * (Transports §Security Warning), then Bearer authentication with an audience covering `/mcp`
- * (MCP Authorization §Token Audience Binding); the rest lives in lib/aggregate/.
+ * (MCP Authorization §Token Audience Binding); the rest lives in lib/mcp/aggregate/.
  */
-import { authenticate, checkOrigin } from "../lib/bearer.ts";
+import { authenticate, checkOrigin } from "../lib/oauth/bearer.ts";
 import type { RouteContext } from "../lib/deps.ts";
-import { serveAggregate } from "../lib/aggregate/handler.ts";
-import { aggregateResource } from "../lib/resources.ts";
+import { serveAggregate } from "../lib/mcp/aggregate/handler.ts";
+import { aggregateResource } from "../lib/oauth/resources.ts";
 
 /** Serves GET/POST/DELETE `/mcp`. */
 export async function handler(req: Request, ctx: RouteContext): Promise<Response> {

@@ -3,11 +3,11 @@
  * Streamable HTTP, both protocol eras (MCP 2025-11-25 and 2026-07-28 Transports).
  * Order: Origin (403) → unknown backend (404) → bearer (400/401/403) → proxy.
  */
-import { authenticate, checkOrigin } from "../lib/bearer.ts";
+import { authenticate, checkOrigin } from "../lib/oauth/bearer.ts";
 import type { RouteContext } from "../lib/deps.ts";
-import { jsonRpcErrorResponse } from "../lib/http.ts";
-import { findBackend, INVALID_REQUEST, proxyToBackend } from "../lib/proxy.ts";
-import { backendResource } from "../lib/resources.ts";
+import { jsonRpcErrorResponse } from "../lib/infra/http.ts";
+import { findBackend, INVALID_REQUEST, proxyToBackend } from "../lib/mcp/proxy.ts";
+import { backendResource } from "../lib/oauth/resources.ts";
 
 /** Authenticates the caller for the backend's resource, then forwards the request to it. */
 export async function handler(req: Request, ctx: RouteContext): Promise<Response> {

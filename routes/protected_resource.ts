@@ -3,14 +3,14 @@
  * and `/mcp` describe the aggregated endpoint; `/mcp/<backend>` that backend's endpoint.
  */
 import type { RouteContext } from "../lib/deps.ts";
-import { jsonResponse } from "../lib/http.ts";
-import { protectedResourceMetadata } from "../lib/metadata.ts";
+import { jsonResponse } from "../lib/infra/http.ts";
+import { protectedResourceMetadata } from "../lib/oauth/metadata.ts";
 import {
   aggregateResource,
   backendResource,
   backendScope,
   supportedScopes,
-} from "../lib/resources.ts";
+} from "../lib/oauth/resources.ts";
 
 /** `resource` is the exact URL of the MCP endpoint (RFC 9728 §3.3). */
 export function handler(_req: Request, ctx: RouteContext): Response {

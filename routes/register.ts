@@ -1,18 +1,18 @@
 /**
  * `POST /register`: dynamic client registration (RFC 7591 §3), subject to the registration
- * policy (mode off/open/token, per-IP limit: lib/registration_policy.ts).
+ * policy (mode off/open/token, per-IP limit: lib/oauth/registration_policy.ts).
  */
 import {
   parseClientMetadata,
   REGISTER_BODY_LIMIT,
   registerClient,
   registrationResponse,
-} from "../lib/client_registration.ts";
-import { clientIdleMs } from "../lib/clients.ts";
+} from "../lib/oauth/client_registration.ts";
+import { clientIdleMs } from "../lib/oauth/clients.ts";
 import type { RouteContext } from "../lib/deps.ts";
-import { jsonResponse, mediaType, readBodyText } from "../lib/http.ts";
-import { OAuthError } from "../lib/oauth_error.ts";
-import { checkRegistrationPolicy } from "../lib/registration_policy.ts";
+import { jsonResponse, mediaType, readBodyText } from "../lib/infra/http.ts";
+import { OAuthError } from "../lib/oauth/oauth_error.ts";
+import { checkRegistrationPolicy } from "../lib/oauth/registration_policy.ts";
 
 /** Registers a client from a JSON body (RFC 7591 §3.1) and answers 201 (§3.2.1). */
 export async function handler(req: Request, ctx: RouteContext): Promise<Response> {

@@ -3,12 +3,12 @@
  * revoke only its own tokens; unknown or foreign tokens still get 200 (RFC 7009 §2.2).
  */
 import { z } from "zod";
-import { authenticateClient, parseFormFields } from "../lib/client_auth.ts";
-import { sha256Hex } from "../lib/crypto.ts";
+import { authenticateClient, parseFormFields } from "../lib/oauth/client_auth.ts";
+import { sha256Hex } from "../lib/infra/crypto.ts";
 import type { Deps, RouteContext } from "../lib/deps.ts";
-import { jsonResponse, readForm } from "../lib/http.ts";
+import { jsonResponse, readForm } from "../lib/infra/http.ts";
 import { accessKey, grantTokenKey, refreshKey, type TokenRecord } from "../lib/store.ts";
-import { revokeGrant } from "../lib/tokens.ts";
+import { revokeGrant } from "../lib/oauth/tokens.ts";
 
 /** RFC 7009 §2.1 request; `token_type_hint` is only a hint: both kinds are searched. */
 const revokeRequestSchema = z.object({

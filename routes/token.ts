@@ -3,14 +3,14 @@
  * Form-encoded only; the client authenticates as registered; every answer is `no-store`.
  */
 import { z } from "zod";
-import { authenticateClient, parseFormFields } from "../lib/client_auth.ts";
-import { codeRequestSchema, exchangeCode } from "../lib/code_exchange.ts";
+import { authenticateClient, parseFormFields } from "../lib/oauth/client_auth.ts";
+import { codeRequestSchema, exchangeCode } from "../lib/oauth/code_exchange.ts";
 import type { RouteContext } from "../lib/deps.ts";
-import { jsonResponse, readForm } from "../lib/http.ts";
-import { OAuthError } from "../lib/oauth_error.ts";
-import { hit } from "../lib/rate_limit.ts";
-import { resolveResource } from "../lib/resources.ts";
-import { rotateRefreshToken, tokenResponseBody } from "../lib/tokens.ts";
+import { jsonResponse, readForm } from "../lib/infra/http.ts";
+import { OAuthError } from "../lib/oauth/oauth_error.ts";
+import { hit } from "../lib/infra/rate_limit.ts";
+import { resolveResource } from "../lib/oauth/resources.ts";
+import { rotateRefreshToken, tokenResponseBody } from "../lib/oauth/tokens.ts";
 
 const GRANT_TYPES = ["authorization_code", "refresh_token"] as const;
 

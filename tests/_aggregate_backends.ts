@@ -11,8 +11,8 @@ import {
   Server as V2Server,
 } from "@modelcontextprotocol/server";
 import type { Deps } from "../lib/deps.ts";
-import { aggregateResource } from "../lib/resources.ts";
-import { mintTokens, putGrant } from "../lib/tokens.ts";
+import { aggregateResource } from "../lib/oauth/resources.ts";
+import { mintTokens, putGrant } from "../lib/oauth/tokens.ts";
 
 /** A running backend. */
 export interface TestBackend {

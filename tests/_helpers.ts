@@ -9,8 +9,8 @@ import {
   type Deps,
   readSettings,
 } from "../lib/deps.ts";
-import { memoryLogger } from "../lib/log.ts";
-import { TokenCache } from "../lib/token_cache.ts";
+import { memoryLogger } from "../lib/infra/log.ts";
+import { TokenCache } from "../lib/oauth/token_cache.ts";
 import { createHandler } from "../main.ts";
 
 /** Options of {@linkcode makeDeps}. */

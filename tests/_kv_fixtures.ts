@@ -3,7 +3,7 @@
  * `/register` and `/authorize` do, so token-endpoint tests need neither route.
  */
 import { assertEquals, assertMatch, assertStringIncludes } from "./_assert.ts";
-import { randomToken, s256, sha256Hex } from "../lib/crypto.ts";
+import { randomToken, s256, sha256Hex } from "../lib/infra/crypto.ts";
 import type { Deps } from "../lib/deps.ts";
 import { clientKey, type ClientRecord, codeKey, type CodeRecord } from "../lib/store.ts";
 

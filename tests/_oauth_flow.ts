@@ -3,7 +3,7 @@
  * make a PKCE pair (RFC 7636), and get a code through the consent form (OAuth 2.1 §4.1).
  * `fetchLike` is `createHandler(deps)` in-process or `(r) => fetch(r)` for a served gateway.
  */
-import { randomToken, s256 } from "../lib/crypto.ts";
+import { randomToken, s256 } from "../lib/infra/crypto.ts";
 
 /** Anything that answers a Request: an in-process handler or `fetch`. */
 export type FetchLike = (req: Request) => Promise<Response>;

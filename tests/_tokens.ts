@@ -1,9 +1,9 @@
 /**
- * Token fixture: issues real access tokens straight through `lib/tokens.ts` (`putGrant` +
+ * Token fixture: issues real access tokens straight through `lib/oauth/tokens.ts` (`putGrant` +
  * `mintTokens` in one atomic commit), without going through `/authorize` and `/token`.
  */
 import type { Deps } from "../lib/deps.ts";
-import { mintTokens, putGrant } from "../lib/tokens.ts";
+import { mintTokens, putGrant } from "../lib/oauth/tokens.ts";
 
 /** What to issue: `resource` is the audience URL (e.g. `${gateway.url}/mcp/alpha`). */
 export interface IssueOptions {

@@ -1,6 +1,6 @@
 import { assertEquals } from "./_assert.ts";
-import { exposedName, splitName } from "../lib/aggregate/naming.ts";
-import { unwrapUri, wrapContentUris, wrapUri } from "../lib/aggregate/uri.ts";
+import { exposedName, splitName } from "../lib/mcp/aggregate/naming.ts";
+import { unwrapUri, wrapContentUris, wrapUri } from "../lib/mcp/aggregate/uri.ts";
 
 Deno.test("aggregate naming", async (t) => {
   await t.step("names are always prefixed backend__name", () => {

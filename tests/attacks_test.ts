@@ -4,7 +4,7 @@
  * audience confusion, revoked and expired tokens, tokens in the query, foreign Origins, CSRF and
  * framing of the consent form, and session ids used by another grant.
  */
-import { closeAggregate } from "../lib/aggregate/handler.ts";
+import { closeAggregate } from "../lib/mcp/aggregate/handler.ts";
 import { assert, assertEquals, assertStringIncludes } from "./_assert.ts";
 import { startLegacyBackend, startModernBackend } from "./_backends.ts";
 import { serveGateway } from "./_helpers.ts";

@@ -10,8 +10,8 @@ import {
   readConsentForm,
   registerClient,
 } from "./_oauth_flow.ts";
-import { sha256Hex } from "../lib/crypto.ts";
-import { hit, peek } from "../lib/rate_limit.ts";
+import { sha256Hex } from "../lib/infra/crypto.ts";
+import { hit, peek } from "../lib/infra/rate_limit.ts";
 import { authzKey, type AuthzRequestRecord, codeKey, type CodeRecord } from "../lib/store.ts";
 import { createHandler } from "../main.ts";
 

@@ -1,9 +1,14 @@
 /**
- * `lib/bearer.ts` in-process: authentication rules of the MCP routes (RFC 6750, RFC 8707,
+ * `lib/oauth/bearer.ts` in-process: authentication rules of the MCP routes (RFC 6750, RFC 8707,
  * RFC 9728, MCP 2025-11-25 Authorization) and the Origin check, on real KV and tokens.
  */
-import { authenticate, checkOrigin, lookupAccessToken, type Principal } from "../lib/bearer.ts";
-import { revokeGrant } from "../lib/tokens.ts";
+import {
+  authenticate,
+  checkOrigin,
+  lookupAccessToken,
+  type Principal,
+} from "../lib/oauth/bearer.ts";
+import { revokeGrant } from "../lib/oauth/tokens.ts";
 import { assert, assertEquals, assertStringIncludes } from "./_assert.ts";
 import { makeDeps } from "./_helpers.ts";
 import { issueAccessToken } from "./_tokens.ts";

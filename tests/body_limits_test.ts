@@ -4,7 +4,7 @@
  * bodies are capped while streaming (never buffered) and a declared `Content-Length` over the
  * limit is refused before any work.
  */
-import { DEFAULT_BODY_LIMIT, limitRequestBody, MCP_BODY_LIMIT } from "../lib/http.ts";
+import { DEFAULT_BODY_LIMIT, limitRequestBody, MCP_BODY_LIMIT } from "../lib/infra/http.ts";
 import { createHandler } from "../main.ts";
 import { assert, assertEquals, assertStringIncludes } from "./_assert.ts";
 import { startRawBackend } from "./_backends.ts";

@@ -7,8 +7,8 @@ import {
   isClientIdMetadataUrl,
   resolveClientIdMetadata,
   validateClientIdUrl,
-} from "../lib/client_id_metadata.ts";
-import { OAuthError } from "../lib/oauth_error.ts";
+} from "../lib/oauth/client_id_metadata.ts";
+import { OAuthError } from "../lib/oauth/oauth_error.ts";
 import { assert, assertEquals, assertMatch, assertRejects, assertThrows } from "./_assert.ts";
 
 /** A real document server on 127.0.0.1:<free port>; `hits` counts requests per path. */

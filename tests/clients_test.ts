@@ -1,5 +1,5 @@
 /**
- * Client identity (lib/clients.ts): pre-registered clients of the config through the whole code
+ * Client identity (lib/oauth/clients.ts): pre-registered clients of the config through the whole code
  * flow, their scope restriction, default scopes (RFC 6749 §3.3), idle expiry of registered
  * clients, and the config rules that guard pre-registered clients.
  */
@@ -14,7 +14,7 @@ import {
   pkcePair,
   registerClient,
 } from "./_oauth_flow.ts";
-import { LAST_USED_WRITE_INTERVAL_MS } from "../lib/clients.ts";
+import { LAST_USED_WRITE_INTERVAL_MS } from "../lib/oauth/clients.ts";
 import { ConfigError, parseConfig } from "../lib/config.ts";
 import { clientKey, type ClientRecord } from "../lib/store.ts";
 import { createHandler } from "../main.ts";

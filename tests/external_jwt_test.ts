@@ -4,8 +4,8 @@ import {
   type ExternalJwtDeps,
   looksLikeJwt,
   mapScopes,
-} from "../lib/external_jwt.ts";
-import { OAuthError } from "../lib/oauth_error.ts";
+} from "../lib/oauth/external_jwt.ts";
+import { OAuthError } from "../lib/oauth/oauth_error.ts";
 import { assertEquals, assertMatch, assertRejects, assertThrows } from "./_assert.ts";
 
 const PUBLIC_URL = "http://localhost:8000";

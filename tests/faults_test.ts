@@ -9,7 +9,7 @@
 import { createMcpHandler, McpServer } from "@modelcontextprotocol/server";
 import { Client, StreamableHTTPClientTransport } from "@modelcontextprotocol/client";
 import { z } from "zod";
-import { closeAggregate } from "../lib/aggregate/handler.ts";
+import { closeAggregate } from "../lib/mcp/aggregate/handler.ts";
 import { assert, assertEquals, assertStringIncludes } from "./_assert.ts";
 import { deadBackendUrl } from "./_aggregate_backends.ts";
 import { startModernBackend, startRawBackend, type TestBackend } from "./_backends.ts";

@@ -8,7 +8,7 @@
  * The PRNG is seeded (`FUZZ_SEED` overrides the fixed seed); every failure names the seed, the
  * endpoint and the case number, so a run can be replayed exactly.
  */
-import { closeAggregate } from "../lib/aggregate/handler.ts";
+import { closeAggregate } from "../lib/mcp/aggregate/handler.ts";
 import { createHandler } from "../main.ts";
 import { assert, assertEquals } from "./_assert.ts";
 import { startModernBackend } from "./_backends.ts";

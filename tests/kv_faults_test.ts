@@ -3,7 +3,7 @@
  * route that needs storage answers 503 `temporarily_unavailable` with `Retry-After` (RFC 9110
  * §15.6.4, §10.2.3) in the route's standard error shape, never a 500.
  */
-import { isKvFailure } from "../lib/kv_errors.ts";
+import { isKvFailure } from "../lib/infra/kv_errors.ts";
 import { assert, assertEquals, assertStringIncludes } from "./_assert.ts";
 import { startRawBackend } from "./_backends.ts";
 import { serveGateway } from "./_helpers.ts";

@@ -4,7 +4,7 @@
  * flow runs on a served gateway with the memory logger and every record is scanned for every
  * secret used.
  */
-import { REDACTED, redactRecord } from "../lib/log.ts";
+import { REDACTED, redactRecord } from "../lib/infra/log.ts";
 import { assert, assertEquals } from "./_assert.ts";
 import { startRawBackend } from "./_backends.ts";
 import { serveGateway } from "./_helpers.ts";

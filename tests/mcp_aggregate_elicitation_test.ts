@@ -12,8 +12,8 @@ import { StreamableHTTPClientTransport as V1ClientTransport } from "@modelcontex
 import { ElicitRequestSchema } from "@modelcontextprotocol/sdk/types.js";
 import { inputRequired } from "@modelcontextprotocol/server";
 import { z } from "zod";
-import { closeAggregate } from "../lib/aggregate/handler.ts";
-import { REQUEST_STATE_TTL_MS } from "../lib/aggregate/request_state.ts";
+import { closeAggregate } from "../lib/mcp/aggregate/handler.ts";
+import { REQUEST_STATE_TTL_MS } from "../lib/mcp/aggregate/request_state.ts";
 import { type ServedGateway, serveGateway } from "./_helpers.ts";
 import { legacyBackend, mintAccessToken, modernBackend } from "./_aggregate_backends.ts";
 

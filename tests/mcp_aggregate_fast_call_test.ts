@@ -1,5 +1,5 @@
 /**
- * The `tools/call` fast path of the aggregated `/mcp` (lib/aggregate/fast_call.ts): taken for a
+ * The `tools/call` fast path of the aggregated `/mcp` (lib/mcp/aggregate/fast_call.ts): taken for a
  * modern or a 2025-era (sessionful) client calling a modern backend the pool knows, and answering
  * exactly as the SDK path does (each case runs once with the fast path off and once on, and the
  * answers are compared).
@@ -10,10 +10,10 @@ import { Client as V1Client } from "@modelcontextprotocol/sdk/client/index.js";
 import { StreamableHTTPClientTransport as V1ClientTransport } from "@modelcontextprotocol/sdk/client/streamableHttp.js";
 import { inputRequired } from "@modelcontextprotocol/server";
 import { z } from "zod";
-import { fastCallSettings } from "../lib/aggregate/fast_call.ts";
-import { closeAggregate } from "../lib/aggregate/handler.ts";
-import { aggregateSessionKey, SESSION_CACHE_MS } from "../lib/aggregate/session.ts";
-import { sha256Hex } from "../lib/crypto.ts";
+import { fastCallSettings } from "../lib/mcp/aggregate/fast_call.ts";
+import { closeAggregate } from "../lib/mcp/aggregate/handler.ts";
+import { aggregateSessionKey, SESSION_CACHE_MS } from "../lib/mcp/aggregate/session.ts";
+import { sha256Hex } from "../lib/infra/crypto.ts";
 import { type ServedGateway, serveGateway } from "./_helpers.ts";
 import {
   lateBackend,

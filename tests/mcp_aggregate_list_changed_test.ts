@@ -9,8 +9,8 @@ import { Client as V1Client } from "@modelcontextprotocol/sdk/client/index.js";
 import { StreamableHTTPClientTransport as V1ClientTransport } from "@modelcontextprotocol/sdk/client/streamableHttp.js";
 import type { McpServer as V1McpServer } from "@modelcontextprotocol/sdk/server/mcp.js";
 import { ToolListChangedNotificationSchema } from "@modelcontextprotocol/sdk/types.js";
-import { closeAggregate } from "../lib/aggregate/handler.ts";
-import { DEBOUNCE_MS } from "../lib/aggregate/changes.ts";
+import { closeAggregate } from "../lib/mcp/aggregate/handler.ts";
+import { DEBOUNCE_MS } from "../lib/mcp/aggregate/changes.ts";
 import { serveGateway } from "./_helpers.ts";
 import { legacyBackend, mintAccessToken, modernBackend } from "./_aggregate_backends.ts";
 

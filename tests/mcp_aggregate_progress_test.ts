@@ -7,7 +7,7 @@ import { assert, assertEquals } from "./_assert.ts";
 import { Client, StreamableHTTPClientTransport } from "@modelcontextprotocol/client";
 import { Client as V1Client } from "@modelcontextprotocol/sdk/client/index.js";
 import { StreamableHTTPClientTransport as V1ClientTransport } from "@modelcontextprotocol/sdk/client/streamableHttp.js";
-import { closeAggregate } from "../lib/aggregate/handler.ts";
+import { closeAggregate } from "../lib/mcp/aggregate/handler.ts";
 import { type ServedGateway, serveGateway } from "./_helpers.ts";
 import { legacyBackend, mintAccessToken, modernBackend } from "./_aggregate_backends.ts";
 

@@ -7,8 +7,8 @@ import { Client, StreamableHTTPClientTransport } from "@modelcontextprotocol/cli
 import { Client as V1Client } from "@modelcontextprotocol/sdk/client/index.js";
 import { StreamableHTTPClientTransport as V1ClientTransport } from "@modelcontextprotocol/sdk/client/streamableHttp.js";
 import { z } from "zod";
-import { closeAggregate } from "../lib/aggregate/handler.ts";
-import { PAGE_SIZE } from "../lib/aggregate/server.ts";
+import { closeAggregate } from "../lib/mcp/aggregate/handler.ts";
+import { PAGE_SIZE } from "../lib/mcp/aggregate/server.ts";
 import { type ServedGateway, serveGateway } from "./_helpers.ts";
 import {
   deadBackendUrl,

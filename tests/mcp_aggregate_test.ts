@@ -9,7 +9,7 @@ import { ResourceTemplate as V1ResourceTemplate } from "@modelcontextprotocol/sd
 import { Client, StreamableHTTPClientTransport } from "@modelcontextprotocol/client";
 import { completable, ResourceTemplate } from "@modelcontextprotocol/server";
 import { z } from "zod";
-import { closeAggregate } from "../lib/aggregate/handler.ts";
+import { closeAggregate } from "../lib/mcp/aggregate/handler.ts";
 import { type ServedGateway, serveGateway } from "./_helpers.ts";
 import {
   legacyBackend,

@@ -5,8 +5,8 @@
 import { Client as ClientV1 } from "@modelcontextprotocol/sdk/client/index.js";
 import { StreamableHTTPClientTransport as TransportV1 } from "@modelcontextprotocol/sdk/client/streamableHttp.js";
 import { Client, StreamableHTTPClientTransport } from "@modelcontextprotocol/client";
-import { sha256Hex } from "../lib/crypto.ts";
-import { Deadlines } from "../lib/proxy.ts";
+import { sha256Hex } from "../lib/infra/crypto.ts";
+import { Deadlines } from "../lib/mcp/proxy.ts";
 import { sessionKey } from "../lib/store.ts";
 import { assert, assertEquals, assertMatch, assertStringIncludes } from "./_assert.ts";
 import {

@@ -12,7 +12,7 @@ import { StreamableHTTPClientTransport as V1ClientTransport } from "@modelcontex
 import { Client, StreamableHTTPClientTransport } from "@modelcontextprotocol/client";
 import { completable } from "@modelcontextprotocol/server";
 import { z } from "zod";
-import { closeAggregate } from "../lib/aggregate/handler.ts";
+import { closeAggregate } from "../lib/mcp/aggregate/handler.ts";
 import { type ServedGateway, serveGateway } from "./_helpers.ts";
 import { authorizeCode, pkcePair, registerClient } from "./_oauth_flow.ts";
 import {

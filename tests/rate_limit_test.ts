@@ -3,8 +3,8 @@
  * `/token` per client (RFC 6585 §4 429 + `Retry-After`, RFC 9110 §10.2.3), MCP calls per grant
  * through the real router and a real backend, and the client IP header.
  */
-import { clientIp } from "../lib/client_ip.ts";
-import { BatchedRateLimiter, hit, peek, rateKey } from "../lib/rate_limit.ts";
+import { clientIp } from "../lib/infra/client_ip.ts";
+import { BatchedRateLimiter, hit, peek, rateKey } from "../lib/infra/rate_limit.ts";
 import { createHandler } from "../main.ts";
 import { assert, assertEquals, assertMatch, assertStringIncludes } from "./_assert.ts";
 import { startRawBackend } from "./_backends.ts";

@@ -1,11 +1,11 @@
 import { assert, assertEquals, assertThrows } from "./_assert.ts";
-import { OAuthError } from "../lib/oauth_error.ts";
+import { OAuthError } from "../lib/oauth/oauth_error.ts";
 import {
   buildRedirectUrl,
   redirectUriMatches,
   selectRedirectUri,
   validateRedirectUri,
-} from "../lib/redirect_uri.ts";
+} from "../lib/oauth/redirect_uri.ts";
 
 Deno.test("validateRedirectUri", async (t) => {
   await t.step("accepts https, loopback http and private-use schemes (RFC 8252 §7.1, §7.3)", () => {

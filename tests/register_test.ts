@@ -1,6 +1,6 @@
 import { assert, assertEquals, assertMatch } from "./_assert.ts";
 import { makeDeps } from "./_helpers.ts";
-import { sha256Hex } from "../lib/crypto.ts";
+import { sha256Hex } from "../lib/infra/crypto.ts";
 import { clientKey, type ClientRecord } from "../lib/store.ts";
 import { createHandler } from "../main.ts";
 

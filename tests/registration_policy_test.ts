@@ -1,5 +1,5 @@
 /**
- * Registration policy (lib/registration_policy.ts: RFC 7591 §3 initial access tokens, mode off,
+ * Registration policy (lib/oauth/registration_policy.ts: RFC 7591 §3 initial access tokens, mode off,
  * per-IP limit) and the abuse limits of `/authorize` (per-IP requests, consent passwords).
  */
 import { assert, assertEquals, assertStringIncludes } from "./_assert.ts";

@@ -1,7 +1,7 @@
 import { assert, assertEquals } from "./_assert.ts";
 import { makeDeps } from "./_helpers.ts";
 import { expectTokens, formRequest, putClient, putCode, type TokenBody } from "./_kv_fixtures.ts";
-import { authenticate } from "../lib/bearer.ts";
+import { authenticate } from "../lib/oauth/bearer.ts";
 import { createHandler } from "../main.ts";
 
 const MCP = "http://localhost:8000/mcp";

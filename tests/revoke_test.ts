@@ -9,8 +9,8 @@ import {
   putCode,
   type TokenBody,
 } from "./_kv_fixtures.ts";
-import { authenticate, lookupAccessToken } from "../lib/bearer.ts";
-import { sha256Hex } from "../lib/crypto.ts";
+import { authenticate, lookupAccessToken } from "../lib/oauth/bearer.ts";
+import { sha256Hex } from "../lib/infra/crypto.ts";
 import { type ClientRecord, grantTokenKey } from "../lib/store.ts";
 import { createHandler } from "../main.ts";
 

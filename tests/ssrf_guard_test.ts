@@ -6,7 +6,7 @@ import {
   parseIpv4,
   parseIpv6,
   SsrfError,
-} from "../lib/ssrf_guard.ts";
+} from "../lib/infra/ssrf_guard.ts";
 import { assertEquals, assertMatch, assertRejects } from "./_assert.ts";
 
 /** A resolver with fixed answers that records what it was asked (no network). */

@@ -1,5 +1,5 @@
 import { assertEquals } from "./_assert.ts";
-import { TokenCache } from "../lib/token_cache.ts";
+import { TokenCache } from "../lib/oauth/token_cache.ts";
 import type { TokenRecord } from "../lib/store.ts";
 
 const record = (grantId: string, expiresAt: number): TokenRecord => ({

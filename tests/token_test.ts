@@ -9,8 +9,8 @@ import {
   putCode,
   type StoredCode,
 } from "./_kv_fixtures.ts";
-import { authenticate, lookupAccessToken } from "../lib/bearer.ts";
-import { sha256Hex } from "../lib/crypto.ts";
+import { authenticate, lookupAccessToken } from "../lib/oauth/bearer.ts";
+import { sha256Hex } from "../lib/infra/crypto.ts";
 import { type ClientRecord, codeKey, type CodeRecord } from "../lib/store.ts";
 import { createHandler } from "../main.ts";
 
@@ -41,7 +41,7 @@ function without(fields: Record<string, string>, name: string): Record<string, s
   return copy;
 }
 
-/** Whether `token` authenticates at `resource` through lib/bearer.ts. */
+/** Whether `token` authenticates at `resource` through lib/oauth/bearer.ts. */
 async function bearerOk(
   deps: Awaited<ReturnType<typeof makeDeps>>,
   token: string,

@@ -11,11 +11,11 @@
  * {@linkcode loadSessionCached} keeps validated sessions per isolate for at most
  * {@linkcode SESSION_CACHE_MS} (never past their expiry), so that the hot path of a session's
  * requests skips the KV read; a DELETE drops the entry at once in its own isolate, and within that
- * bound in the others (the same rule as lib/token_cache.ts for access tokens).
+ * bound in the others (the same rule as lib/oauth/token_cache.ts for access tokens).
  */
-import { randomToken, sha256Hex } from "../crypto.ts";
-import type { Deps } from "../deps.ts";
-import { getLive, ttl } from "../store.ts";
+import { randomToken, sha256Hex } from "../../infra/crypto.ts";
+import type { Deps } from "../../deps.ts";
+import { getLive, ttl } from "../../store.ts";
 
 /** Lifetime of a legacy session. */
 export const SESSION_TTL_MS = 24 * 60 * 60 * 1000;

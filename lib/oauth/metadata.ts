@@ -2,7 +2,7 @@
  * Discovery documents: authorization server metadata (RFC 8414 §2, also served as OpenID
  * discovery) and protected resource metadata (RFC 9728 §2).
  */
-import type { Deps } from "./deps.ts";
+import type { Deps } from "../deps.ts";
 import { supportedScopes } from "./resources.ts";
 
 /** RFC 8414 §2 metadata; `issuer` is `PUBLIC_URL` exactly (RFC 8414 §3.3). */

@@ -5,10 +5,10 @@
  * rule of MCP 2025-11-25 Transports §Security Warning; and the MCP rate limit per grant.
  */
 import { decodeJwt } from "jose";
-import { findHash, sha256HexSync } from "./crypto.ts";
-import type { Deps } from "./deps.ts";
+import { findHash, sha256HexSync } from "../infra/crypto.ts";
+import type { Deps } from "../deps.ts";
 import { looksLikeJwt } from "./external_jwt.ts";
-import { jsonResponse, jsonRpcErrorResponse } from "./http.ts";
+import { jsonResponse, jsonRpcErrorResponse } from "../infra/http.ts";
 import { OAuthError } from "./oauth_error.ts";
 import {
   audienceCovers,
@@ -17,7 +17,7 @@ import {
   scopeCoversBackend,
   supportedScopes,
 } from "./resources.ts";
-import { accessKey, type TokenRecord } from "./store.ts";
+import { accessKey, type TokenRecord } from "../store.ts";
 
 /** Who is calling an MCP route. */
 export interface Principal {

@@ -3,10 +3,10 @@
  * rendering the registration response. Secrets are returned once and stored as SHA-256 hashes.
  */
 import { z } from "zod";
-import { randomToken, sha256Hex } from "./crypto.ts";
+import { randomToken, sha256Hex } from "../infra/crypto.ts";
 import { OAuthError } from "./oauth_error.ts";
 import { validateRedirectUri } from "./redirect_uri.ts";
-import { clientKey, type ClientRecord } from "./store.ts";
+import { clientKey, type ClientRecord } from "../store.ts";
 
 /** Largest registration request body (bytes). */
 export const REGISTER_BODY_LIMIT = 16 * 1024;
@@ -89,7 +89,7 @@ export interface RegisteredClient {
 /**
  * Creates a client from validated metadata and stores it at `["client", clientId]`, with
  * `lastUsedAt = now` and `idleMs` as the clean-up hint (`expireIn`); lookups go through
- * `findClient` (lib/clients.ts), which enforces the idle period.
+ * `findClient` (lib/oauth/clients.ts), which enforces the idle period.
  */
 export async function registerClient(
   kv: Deno.Kv,

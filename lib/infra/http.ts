@@ -2,7 +2,7 @@
  * HTTP helpers shared by the routes: JSON responses, bounded body reading, form parsing,
  * CORS and the security headers of HTML pages.
  */
-import { OAuthError } from "./oauth_error.ts";
+import { OAuthError } from "../oauth/oauth_error.ts";
 
 /** A JSON response; `no-store` unless `cache` says otherwise. */
 export function jsonResponse(

@@ -5,7 +5,7 @@
  * Scopes: `mcp` (every backend) and `mcp:<backend>` (one backend); `offline_access` is accepted
  * and ignored (refresh tokens are always issued, MCP clients rarely ask for it).
  */
-import type { GatewayConfig } from "./config.ts";
+import type { GatewayConfig } from "../config.ts";
 import { OAuthError } from "./oauth_error.ts";
 
 /** The scope that covers every backend. */

@@ -16,8 +16,8 @@
 import { z } from "zod";
 import { OAuthError } from "./oauth_error.ts";
 import { isLoopbackHost, validateRedirectUri } from "./redirect_uri.ts";
-import { checkFetchUrl, type DnsResolver, SsrfError } from "./ssrf_guard.ts";
-import { type ClientRecord, getLive, ttl } from "./store.ts";
+import { checkFetchUrl, type DnsResolver, SsrfError } from "../infra/ssrf_guard.ts";
+import { type ClientRecord, getLive, ttl } from "../store.ts";
 
 /** Largest document read (draft §6.6 suggests about 5 KB). */
 export const CIMD_MAX_BYTES = 5 * 1024;

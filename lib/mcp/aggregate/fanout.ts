@@ -3,8 +3,8 @@
  * backend that fails or is too slow is left out of the answer and logged; the others still
  * answer. Results keep the configuration's order, so merged lists are deterministic.
  */
-import type { BackendConfig } from "../config.ts";
-import type { Logger } from "../log.ts";
+import type { BackendConfig } from "../../config.ts";
+import type { Logger } from "../../infra/log.ts";
 import type { BackendConnection, BackendPool } from "./pool.ts";
 
 /** One backend's share of a fan-out. */

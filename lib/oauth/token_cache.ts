@@ -5,7 +5,7 @@
  * are also broadcast (BroadcastChannel reaches every isolate of a Deno Deploy deployment) and
  * applied at once in the isolate that made them.
  */
-import type { TokenRecord } from "./store.ts";
+import type { TokenRecord } from "../store.ts";
 
 interface CacheEntry {
   record: TokenRecord | null;

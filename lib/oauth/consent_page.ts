@@ -4,10 +4,10 @@
  * `frame-ancestors 'none'`, `X-Frame-Options: DENY`: MCP 2025-11-25 security best practices).
  */
 import { allRedirectUrisLoopback } from "./client_id_metadata.ts";
-import { csrfCookieName, serializeCookie } from "./cookies.ts";
-import { escapeHtml, htmlResponse } from "./http.ts";
+import { csrfCookieName, serializeCookie } from "../infra/cookies.ts";
+import { escapeHtml, htmlResponse } from "../infra/http.ts";
 import { ALL_BACKENDS_SCOPE } from "./resources.ts";
-import type { ClientRecord } from "./store.ts";
+import type { ClientRecord } from "../store.ts";
 
 const STYLE = `
 *{box-sizing:border-box}

@@ -13,11 +13,11 @@
  *   (RFC 6749 §4.1.2.1's code for "try again later") with `Retry-After` (RFC 6585 §4).
  * @module
  */
-import type { GatewayConfig } from "./config.ts";
+import type { GatewayConfig } from "../config.ts";
 import { bearerToken } from "./bearer.ts";
-import { findHash, sha256Hex } from "./crypto.ts";
+import { findHash, sha256Hex } from "../infra/crypto.ts";
 import { OAuthError } from "./oauth_error.ts";
-import { hit } from "./rate_limit.ts";
+import { hit } from "../infra/rate_limit.ts";
 
 /** The window of `rateLimits.registerPerIpPerHour`. */
 export const REGISTER_WINDOW_MS = 3_600_000;

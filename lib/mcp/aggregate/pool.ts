@@ -16,8 +16,8 @@ import {
   type ServerCapabilities,
   StreamableHTTPClientTransport,
 } from "@modelcontextprotocol/client";
-import type { BackendConfig } from "../config.ts";
-import type { Deps } from "../deps.ts";
+import type { BackendConfig } from "../../config.ts";
+import type { Deps } from "../../deps.ts";
 import { ChangeHub, type ListKind } from "./changes.ts";
 import { SDK_TIMEOUT_MS } from "./fanout.ts";
 

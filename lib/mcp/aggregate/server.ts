@@ -28,8 +28,8 @@ import {
   type ServerCapabilities,
   type ServerContext,
 } from "@modelcontextprotocol/server";
-import type { BackendConfig } from "../config.ts";
-import type { Logger } from "../log.ts";
+import type { BackendConfig } from "../../config.ts";
+import type { Logger } from "../../infra/log.ts";
 import { fanOut, SDK_TIMEOUT_MS, withDeadline } from "./fanout.ts";
 import { exposedName, splitName } from "./naming.ts";
 import { cancelKey, type CancelRegistry } from "./cancel.ts";

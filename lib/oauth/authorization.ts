@@ -5,13 +5,13 @@
  */
 import { z } from "zod";
 import { findClient } from "./clients.ts";
-import { parseCookies } from "./cookies.ts";
-import { csrfCookieName } from "./cookies.ts";
-import { randomToken, sha256Hex, timingSafeEqual } from "./crypto.ts";
-import type { Deps } from "./deps.ts";
+import { parseCookies } from "../infra/cookies.ts";
+import { csrfCookieName } from "../infra/cookies.ts";
+import { randomToken, sha256Hex, timingSafeEqual } from "../infra/crypto.ts";
+import type { Deps } from "../deps.ts";
 import { OAuthError } from "./oauth_error.ts";
 import { buildRedirectUrl, selectRedirectUri } from "./redirect_uri.ts";
-import { hit, peek } from "./rate_limit.ts";
+import { hit, peek } from "../infra/rate_limit.ts";
 import { resolveResource, resolveScope } from "./resources.ts";
 import {
   authzKey,
@@ -21,7 +21,7 @@ import {
   type CodeRecord,
   getLive,
   ttl,
-} from "./store.ts";
+} from "../store.ts";
 
 /** How long the owner has to decide (the pending request's lifetime). */
 export const AUTHZ_REQUEST_TTL_MS = 10 * 60_000;

@@ -4,11 +4,11 @@
  * also stores the grant and its first token pair.
  */
 import { z } from "zod";
-import { s256, sha256Hex, timingSafeEqual } from "./crypto.ts";
-import type { Deps } from "./deps.ts";
+import { s256, sha256Hex, timingSafeEqual } from "../infra/crypto.ts";
+import type { Deps } from "../deps.ts";
 import { OAuthError } from "./oauth_error.ts";
 import { resolveResource } from "./resources.ts";
-import { type ClientRecord, codeKey, type CodeRecord, type GrantRecord, ttl } from "./store.ts";
+import { type ClientRecord, codeKey, type CodeRecord, type GrantRecord, ttl } from "../store.ts";
 import { type MintedTokens, mintTokens, putGrant, revokeGrant } from "./tokens.ts";
 
 /** How long a redeemed code is kept past its expiry, to detect a replay (RFC 6749 §4.1.2). */

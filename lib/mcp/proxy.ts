@@ -10,10 +10,10 @@
  * - A backend 401/403 means the gateway's configured credentials are wrong: 502, and its
  *   `WWW-Authenticate` is dropped so that clients do not re-authenticate against the gateway.
  */
-import type { Principal } from "./bearer.ts";
-import type { BackendConfig, GatewayConfig } from "./config.ts";
-import type { Deps, RouteContext } from "./deps.ts";
-import { jsonRpcErrorResponse } from "./http.ts";
+import type { Principal } from "../oauth/bearer.ts";
+import type { BackendConfig, GatewayConfig } from "../config.ts";
+import type { Deps, RouteContext } from "../deps.ts";
+import { jsonRpcErrorResponse } from "../infra/http.ts";
 import { SESSION_ID, sessionBindings } from "./session_binding.ts";
 
 /** JSON-RPC 2.0 §5.1 internal error, used for unreachable / failing backends. */

@@ -1,7 +1,7 @@
 /**
  * Fast path of the aggregated `/mcp` for `tools/call` to a 2026-07-28 backend, from a 2026-07-28
  * client or from a 2025-era client on its session: one HTTP POST straight to the backend (like
- * lib/proxy.ts), instead of a per-request SDK server on the gateway's side plus the SDK client
+ * lib/mcp/proxy.ts), instead of a per-request SDK server on the gateway's side plus the SDK client
  * toward the backend.
  *
  * It only takes a request the SDK path would answer the same way, and returns `undefined`
@@ -33,8 +33,8 @@
  * `timeoutMs`, restarted by each progress notification), "Backend X is unavailable" and
  * "Request cancelled".
  */
-import type { BackendConfig, GatewayConfig } from "../config.ts";
-import type { Deps } from "../deps.ts";
+import type { BackendConfig, GatewayConfig } from "../../config.ts";
+import type { Deps } from "../../deps.ts";
 import { Deadlines, fetchBackend } from "../proxy.ts";
 import { cancelKey, type CancelRegistry } from "./cancel.ts";
 import { splitName } from "./naming.ts";
@@ -61,7 +61,7 @@ const MISSING_CAPABILITY = -32021;
 /** Switch for tests that compare the fast path with the SDK path; on in production. */
 export const fastCallSettings = { enabled: true };
 
-/** A backend as the fast path calls it (the shape of lib/proxy.ts's `fetchBackend` target). */
+/** A backend as the fast path calls it (the shape of lib/mcp/proxy.ts's `fetchBackend` target). */
 type Target = Parameters<typeof fetchBackend>[1];
 
 const targets = new WeakMap<GatewayConfig, Map<string, Target>>();

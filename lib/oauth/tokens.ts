@@ -2,8 +2,8 @@
  * Issuing, rotating and revoking tokens (OAuth 2.1 §4.1, §4.3; RFC 6749 §6, §10.4; RFC 7009).
  * Tokens are opaque random strings; KV holds only their SHA-256 hashes.
  */
-import { randomToken, sha256Hex } from "./crypto.ts";
-import type { Deps } from "./deps.ts";
+import { randomToken, sha256Hex } from "../infra/crypto.ts";
+import type { Deps } from "../deps.ts";
 import { OAuthError } from "./oauth_error.ts";
 import { audienceCovers } from "./resources.ts";
 import {
@@ -15,7 +15,7 @@ import {
   refreshKey,
   type TokenRecord,
   ttl,
-} from "./store.ts";
+} from "../store.ts";
 
 /** Prefix of access tokens (helps secret scanners; carries no information). */
 export const ACCESS_PREFIX = "gwat_";

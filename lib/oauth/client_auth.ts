@@ -5,15 +5,15 @@
  * Methods: `client_secret_basic` (HTTP Basic, id and secret form-url-encoded), `client_secret_post`
  * (`client_id` + `client_secret` in the body) and `none` (public clients: `client_id` only).
  * A client must use the method it registered (RFC 7591 §2 `token_endpoint_auth_method`).
- * Clients are found by `findClient` (lib/clients.ts): pre-registered, metadata-document
+ * Clients are found by `findClient` (lib/oauth/clients.ts): pre-registered, metadata-document
  * clients (always public, method `none`) and registered clients that are not idle.
  */
 import type { z } from "zod";
 import { findClient } from "./clients.ts";
-import { sha256Hex, timingSafeEqual } from "./crypto.ts";
-import type { Deps } from "./deps.ts";
+import { sha256Hex, timingSafeEqual } from "../infra/crypto.ts";
+import type { Deps } from "../deps.ts";
 import { OAuthError } from "./oauth_error.ts";
-import type { ClientRecord } from "./store.ts";
+import type { ClientRecord } from "../store.ts";
 
 /** The challenge sent with every `invalid_client` answer (RFC 6749 §5.2). */
 export const BASIC_CHALLENGE = 'Basic realm="gateway"';

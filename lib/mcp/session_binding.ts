@@ -8,9 +8,9 @@
  * every isolate); a bounded per-isolate map keeps the hot path free of KV reads and hashing.
  */
 import { z } from "zod";
-import { sha256Hex } from "./crypto.ts";
-import type { Deps } from "./deps.ts";
-import { sessionKey, type SessionRecord, ttl } from "./store.ts";
+import { sha256Hex } from "../infra/crypto.ts";
+import type { Deps } from "../deps.ts";
+import { sessionKey, type SessionRecord, ttl } from "../store.ts";
 
 /** How long a binding lives after the backend issued the session id. */
 export const SESSION_TTL_MS = 24 * 60 * 60 * 1000;

@@ -12,11 +12,11 @@
  *    client does not cost a KV write per request; `expireIn` is only a clean-up hint.
  * @module
  */
-import type { GatewayConfig } from "./config.ts";
-import { sha256Hex } from "./crypto.ts";
+import type { GatewayConfig } from "../config.ts";
+import { sha256Hex } from "../infra/crypto.ts";
 import { isClientIdMetadataUrl, resolveClientIdMetadata } from "./client_id_metadata.ts";
 import { isLoopbackHost } from "./redirect_uri.ts";
-import { clientKey, type ClientRecord } from "./store.ts";
+import { clientKey, type ClientRecord } from "../store.ts";
 
 /** One day in ms: the most often a registered client's `lastUsedAt` is written. */
 export const LAST_USED_WRITE_INTERVAL_MS = 86_400_000;

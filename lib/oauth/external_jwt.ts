@@ -11,7 +11,7 @@
  * @module
  */
 import { createRemoteJWKSet, customFetch, errors, type JWTPayload, jwtVerify } from "jose";
-import { ASYMMETRIC_ALGORITHMS } from "./config.ts";
+import { ASYMMETRIC_ALGORITHMS } from "../config.ts";
 import { OAuthError } from "./oauth_error.ts";
 import { aggregateResource, audienceCovers } from "./resources.ts";
 

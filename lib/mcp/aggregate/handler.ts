@@ -6,7 +6,7 @@
  *   `legacy: "reject"`; it validates the envelope and the `Mcp-Method`/`Mcp-Name` headers
  *   (-32020/-32022) and answers `server/discover`. Sessionless by design.
  * - Legacy (2025-03-26 … 2025-11-25): the SDK's stateless legacy leg serves each POST with a
- *   fresh server instance; the session layer around it lives in KV (lib/aggregate/session.ts):
+ *   fresh server instance; the session layer around it lives in KV (lib/mcp/aggregate/session.ts):
  *   `initialize` opens a session (its id goes out in `Mcp-Session-Id`), later requests must
  *   carry a live session of the same principal (missing → 400, unknown/ended/foreign → 404),
  *   `DELETE` ends it. No isolate memory is needed between requests.
@@ -23,12 +23,12 @@ import {
   type McpHttpHandler,
   type McpRequestContext,
 } from "@modelcontextprotocol/server";
-import type { Principal } from "../bearer.ts";
-import { bearerChallenge } from "../bearer.ts";
-import type { BackendConfig } from "../config.ts";
-import type { Deps } from "../deps.ts";
-import { jsonResponse, mediaType, readBodyText } from "../http.ts";
-import { aggregateResource, backendScope, scopeCoversBackend } from "../resources.ts";
+import type { Principal } from "../../oauth/bearer.ts";
+import { bearerChallenge } from "../../oauth/bearer.ts";
+import type { BackendConfig } from "../../config.ts";
+import type { Deps } from "../../deps.ts";
+import { jsonResponse, mediaType, readBodyText } from "../../infra/http.ts";
+import { aggregateResource, backendScope, scopeCoversBackend } from "../../oauth/resources.ts";
 import { splitName } from "./naming.ts";
 import { cancelKey, CancelRegistry } from "./cancel.ts";
 import { legacyChangeStream } from "./changes.ts";

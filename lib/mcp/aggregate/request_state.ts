@@ -12,7 +12,7 @@
  * codec. Nothing is stored per request: any isolate can open a state any other isolate sealed.
  */
 import { ProtocolError, ProtocolErrorCode } from "@modelcontextprotocol/server";
-import type { Deps } from "../deps.ts";
+import type { Deps } from "../../deps.ts";
 
 /** How long a relayed `input_required` round may wait for the client's retry. */
 export const REQUEST_STATE_TTL_MS = 10 * 60 * 1000;
