@@ -44,7 +44,12 @@ export interface SignInSetup {
 
 /** Starts the provider, the backends and the gateway; `providerExtra` tweaks the provider. */
 export async function startSignInSetup(
-  options: { providerExtra?: Record<string, unknown>; env?: Record<string, string> } = {},
+  options: {
+    providerExtra?: Record<string, unknown>;
+    /** More `login.providers` entries (given the test provider). */
+    moreProviders?: (idp: TestIdp) => Record<string, unknown>[];
+    env?: Record<string, string>;
+  } = {},
 ): Promise<SignInSetup> {
   const idp = await startIdp(ACCOUNTS);
   const alpha = legacyBackend("alpha", (s) => {
@@ -59,7 +64,13 @@ export async function startSignInSetup(
   });
   const config = {
     backends: [{ name: "alpha", url: alpha.url }, { name: "beta", url: beta.url }],
-    login: { providers: [oidcProviderConfig(idp, options.providerExtra)], access: ACCESS },
+    login: {
+      providers: [
+        oidcProviderConfig(idp, options.providerExtra),
+        ...options.moreProviders?.(idp) ?? [],
+      ],
+      access: ACCESS,
+    },
   };
   const gw = await serveGateway({ config, env: options.env });
   idp.register(`${gw.url}/login/corp/callback`);
@@ -99,7 +110,12 @@ export async function authorizeWithProvider(
   s: SignInSetup,
   browser: HttpBrowser,
   login: string,
-  options: { scope?: string; resource?: string } = {},
+  options: {
+    scope?: string;
+    resource?: string;
+    /** Stop before loading a URL (e.g. the gateway's callback, to deliver it by hand). */
+    stop?: (u: URL) => boolean;
+  } = {},
 ): Promise<Authorization> {
   const client = await registerClient((r) => fetch(r), {}, s.gw.url);
   const pkce = await pkcePair();
@@ -114,7 +130,7 @@ export async function authorizeWithProvider(
   }));
   if (page.html.includes("Continue with Corp SSO")) {
     page = await browser.navigate(providerHref(page.html, "Corp SSO"));
-    page = await signInAtIdp(browser, page, login);
+    page = await signInAtIdp(browser, page, login, options.stop);
   }
   return { clientId: client.client_id, verifier: pkce.verifier, page };
 }
