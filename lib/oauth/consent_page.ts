@@ -44,6 +44,7 @@ a.provider{display:block;text-align:center;padding:10px 16px;font-weight:600;bor
   border:1px solid #2563eb;background:#2563eb;color:#fff;text-decoration:none}
 a.provider:focus-visible{outline:2px solid #1e3a8a;outline-offset:2px}
 .or{text-align:center;color:#6b7280;font-size:.85rem;margin:16px 0 0}
+form.note{margin:12px 0 0}
 button.link{flex:none;border:none;background:none;color:#2563eb;padding:0;font-size:.85rem;
   font-weight:400;text-decoration:underline}
 button{flex:1;padding:10px 16px;font-size:1rem;font-weight:600;border-radius:8px;cursor:pointer;
