@@ -137,6 +137,11 @@ export async function authorizeWithProvider(
 
 /** Clicks Approve on the consent page; returns the code the client receives. */
 export async function approve(browser: HttpBrowser, consent: Page): Promise<string> {
+  return (await approveToCallback(browser, consent)).searchParams.get("code")!;
+}
+
+/** Clicks Approve on the consent page; returns the client callback URL (code, state, iss). */
+export async function approveToCallback(browser: HttpBrowser, consent: Page): Promise<URL> {
   const action = consent.html.match(/<form method="post" action="([^"]*)"/)![1]!;
   const landed = await browser.submit(action, {
     request_id: field(consent.html, "request_id"),
@@ -145,7 +150,7 @@ export async function approve(browser: HttpBrowser, consent: Page): Promise<stri
   }, atClient);
   assertEquals(landed.status, 303, landed.html.slice(0, 300));
   assertEquals(landed.url.searchParams.get("state"), "client-state");
-  return landed.url.searchParams.get("code")!;
+  return landed.url;
 }
 
 /** Redeems a code at `/token` (RFC 6749 §4.1.3); asserts 200 JSON. */
