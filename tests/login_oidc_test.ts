@@ -8,7 +8,7 @@ import { parseConfig } from "../lib/config.ts";
 import type { GrantRecord, TokenRecord, UserRecord } from "../lib/store.ts";
 import { sha256Hex } from "../lib/infra/crypto.ts";
 import { createHandler } from "../main.ts";
-import { field, HttpBrowser } from "./_http_browser.ts";
+import { field, HttpBrowser, providerHref, signInAtIdp } from "./_http_browser.ts";
 import {
   ACCESS,
   approve,
@@ -194,6 +194,27 @@ Deno.test({
           assert(!page.html.includes('id="signed-in"'));
         },
       );
+
+      await t.step("a return_to sign-in through the provider comes back to the path", async () => {
+        const browser = new HttpBrowser();
+        const entry = await browser.navigate(
+          `${s.gw.url}/login?return_to=${encodeURIComponent("/admin?tab=users")}`,
+        );
+        html(entry, 200);
+        const href = providerHref(entry.html, "Corp SSO");
+        assertEquals(new URL(href).searchParams.get("return_to"), "/admin?tab=users");
+        const back = await signInAtIdp(
+          browser,
+          await browser.navigate(href),
+          "gus",
+          (u) => u.pathname === "/admin",
+        );
+        assertEquals(back.url.href, `${s.gw.url}/admin?tab=users`);
+        assert(browser.cookie(s.gw.url, "gw_session"), "signed in");
+        const again = await browser.send(`${s.gw.url}/login?return_to=/admin`);
+        assertEquals(again.status, 303);
+        assertEquals(again.headers.get("location"), `${s.gw.url}/admin`);
+      });
 
       await t.step(
         "access is re-checked at every refresh: narrowed rules narrow, a removed user loses the grant (§7)",

@@ -197,7 +197,14 @@ export async function oidcIdentity(
     if (e instanceof errors.JWKSTimeout) {
       throw new ProviderError(`${call.label} did not answer in time.`, "jwks_timeout");
     }
-    throw reject(e instanceof errors.JOSEError ? `id_token_${e.code}` : "id_token_invalid");
+    // The key set could not be fetched (network error, or not a 200 JSON key set): an outage.
+    if (!(e instanceof errors.JOSEError) || e.code === "ERR_JOSE_GENERIC") {
+      throw new ProviderError(
+        `${call.label} cannot be reached. Try again in a moment.`,
+        "jwks_unreachable",
+      );
+    }
+    throw reject(`id_token_${e.code}`);
   }
   const auds = Array.isArray(claims.aud) ? claims.aud : [claims.aud];
   if ((auds.length > 1 || claims.azp !== undefined) && claims.azp !== p.clientId) {
