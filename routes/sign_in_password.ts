@@ -13,7 +13,7 @@ import {
   completeSignIn,
   signInPage,
 } from "../lib/identity/sign_in.ts";
-import { linkedPageResponse } from "../lib/identity/sign_in_page.ts";
+import { linkedPageResponse, tooManyAttemptsResponse } from "../lib/identity/sign_in_page.ts";
 import { readForm } from "../lib/infra/http.ts";
 import { checkPasswordAttempt } from "../lib/oauth/authorization.ts";
 import { OAuthError } from "../lib/oauth/oauth_error.ts";
@@ -54,15 +54,7 @@ export async function handler(req: Request, ctx: RouteContext): Promise<Response
   }
   const attempt = await checkPasswordAttempt(ctx, SIGN_IN_CLIENT, ctx.clientIp, f.password);
   if (attempt.result === "blocked") {
-    return linkedPageResponse(
-      "Too many attempts",
-      "Too many wrong passwords. Try again later.",
-      429,
-      [],
-      {
-        "retry-after": String(attempt.retryAfterSeconds),
-      },
-    );
+    return tooManyAttemptsResponse(attempt.retryAfterSeconds);
   }
   if (attempt.result === "wrong") {
     return signInPage(ctx, returnTo, { error: "Wrong password. Try again.", status: 401 });

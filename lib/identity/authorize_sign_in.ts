@@ -34,6 +34,7 @@ import {
   accountLabel,
   linkedPageResponse,
   providerLabel,
+  tooManyAttemptsResponse,
 } from "./sign_in_page.ts";
 import { upsertUser } from "./users.ts";
 
@@ -171,15 +172,7 @@ export async function approveRequest(
     ? await checkPasswordAttempt(ctx, record.clientId, ctx.clientIp, form.password)
     : { result: "wrong" as const };
   if (attempt.result === "blocked") {
-    return linkedPageResponse(
-      "Too many attempts",
-      "Too many wrong passwords. Try again later.",
-      429,
-      [],
-      {
-        "retry-after": String(attempt.retryAfterSeconds),
-      },
-    );
+    return tooManyAttemptsResponse(attempt.retryAfterSeconds);
   }
   if (attempt.result === "wrong") {
     const csrfToken = await renewCsrf(ctx.kv, entry, ctx.now());

@@ -127,3 +127,16 @@ export function accessDeniedResponse(
     headers,
   );
 }
+
+/** 429 after too many wrong owner passwords (`Retry-After`, RFC 6585 §4). */
+export function tooManyAttemptsResponse(retryAfterSeconds: number): Response {
+  return linkedPageResponse(
+    "Too many attempts",
+    "Too many wrong passwords. Try again later.",
+    429,
+    [],
+    {
+      "retry-after": String(retryAfterSeconds),
+    },
+  );
+}
