@@ -43,7 +43,7 @@ export interface UserRecord extends UserRef {
   admin: boolean;
   firstSeenAt: number;
   lastSeenAt: number;
-  /** OIDC providers with `groupsClaim`: the groups at the last sign-in. */
+  /** OIDC providers with `groupsClaim`: the groups (of those the rules name) at the last sign-in. */
   groups?: string[];
   /** GitHub providers: the organizations of `githubOrgs` rules the user was an active member of. */
   githubOrgs?: string[];

@@ -39,10 +39,14 @@ export function findProvider(deps: Pick<Deps, "config">, id: string | undefined)
   return deps.config.login.providers.find((p) => p.id === id);
 }
 
+/** The access rules that can apply to sign-ins through provider `p`. */
+function rulesFor(deps: Pick<Deps, "config">, p: ProviderConfig) {
+  return deps.config.login.access.filter((r) => !r.providers || r.providers.includes(p.id));
+}
+
 /** Organizations named by `githubOrgs` rules that can apply to provider `p`. */
 function orgsFor(deps: Pick<Deps, "config">, p: ProviderConfig): string[] {
-  const rules = deps.config.login.access.filter((r) => !r.providers || r.providers.includes(p.id));
-  return [...new Set(rules.flatMap((r) => r.githubOrgs ?? []))];
+  return [...new Set(rulesFor(deps, p).flatMap((r) => r.githubOrgs ?? []))];
 }
 
 const flowCookieName = (stateHash: string, secure: boolean) =>
@@ -140,7 +144,7 @@ export async function consumeLogin(
  * Finishes a sign-in at the provider: code exchange and identity (OIDC: verified ID token).
  * @throws {ProviderError}
  */
-export function providerIdentity(
+export async function providerIdentity(
   deps: FlowDeps,
   p: ProviderConfig,
   flow: ConsumedFlow,
@@ -156,11 +160,17 @@ export function providerIdentity(
       orgs: orgsFor(deps, p),
     });
   }
-  return oidcIdentity(deps, p, {
+  const identity = await oidcIdentity(deps, p, {
     code,
     codeVerifier: flow.verifier,
     redirectUri,
     nonceHash: flow.record.nonceHash ?? "",
     iss: params.get("iss"),
   });
+  // Only the groups the rules name are kept (a user may be in thousands; records stay small).
+  if (identity.groups) {
+    const named = new Set(rulesFor(deps, p).flatMap((r) => r.groups ?? []));
+    identity.groups = identity.groups.filter((g) => named.has(g));
+  }
+  return identity;
 }

@@ -267,10 +267,10 @@ function identityOf(
   if (name) identity.user.name = name;
   if (p.groupsClaim) {
     const raw = claims[p.groupsClaim] ?? info[p.groupsClaim];
-    const list = (Array.isArray(raw) ? raw : [raw]).map((g) => text(g, 256)).filter((g) =>
-      g !== undefined
-    );
-    identity.groups = [...new Set(list)].slice(0, 200);
+    const list = (Array.isArray(raw) ? raw.slice(0, 5000) : [raw]).map((g) => text(g, 256)).filter((
+      g,
+    ) => g !== undefined);
+    identity.groups = [...new Set(list)];
   }
   return identity;
 }
