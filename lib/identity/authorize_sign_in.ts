@@ -23,7 +23,7 @@ import {
   currentBrowserSession,
   startBrowserSession,
 } from "./browser_session.ts";
-import { findProvider, type LoginTarget } from "./login_flow.ts";
+import { findProvider, type LoginTarget, targetQuery } from "./login_flow.ts";
 import {
   backToClient,
   type PendingAuthorization,
@@ -40,12 +40,9 @@ import { upsertUser } from "./users.ts";
 
 /** The sign-in buttons of every configured provider, for a pending request or a path. */
 export function providerLinks(ctx: RouteContext, target: LoginTarget): ProviderLink[] {
-  const query = "requestId" in target
-    ? `request=${encodeURIComponent(target.requestId)}`
-    : `return_to=${encodeURIComponent(target.returnTo)}`;
   return ctx.config.login.providers.map((p) => ({
     label: providerLabel(p),
-    href: `${ctx.settings.publicUrl}/login/${p.id}?${query}`,
+    href: `${ctx.settings.publicUrl}/login/${p.id}?${targetQuery(target)}`,
   }));
 }
 

@@ -32,6 +32,13 @@ export class LoginError extends Error {
 /** Where a sign-in goes afterwards: a pending authorization request, or a same-origin path. */
 export type LoginTarget = { requestId: string } | { returnTo: string };
 
+/** The query naming a target: `request=<id>` or `return_to=<path>`. */
+export function targetQuery(target: LoginTarget): string {
+  return "requestId" in target
+    ? `request=${encodeURIComponent(target.requestId)}`
+    : `return_to=${encodeURIComponent(target.returnTo)}`;
+}
+
 type FlowDeps = Pick<Deps, "kv" | "now" | "fetch" | "config" | "settings">;
 
 /** The configured provider `id`, or undefined. */

@@ -13,7 +13,7 @@ import { authzKey } from "../store.ts";
 import { evaluateAccess, type Identity } from "./access_rules.ts";
 import { providerLinks, viaLabel } from "./authorize_sign_in.ts";
 import { startBrowserSession } from "./browser_session.ts";
-import type { LoginTarget } from "./login_flow.ts";
+import { type LoginTarget, targetQuery } from "./login_flow.ts";
 import { backToClient, pendingAuthorization, returnToUrl } from "./pending_request.ts";
 import { accessDeniedResponse, signInPageResponse } from "./sign_in_page.ts";
 import { upsertUser } from "./users.ts";
@@ -34,10 +34,7 @@ export function afterSignIn(ctx: RouteContext, target: LoginTarget): string {
 
 /** The sign-in entry (`GET /login`) of a target: where "Try again" and sign-out lead. */
 export function signInEntry(ctx: RouteContext, target: LoginTarget): string {
-  const query = "requestId" in target
-    ? `request=${encodeURIComponent(target.requestId)}`
-    : `return_to=${encodeURIComponent(target.returnTo)}`;
-  return `${ctx.settings.publicUrl}/login?${query}`;
+  return `${ctx.settings.publicUrl}/login?${targetQuery(target)}`;
 }
 
 /**
