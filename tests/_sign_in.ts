@@ -20,7 +20,12 @@ export const ACCOUNTS: Record<string, TestAccount> = {
   ana: { email: "ana@example.com", email_verified: true, name: "Ana Lima" },
   bob: { email: "bob@example.com", email_verified: true, name: "Bob Stone" },
   eve: { email: "eve@elsewhere.org", email_verified: true, name: "Eve Moss" },
-  gus: { email: "gus@other.org", email_verified: true, name: "Gus Hale", groups: ["all-staff", "mcp-users"] },
+  gus: {
+    email: "gus@other.org",
+    email_verified: true,
+    name: "Gus Hale",
+    groups: ["all-staff", "mcp-users"],
+  },
   uma: { email: "uma@example.com", email_verified: false, name: "Uma Reyes" },
 };
 
