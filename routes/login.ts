@@ -42,15 +42,9 @@ export async function handler(req: Request, ctx: RouteContext): Promise<Response
   const limit = ctx.config.rateLimits.authorizePerIpPerMinute;
   const r = await hit(ctx.kv, "login", ctx.clientIp, limit, AUTHORIZE_WINDOW_MS, ctx.now());
   if (!r.allowed) {
-    return linkedPageResponse(
-      "Too many requests",
-      "Too many sign-ins from your address. Try again in a minute.",
-      429,
-      [],
-      {
-        "retry-after": String(r.retryAfterSeconds),
-      },
-    );
+    const headers = { "retry-after": String(r.retryAfterSeconds) };
+    const message = "Too many sign-ins from your address. Try again in a minute.";
+    return linkedPageResponse("Too many requests", message, 429, [], headers);
   }
   try {
     const { location, cookie } = await startLogin(ctx, provider, await targetOf(req, ctx));

@@ -6,6 +6,7 @@
  */
 import { assert, assertEquals, assertMatch, assertStringIncludes } from "./_assert.ts";
 import { makeDeps } from "./_helpers.ts";
+import { deadBackendUrl } from "./_aggregate_backends.ts";
 import { HttpBrowser } from "./_http_browser.ts";
 import { authorizeUrl, DEFAULT_PASSWORD, pkcePair, registerClient } from "./_oauth_flow.ts";
 import { parseConfig } from "../lib/config.ts";
@@ -301,6 +302,30 @@ Deno.test("/authorize with providers and no owner password", async (t) => {
       expectPage(res.res, 401);
       assertStringIncludes(res.html, "Sign in first");
     });
+  } finally {
+    deps.kv.close();
+  }
+});
+
+Deno.test("GET /login/{providerId} is rate-limited per IP (authorizePerIpPerMinute)", async () => {
+  const deps = await makeDeps({
+    config: {
+      backends: [{ name: "alpha", url: "http://127.0.0.1:9/mcp" }],
+      rateLimits: { authorizePerIpPerMinute: 2 },
+      login: {
+        providers: [{ ...OIDC, issuer: new URL(deadBackendUrl()).origin }],
+        access: [{ domains: ["example.com"], scopes: ["mcp"] }],
+      },
+    },
+  });
+  const handle = createHandler(deps);
+  try {
+    const start = () => handle(new Request(`${BASE}/login/corp?return_to=/`));
+    for (let i = 0; i < 2; i++) expectPage(await start(), 502); // the provider is down
+    const limited = await start();
+    expectPage(limited, 429);
+    assert(Number(limited.headers.get("retry-after")) > 0);
+    assertEquals((await Array.fromAsync(deps.kv.list({ prefix: ["login_flow"] }))).length, 0);
   } finally {
     deps.kv.close();
   }
