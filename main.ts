@@ -24,8 +24,14 @@ import * as healthz from "./routes/healthz.ts";
 import * as mcpBackend from "./routes/mcp_backend.ts";
 import * as protectedResource from "./routes/protected_resource.ts";
 import * as register from "./routes/register.ts";
+import * as login from "./routes/login.ts";
+import * as loginCallback from "./routes/login_callback.ts";
 import * as revoke from "./routes/revoke.ts";
+import * as signIn from "./routes/sign_in.ts";
+import * as signInPassword from "./routes/sign_in_password.ts";
+import * as signOut from "./routes/sign_out.ts";
 import * as token from "./routes/token.ts";
+import { signInMethods } from "./lib/identity/startup.ts";
 
 /** A route handler: reads its input, calls `lib/`, renders a response. */
 export type Handler = (req: Request, ctx: RouteContext) => Response | Promise<Response>;
@@ -101,6 +107,21 @@ export const routes: Route[] = [
     method: "POST",
     handler: authorizeDecision.handler,
   },
+  { name: "sign_in", pattern: p("/login"), method: "GET", handler: signIn.handler },
+  {
+    name: "sign_in_password",
+    pattern: p("/login"),
+    method: "POST",
+    handler: signInPassword.handler,
+  },
+  { name: "login", pattern: p("/login/:provider"), method: "GET", handler: login.handler },
+  {
+    name: "login_callback",
+    pattern: p("/login/:provider/callback"),
+    method: "GET",
+    handler: loginCallback.handler,
+  },
+  { name: "sign_out", pattern: p("/logout"), method: "POST", handler: signOut.handler },
   { name: "token", pattern: p("/token"), method: "POST", handler: token.handler, cors: true },
   { name: "revoke", pattern: p("/revoke"), method: "POST", handler: revoke.handler, cors: true },
   {
@@ -270,5 +291,10 @@ if (import.meta.main) {
   // `--default-kv-path=<file>` (deno task dev): the KV file when KV_PATH is unset.
   const defaultKvPath = Deno.args.find((a) => a.startsWith("--default-kv-path="))?.slice(18);
   const deps = await loadDeps(defaultKvPath);
+  for (const line of signInMethods(deps)) {
+    (line.level === "warn" ? console.warn : console.log)(
+      `${line.level === "warn" ? "warning: " : ""}${line.message}`,
+    );
+  }
   Deno.serve({ port: deps.settings.port }, createHandler(deps));
 }

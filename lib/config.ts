@@ -3,6 +3,7 @@
  * typed object. A bad file fails the start with a message naming the file and the field.
  */
 import { z } from "zod";
+import { checkLogin, type LoginConfig, loginSchema } from "./identity/login_config.ts";
 import { OAuthError } from "./oauth/oauth_error.ts";
 import { validateRedirectUri } from "./oauth/redirect_uri.ts";
 
@@ -72,6 +73,7 @@ type RawConfig = {
   defaultScopes: string;
   clients: z.output<typeof preRegisteredClientSchema>[];
   backends: { name: string }[];
+  login: LoginConfig;
 };
 
 /**
@@ -88,6 +90,7 @@ function checkClientsAndScopes(c: RawConfig, ctx: z.RefinementCtx): void {
     }
   };
   unknownScope(c.defaultScopes.split(" "), ["defaultScopes"]);
+  checkLogin(c.login, known, ctx);
   const ids = new Set<string>();
   c.clients.forEach((client, i) => {
     const at = (...rest: PropertyKey[]) => ["clients", i, ...rest];
@@ -155,6 +158,7 @@ export const configSchema = z.strictObject({
   externalIssuers: z.array(externalIssuerSchema).default([])
     .describe("External authorization servers whose JWT access tokens are accepted."),
   rateLimits: rateLimitsSchema.prefault({}),
+  login: loginSchema,
   clientIpHeader: z.string().regex(/^[A-Za-z0-9-]+$/).optional()
     .describe("Header holding the client IP behind a proxy (e.g. x-forwarded-for)."),
   backends: z.array(backendSchema).min(1).superRefine((backends, ctx) => {

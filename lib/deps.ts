@@ -16,7 +16,7 @@ export interface Settings {
   publicUrl: string;
   /** SHA-256 hex of each static API key (`GATEWAY_API_KEY`, comma-separated). */
   apiKeyHashes: string[];
-  /** `GATEWAY_OWNER_PASSWORD`; without it, consent cannot be given. */
+  /** `GATEWAY_OWNER_PASSWORD`: the built-in owner sign-in (absent: only identity providers). */
   ownerPassword?: string;
   /** Whether cookies may use the `__Host-` prefix (https public URL). */
   secureCookies: boolean;

@@ -2,12 +2,12 @@
  * `GET /authorize`: the authorization endpoint (OAuth 2.1 §4.1.1). Rate-limited per IP (429
  * page with `Retry-After`); phase-1 errors (unknown client, metadata document that cannot be
  * fetched, bad redirect URI) are an error page, phase-2 errors a redirect with `error`, `state`
- * and `iss` (RFC 6749 §4.1.2.1, RFC 9207); a valid request gets the login + consent page and
- * its CSRF cookie.
+ * and `iss` (RFC 6749 §4.1.2.1, RFC 9207). A valid request is stored (its CSRF cookie set)
+ * and gets the sign-in page (identity providers, owner password) or, in a signed-in browser,
+ * the consent page (lib/identity/authorize_sign_in.ts).
  */
 import {
   AuthorizePageError,
-  AUTHZ_REQUEST_TTL_MS,
   echoableState,
   errorRedirectUrl,
   limitAuthorizeRequests,
@@ -15,7 +15,8 @@ import {
   startConsent,
   verifyTarget,
 } from "../lib/oauth/authorization.ts";
-import { clientView, consentPageResponse, renderErrorPage } from "../lib/oauth/consent_page.ts";
+import { renderErrorPage } from "../lib/oauth/consent_page.ts";
+import { authorizePage, signInUnavailable } from "../lib/identity/authorize_sign_in.ts";
 import type { RouteContext } from "../lib/deps.ts";
 import { htmlResponse } from "../lib/infra/http.ts";
 import { OAuthError } from "../lib/oauth/oauth_error.ts";
@@ -47,24 +48,8 @@ export async function handler(req: Request, ctx: RouteContext): Promise<Response
     );
     return new Response(null, { status: 302, headers: { location, "cache-control": "no-store" } });
   }
-  if (!ctx.settings.ownerPassword) {
-    return htmlResponse(
-      renderErrorPage(
-        "Consent is disabled",
-        "This gateway has no owner password, so nobody can approve access. The operator must " +
-          "set GATEWAY_OWNER_PASSWORD and restart the gateway.",
-      ),
-      503,
-    );
-  }
+  const unavailable = signInUnavailable(ctx);
+  if (unavailable) return unavailable;
   const pending = await startConsent(ctx.kv, target, request, ctx.now());
-  return consentPageResponse({
-    ...clientView(target.client),
-    redirectUri: target.redirectUri,
-    scope: request.scope,
-    resource: request.resource,
-    action: `${ctx.settings.publicUrl}/authorize`,
-    requestId: pending.requestId,
-    csrfToken: pending.csrfToken,
-  }, { secure: ctx.settings.secureCookies, maxAgeSeconds: AUTHZ_REQUEST_TTL_MS / 1000 });
+  return await authorizePage(req, ctx, { ...pending, client: target.client });
 }

@@ -81,5 +81,6 @@ export async function handler(req: Request, ctx: RouteContext): Promise<Response
       : resolveResource(r.resource, ctx.settings.publicUrl, ctx.config);
     minted = await rotateRefreshToken(ctx, client.clientId, r.refreshToken, r.scope, resource);
   }
+  if (minted.user) ctx.logFields.user = minted.user.sub;
   return jsonResponse(tokenResponseBody(minted), 200, { pragma: "no-cache" });
 }

@@ -322,7 +322,7 @@ Deno.test("POST /authorize", async (t) => {
   };
 
   await t.step(
-    "approve with the right password → 303 with code, state, iss (RFC 9207)",
+    "approve with the right password → 303 with code, state, iss (RFC 9207); the owner signs in",
     async () => {
       const form = await open();
       const res = await postDecision(fetchLike, form, "approve", DEFAULT_PASSWORD);
@@ -343,7 +343,10 @@ Deno.test("POST /authorize", async (t) => {
         scope: "mcp",
         resource: `${BASE}/mcp`,
         expiresAt: deps.now() + 60_000,
+        user: { sub: "owner", name: "Gateway owner" },
       });
+      const cookies = res.headers.getSetCookie();
+      assert(cookies.some((c) => c.startsWith("gw_session=")), "the owner is signed in");
       assertEquals((await deps.kv.get(authzKey(form.requestId))).value, null);
       assertEquals((await deps.kv.get(["code", code])).value, null);
     },

@@ -192,6 +192,7 @@ export function errorRedirectUrl(
 export interface PendingConsent {
   requestId: string;
   csrfToken: string;
+  record: AuthzRequestRecord;
 }
 
 /** Stores a validated request at `["authz", requestId]` for 10 minutes, with a CSRF hash. */
@@ -214,7 +215,7 @@ export async function startConsent(
   };
   if (params.state !== undefined) record.state = params.state;
   await kv.set(authzKey(requestId), record, { expireIn: AUTHZ_REQUEST_TTL_MS });
-  return { requestId, csrfToken };
+  return { requestId, csrfToken, record };
 }
 
 /** Zod schema of the consent form (POST /authorize). */
@@ -382,12 +383,14 @@ export async function dropPendingConsent(
 /**
  * Consumes a pending request and issues its authorization code (RFC 6749 §4.1.2) in one
  * atomic commit: the request is used at most once. The code's hash is the key; it lives 60 s.
+ * `approved` carries who approved and the scope narrowed to what they may use (team sign-in).
  * Returns the clear code, or `null` when the request was already consumed.
  */
 export async function issueCode(
   kv: Deno.Kv,
   entry: Deno.KvEntry<AuthzRequestRecord>,
   now: number,
+  approved?: Pick<CodeRecord, "scope" | "user" | "tools">,
 ): Promise<string | null> {
   const code = randomToken();
   const r = entry.value;
@@ -395,10 +398,12 @@ export async function issueCode(
     clientId: r.clientId,
     redirectUri: r.redirectUri,
     codeChallenge: r.codeChallenge,
-    scope: r.scope,
+    scope: approved?.scope ?? r.scope,
     resource: r.resource,
     expiresAt: now + CODE_TTL_MS,
   };
+  if (approved?.user) record.user = approved.user;
+  if (approved?.tools) record.tools = approved.tools;
   const { ok } = await kv.atomic().check(entry).delete(entry.key)
     .set(codeKey(await sha256Hex(code)), record, { expireIn: CODE_TTL_MS }).commit();
   return ok ? code : null;

@@ -92,6 +92,8 @@ export async function exchangeCode(
     createdAt: now,
     expiresAt: now + deps.config.refreshTokenTtlSeconds * 1000,
   };
+  if (code.user) grant.user = code.user;
+  if (code.tools) grant.tools = code.tools;
   const op = deps.kv.atomic()
     .check(entry)
     .set(key, { ...code, redeemedGrantId: grant.grantId }, {

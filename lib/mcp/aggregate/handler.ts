@@ -259,6 +259,7 @@ export async function serveAggregate(
     const sessionId = await openSession(deps, principal.id, {
       protocolVersion: String(single.params?.protocolVersion ?? ""),
       clientCapabilities: single.params?.capabilities ?? {},
+      user: principal.user,
     });
     const headers = new Headers(res.headers);
     headers.set("mcp-session-id", sessionId);
