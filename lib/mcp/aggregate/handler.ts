@@ -35,6 +35,7 @@ import { cancelKey, CancelRegistry } from "./cancel.ts";
 import { legacyChangeStream, ScopedListenBus } from "./changes.ts";
 import { fastToolCall, isFastLegacyCall } from "./fast_call.ts";
 import { backendPool, closeBackendPool } from "./pool.ts";
+import { openCappedStream } from "../stream_limits.ts";
 import { type AggregateRequest, createAggregateServer } from "./server.ts";
 import { endSession, loadSessionCached, openSession, type ValidatedSession } from "./session.ts";
 import { unwrapUri } from "./uri.ts";
@@ -248,12 +249,12 @@ export async function serveAggregate(
   const h = handlersFor(deps);
   const legacy = await isLegacyRequest(request, parsed, { maxRequestBodySize: MAX_BODY_BYTES });
   if (!legacy) {
-    if (aggregateRequest.method === "subscriptions/listen") connectAll(deps, allowed);
     const scope = new Set(allowed.map((b) => b.name));
-    return await listenScope.run(
-      scope,
-      () => h.modern.fetch(request, { parsedBody: parsed, authInfo }),
-    );
+    const serve = () =>
+      listenScope.run(scope, () => h.modern.fetch(request, { parsedBody: parsed, authInfo }));
+    if (aggregateRequest.method !== "subscriptions/listen") return await serve();
+    connectAll(deps, allowed);
+    return await openCappedStream(deps, principal.id, undefined, serve);
   }
 
   if (req.method === "POST" && single?.method === "initialize") {
@@ -278,8 +279,11 @@ export async function serveAggregate(
     if (!(req.headers.get("accept") ?? "").includes("text/event-stream")) {
       return rpcError(406, -32000, "Not Acceptable: the client must accept text/event-stream");
     }
-    connectAll(deps, allowed);
-    return legacyChangeStream(backendPool(deps).changes, new Set(allowed.map((b) => b.name)));
+    return await openCappedStream(deps, principal.id, `mcp ${session.hash}`, () => {
+      connectAll(deps, allowed);
+      const scope = new Set(allowed.map((b) => b.name));
+      return Promise.resolve(legacyChangeStream(backendPool(deps).changes, scope));
+    });
   }
   const sessionHash = session.hash;
   aggregateRequest.sessionHash = sessionHash;
