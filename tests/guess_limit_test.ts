@@ -5,6 +5,7 @@
  * outnumber the limit; a right password is not counted.
  */
 import { checkGuess, type GuessLimits } from "../lib/infra/guess_limit.ts";
+import { checkPasswordAttempt } from "../lib/oauth/authorization.ts";
 import { createHandler } from "../main.ts";
 import { assert, assertEquals, assertMatch, assertStringIncludes } from "./_assert.ts";
 import { makeDeps, serveGateway } from "./_helpers.ts";
@@ -41,60 +42,83 @@ async function consentForm(
   return readConsentForm(html, res);
 }
 
-Deno.test("checkGuess: 50 concurrent attempts against a limit of 5 compare at most 5 times", async () => {
+Deno.test("checkGuess: 50 concurrent attempts against a limit of 5 compare 5 times", async () => {
   const kv = await Deno.openKv(":memory:");
   try {
     const limits: GuessLimits = { perSubjectAndIp: 5, perIp: 10, global: 100 };
+    const attempt = { secret: "test", subject: "client", ip: "203.0.113.7" };
     let compared = 0;
     const outcomes = await Promise.all(
-      Array.from({ length: 50 }, (_, i) =>
-        checkGuess(
-          { kv, now: Date.now },
-          { secret: "test", subject: "client", ip: "203.0.113.7" },
-          limits,
-          () => {
-            compared++;
-            return Promise.resolve(i === 49);
-          },
-        )),
+      Array.from({ length: 50 }, () =>
+        checkGuess({ kv, now: Date.now }, attempt, limits, () => {
+          compared++;
+          return Promise.resolve(false);
+        })),
     );
     assertEquals(compared, 5);
+    assertEquals(outcomes.filter((o) => o.result === "wrong").length, 5);
     assertEquals(outcomes.filter((o) => o.result === "blocked").length, 45);
-    assertEquals(outcomes.filter((o) => o.result === "ok").length, 0, "the 50th never compared");
+    // The right secret, now: blocked without a comparison.
+    const right = await checkGuess({ kv, now: Date.now }, attempt, limits, () => {
+      compared++;
+      return Promise.resolve(true);
+    });
+    assertEquals(right.result, "blocked");
+    assertEquals(compared, 5);
   } finally {
     kv.close();
   }
 });
 
+Deno.test("checkPasswordAttempt: 49 wrong passwords and the right one at once (the review's case)", async () => {
+  const deps = await makeDeps({ config: { backends: BACKENDS } });
+  try {
+    const outcomes = await Promise.all(
+      Array.from({ length: 50 }, (_, i) =>
+        checkPasswordAttempt(
+          deps,
+          "client",
+          "203.0.113.7",
+          i === 49 ? DEFAULT_PASSWORD : `wrong-${i}`,
+        )),
+    );
+    assertEquals(outcomes.filter((o) => o.result === "wrong").length, 5);
+    assertEquals(outcomes[49]!.result, "blocked", "the 50th, right, password is refused");
+  } finally {
+    deps.kv.close();
+  }
+});
+
 Deno.test({
-  name: "owner password: 50 concurrent consent posts over HTTP compare at most 5 times",
+  name: "owner password: 50 concurrent consent posts over HTTP compare exactly 5 times",
   fn: async () => {
     const gw = await serveGateway({ config: { backends: BACKENDS } });
     const fetchLike: FetchLike = (r) => fetch(r, { redirect: "manual" });
     try {
       const client = await registerClient(fetchLike, {}, gw.url);
       const forms: ConsentForm[] = [];
-      for (let i = 0; i < 50; i++) {
+      for (let i = 0; i < 51; i++) {
         forms.push(await consentForm(fetchLike, client.client_id, gw.url));
       }
-      // 49 wrong passwords and, last, the right one: all sent at once.
+      // 50 wrong passwords at once: each one compared answers 401, each one refused 429.
       const answers = await Promise.all(
-        forms.map((form, i) =>
-          postDecision(
-            fetchLike,
-            form,
-            "approve",
-            i === 49 ? DEFAULT_PASSWORD : `wrong-${i}`,
-            gw.url,
-          )
+        forms.slice(0, 50).map((form, i) =>
+          postDecision(fetchLike, form, "approve", `wrong-${i}`, gw.url)
         ),
       );
       const statuses = answers.map((r) => r.status);
       await Promise.all(answers.map((r) => r.body?.cancel()));
-      const compared = statuses.filter((s) => s !== 429).length;
-      assert(compared <= 5, `compared ${compared} times: ${statuses.join(",")}`);
-      assertEquals(statuses.filter((s) => s === 429).length, 50 - compared);
-      assert(statuses.every((s) => [401, 429, 303].includes(s)), statuses.join(","));
+      assertEquals(
+        statuses.filter((s) => s === 401).length,
+        5,
+        `compared exactly passwordFailuresPer15Minutes times: ${statuses.join(",")}`,
+      );
+      assertEquals(statuses.filter((s) => s === 429).length, 45);
+      // The limit is reached: the right password is refused too, until the window ends.
+      const right = await postDecision(fetchLike, forms[50]!, "approve", DEFAULT_PASSWORD, gw.url);
+      assertEquals(right.status, 429);
+      assertEquals(right.headers.get("content-type"), "text/html; charset=utf-8");
+      assertStringIncludes(await right.text(), "Too many");
     } finally {
       await gw.close();
     }
