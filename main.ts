@@ -32,6 +32,7 @@ import * as signInPassword from "./routes/sign_in_password.ts";
 import * as signOut from "./routes/sign_out.ts";
 import * as token from "./routes/token.ts";
 import { signInMethods } from "./lib/identity/startup.ts";
+import { flushAuditOnShutdown, observeResponse } from "./lib/admin/router_hooks.ts";
 
 /** A route handler: reads its input, calls `lib/`, renders a response. */
 export type Handler = (req: Request, ctx: RouteContext) => Response | Promise<Response>;
@@ -224,6 +225,7 @@ export function createHandler(
 ): (req: Request, info?: Deno.ServeHandlerInfo) => Promise<Response> {
   return async (req, info) => {
     const started = performance.now();
+    const requestId = crypto.randomUUID();
     const url = new URL(req.url);
     const { candidates, params } = matchPath(url);
     const logFields: Record<string, unknown> = {};
@@ -257,6 +259,7 @@ export function createHandler(
             hops: deps.config.clientIpHeaderHops,
           }, remote),
           logFields,
+          requestId,
         };
         if (route.mcp) {
           const tool = toolOf(req);
@@ -279,11 +282,13 @@ export function createHandler(
         if (route.cors) res = withCors(res, req);
       }
     }
+    observeResponse(deps, routeName, res, logFields, requestId);
     deps.log({
       route: routeName,
       method: req.method,
       status: res.status,
       ms: Math.round((performance.now() - started) * 10) / 10,
+      request_id: requestId,
       ...logFields,
     });
     return res;
@@ -299,5 +304,6 @@ if (import.meta.main) {
       `${line.level === "warn" ? "warning: " : ""}${line.message}`,
     );
   }
+  flushAuditOnShutdown(deps);
   Deno.serve({ port: deps.settings.port }, createHandler(deps));
 }

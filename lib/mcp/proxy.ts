@@ -15,6 +15,8 @@ import type { BackendConfig, GatewayConfig } from "../config.ts";
 import type { Deps, RouteContext } from "../deps.ts";
 import { jsonRpcErrorResponse } from "../infra/http.ts";
 import { SESSION_ID, sessionBindings } from "./session_binding.ts";
+import type { McpOperation } from "../admin/mcp_operation.ts";
+import { passThroughCall, passThroughFetch } from "../admin/pass_through_audit.ts";
 
 /** JSON-RPC 2.0 §5.1 internal error, used for unreachable / failing backends. */
 export const INTERNAL_ERROR = -32603;
@@ -212,6 +214,7 @@ export async function proxyToBackend(
   ctx: RouteContext,
   name: string,
   principal: Principal,
+  operation?: McpOperation,
 ): Promise<Response> {
   const backend = plan(ctx.config, name)!;
   // One pass over the client's headers: the allow-list (never Authorization or Cookie).
@@ -237,7 +240,11 @@ export async function proxyToBackend(
   // Piped, never buffered: Deno hands a request body stream to fetch natively (reading it into
   // an ArrayBuffer first measured slower in bench/).
   const body = method === "GET" || method === "DELETE" ? null : req.body;
-  const outcome = await fetchBackend(ctx.fetch, backend, method, headers, body, req.signal);
+  const call = passThroughCall(operation, req, name);
+  const outcome = await passThroughFetch(
+    call,
+    () => fetchBackend(ctx.fetch, backend, method, headers, body, req.signal),
+  );
   if (!outcome.ok) {
     ctx.logFields.upstream = outcome.reason;
     return outcome.reason === "timeout"

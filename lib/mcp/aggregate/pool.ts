@@ -20,6 +20,7 @@ import type { BackendConfig } from "../../config.ts";
 import type { Deps } from "../../deps.ts";
 import { ChangeHub, type ListKind } from "./changes.ts";
 import { SDK_TIMEOUT_MS } from "./fanout.ts";
+import { propagateTraceContext } from "../../admin/telemetry.ts";
 
 /** A connected backend. */
 export interface BackendConnection {
@@ -150,6 +151,7 @@ export class BackendPool {
       fetch: this.#deps.fetch,
       requestInit: { headers: { ...backend.headers } },
     });
+    propagateTraceContext(transport);
     try {
       await client.connect(transport, { timeout: backend.timeoutMs });
     } catch (error) {

@@ -36,6 +36,7 @@ import { cancelKey, type CancelRegistry } from "./cancel.ts";
 import type { BackendConnection, BackendPool } from "./pool.ts";
 import { openRequestState, sealRequestState } from "./request_state.ts";
 import { unwrapUri, wrapContentUris, wrapUri } from "./uri.ts";
+import { type McpOperation, within } from "../../admin/mcp_operation.ts";
 
 /** Version reported in `serverInfo`. */
 export const GATEWAY_VERSION = "1.0.0";
@@ -53,6 +54,8 @@ export interface AggregateRequest {
   sessionHash?: string;
   /** Principal id (grant id for OAuth tokens): relayed `requestState`s are bound to it. */
   principalId?: string;
+  /** Audit trail and telemetry of the request: told each backend call (lib/admin/). */
+  operation?: McpOperation;
 }
 
 /** Shared, per-gateway parts of every server instance. */
@@ -339,12 +342,17 @@ function registerHandlers(
     const parent = tracked
       ? AbortSignal.any([ctx.mcpReq.signal, tracked.signal])
       : ctx.mcpReq.signal;
+    const call = request.operation?.backendCall(backend.name, ctx.mcpReq.method);
     try {
-      return await withDeadline(backend, parent, async (signal, keepAlive) => {
+      const result = await withDeadline(backend, parent, async (signal, keepAlive) => {
         connection = await env.pool.get(backend.name);
-        return await op(connection, signal, keepAlive);
+        const c = connection;
+        return await within(call, () => op(c, signal, keepAlive));
       });
+      call?.endWithResult(result);
+      return result;
     } catch (error) {
+      call?.endWithError(error, parent.aborted);
       if (parent.aborted) {
         // Cancelled by the client: the SDK already told the backend; the connection is fine.
         throw new ProtocolError(ProtocolErrorCode.InternalError, "Request cancelled");
