@@ -126,7 +126,10 @@ export function putGrant(deps: Deps, op: Deno.AtomicOperation, grant: GrantRecor
  * Revokes a grant and every token issued under it (RFC 6749 §4.1.2 code replay, §10.4 refresh
  * reuse; RFC 7009 §2.1 revoking a refresh token also revokes its access tokens).
  */
-export async function revokeGrant(deps: Deps, grantId: string): Promise<void> {
+export async function revokeGrant(
+  deps: Pick<Deps, "kv" | "tokenCache">,
+  grantId: string,
+): Promise<void> {
   const keys: Deno.KvKey[] = [grantKey(grantId)];
   const user = (await deps.kv.get<GrantRecord>(grantKey(grantId))).value?.user;
   if (user) keys.push(userGrantKey(user.sub, grantId));
