@@ -56,6 +56,7 @@ export async function launchGateway(
   repoRoot: string,
   backends: { name: string; url: string }[],
   denoFlags: string[] = startTaskV8Flags(repoRoot),
+  extraConfig: Record<string, unknown> = {},
 ): Promise<BenchGateway> {
   const dir = await Deno.makeTempDir({ prefix: `bench-${name}-` });
   const kvPath = `${dir}/gateway.kv`;
@@ -66,6 +67,7 @@ export async function launchGateway(
     serverName: `bench-${name}`,
     rateLimits: Object.fromEntries(RATE_LIMITS.map((k) => [k, 1_000_000_000])),
     backends,
+    ...extraConfig,
   };
   let config;
   let rateLimitsRaised = true;
@@ -73,7 +75,7 @@ export async function launchGateway(
     config = parseConfig(raw, () => undefined, configPath);
   } catch {
     rateLimitsRaised = false;
-    raw = { serverName: `bench-${name}`, backends };
+    raw = { serverName: `bench-${name}`, backends, ...extraConfig };
     config = parseConfig(raw, () => undefined, configPath);
   }
   await Deno.writeTextFile(configPath, JSON.stringify(raw, null, 2));
@@ -178,6 +180,7 @@ async function closeDeps(deps: Deps): Promise<void> {
     // best effort
   }
   d.tokenCache?.close();
+  await d.audit?.close().catch(() => {});
   deps.kv.close();
 }
 
