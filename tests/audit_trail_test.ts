@@ -90,6 +90,17 @@ Deno.test("audit trail: MCP operations", async (t) => {
       { inputSchema: z.object({ text: z.string(), apiKey: z.string().optional() }) },
       ({ text }) => ({ content: [{ type: "text", text: `alpha:${text}` }] }),
     );
+    s.registerTool("work", {}, async (ctx) => {
+      const token = ctx.mcpReq._meta?.progressToken;
+      if (token !== undefined) {
+        await ctx.mcpReq.notify({
+          method: "notifications/progress",
+          params: { progressToken: token, progress: 1, total: 2 },
+        });
+      }
+      await new Promise((r) => setTimeout(r, 20));
+      return { content: [{ type: "text", text: "half done" }], isError: true };
+    });
     s.registerTool("fail", {}, () => ({
       content: [{ type: "text", text: "no" }],
       isError: true,
@@ -238,6 +249,33 @@ Deno.test("audit trail: MCP operations", async (t) => {
             "beta__echo",
             "ok",
           ]);
+        } finally {
+          await v1.close();
+        }
+      },
+    );
+
+    await t.step(
+      "a 2025-era client's fast-path call answers in SSE: the outcome is its final message's",
+      async () => {
+        const v1 = new V1Client({ name: "legacy-fast", version: "1.0.0" });
+        await v1.connect(
+          new V1ClientTransport(new URL(`${gw.url}/mcp`), {
+            requestInit: { headers: { authorization: `Bearer ${ann.token}` } },
+          }),
+        );
+        try {
+          const before = (await records(gw.deps)).length;
+          const progress: number[] = [];
+          const result = await v1.callTool({ name: "alpha__work", arguments: {} }, undefined, {
+            onprogress: (p: { progress: number }) => void progress.push(p.progress),
+          });
+          assertEquals(result.isError, true);
+          assertEquals(progress, [1], "the answer streamed (SSE, progress first)");
+          const r = await newRecord(gw.deps, before, (r) => r.event === "mcp");
+          assertEquals(logLine(gw, r.requestId)?.fast_path, true, "the fast path served it");
+          assertEquals([r.tool, r.outcome], ["alpha__work", "tool_error"]);
+          assert(r.latencyMs! >= 20, "latency runs to the final message");
         } finally {
           await v1.close();
         }

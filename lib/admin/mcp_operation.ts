@@ -120,7 +120,8 @@ export class McpOperation {
   #metricAttributes: Attributes = {};
   #errorType: string | undefined;
   #errorMessage: string | undefined;
-  #open = new Set<BackendCall>();
+  /** Calls whose outcome is the response's HTTP status (pass-through: messages not read). */
+  #byStatus = new Set<BackendCall>();
   #ended = false;
 
   constructor(
@@ -192,9 +193,15 @@ export class McpOperation {
   /**
    * Opens the call of `method` to `backend` (ended by the caller with its outcome). Its target
    * and arguments come from the described message when it is this method's; `upstream` is the
-   * backend's own name of the target when the caller knows it.
+   * backend's own name of the target when the caller knows it. `byStatus`: the call ends with the
+   * HTTP status of the response handed to {@linkcode McpOperation.finish}, unless ended before.
    */
-  backendCall(backend: string, method: string, upstream?: string): BackendCall {
+  backendCall(
+    backend: string,
+    method: string,
+    upstream?: string,
+    options: { byStatus?: boolean } = {},
+  ): BackendCall {
     const params = this.#message?.method === method ? this.#message.params : undefined;
     const target = targetOf(method, params);
     const args = this.deps.config.audit?.arguments === "redacted"
@@ -208,7 +215,7 @@ export class McpOperation {
       arguments: args,
       parent: this.#spanContext,
     });
-    this.#open.add(call);
+    if (options.byStatus) this.#byStatus.add(call);
     return call;
   }
 
@@ -231,11 +238,11 @@ export class McpOperation {
 
   /**
    * Hands the response on; ends the SERVER span when its body is done (an SSE stream may
-   * outlive the handler), records `mcp.server.operation.duration`, and settles calls left open
-   * by their HTTP status (the pass-through, whose messages are not read).
+   * outlive the handler), records `mcp.server.operation.duration`, and ends the calls opened
+   * `byStatus` with the response's HTTP status.
    */
   finish(res: Response): Response {
-    for (const call of this.#open) call.end(res.status < 300 ? "ok" : String(res.status));
+    for (const call of this.#byStatus) call.end(res.status < 300 ? "ok" : String(res.status));
     if (!this.#span) return res;
     if (res.status >= 400) this.#noteError(String(res.status));
     if (!res.body) {
@@ -255,7 +262,7 @@ export class McpOperation {
 
   /** @internal A call ended: forget it; its failure becomes the request's `error.type`. */
   settled(call: BackendCall, outcome: string, message?: string): void {
-    this.#open.delete(call);
+    this.#byStatus.delete(call);
     if (outcome !== "ok") this.#noteError(outcome, message);
   }
 

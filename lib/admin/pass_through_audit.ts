@@ -45,7 +45,9 @@ export function passThroughCall(
   const name = decodeMcpHeader(req.headers.get("mcp-name"));
   const params = name === undefined ? {} : method === "resources/read" ? { uri: name } : { name };
   operation.describe({ jsonrpc: "2.0", method, params }, req.headers);
-  return ROUTED_METHODS.has(method) ? operation.backendCall(backend, method, name) : undefined;
+  return ROUTED_METHODS.has(method)
+    ? operation.backendCall(backend, method, name, { byStatus: true })
+    : undefined;
 }
 
 /**
