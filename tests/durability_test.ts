@@ -20,6 +20,7 @@
 import { assert, assertEquals } from "./_assert.ts";
 import { startRawBackend } from "./_backends.ts";
 import { authorizeCode, authorizeUrl, pkcePair, registerClient } from "./_oauth_flow.ts";
+import { childEnv } from "./_process.ts";
 
 const ROOT = new URL("..", import.meta.url).pathname;
 const PASSWORD = "durability test owner password";
@@ -49,7 +50,8 @@ async function startGateway(env: Record<string, string>, base: string): Promise<
   const child = new Deno.Command(Deno.execPath(), {
     args: ["run", "-A", "--quiet", "main.ts"],
     cwd: ROOT,
-    env,
+    clearEnv: true,
+    env: childEnv(env),
     stdin: "null",
     stdout: "null",
     stderr: "null",

@@ -1,64 +1,34 @@
 /**
  * The README's run commands work: `deno task start` and `deno task dev` start the gateway from
- * the repository's own deno.json (dev with its KV file under ./.data/), and it answers.
+ * the repository's own deno.json (dev with its KV file under ./.data/), and it answers. Each runs
+ * with a clean environment; dev runs in a copy of the project, so the checkout's ./.data is
+ * never touched.
  */
 import { assert, assertEquals } from "./_assert.ts";
+import { copyProject, freePort, spawnDeno, waitFor200 } from "./_process.ts";
 
-function freePort(): number {
-  const listener = Deno.listen({ hostname: "127.0.0.1", port: 0 });
-  const port = (listener.addr as Deno.NetAddr).port;
-  listener.close();
-  return port;
-}
-
-/** Runs `deno task <name>`, waits (bounded) for /healthz, calls `check`, then stops it. */
+/** Runs `deno task <name>` in `cwd`, waits (bounded) for /healthz, calls `check`, stops it. */
 async function withTask(
   name: string,
   env: Record<string, string>,
   check: (url: string) => Promise<void>,
+  cwd?: string,
 ): Promise<void> {
   const port = freePort();
-  const child = new Deno.Command(Deno.execPath(), {
-    args: ["task", name],
-    env: {
-      ...env,
-      PORT: String(port),
-      GATEWAY_OWNER_PASSWORD: "task test password",
-      NO_COLOR: "1",
-    },
-    stdout: "null",
-    stderr: "piped",
-    stdin: "null",
-  }).spawn();
-  const stderr = child.stderr.pipeThrough(new TextDecoderStream()).getReader();
-  let output = "";
-  const drained = (async () => {
-    for (;;) {
-      const { done, value } = await stderr.read();
-      if (done) break;
-      output += value;
-    }
-  })();
+  const task = spawnDeno(["task", name], {
+    cwd,
+    env: { ...env, PORT: String(port), GATEWAY_OWNER_PASSWORD: "task test password" },
+  });
   const url = `http://127.0.0.1:${port}`;
   try {
-    let up = false;
-    for (let i = 0; i < 300 && !up; i++) {
-      try {
-        const res = await fetch(`${url}/healthz`);
-        assertEquals(res.status, 200);
-        assertEquals(res.headers.get("content-type"), "application/json");
-        assertEquals(await res.json(), { status: "ok" });
-        up = true;
-      } catch {
-        await new Promise((r) => setTimeout(r, 100));
-      }
-    }
-    assert(up, `deno task ${name} did not answer /healthz within 30 s:\n${output.slice(-2000)}`);
+    const res = await waitFor200(`${url}/healthz`).catch((e) => {
+      throw new Error(`deno task ${name}: ${e.message}\n${task.stderr().slice(-2000)}`);
+    });
+    assertEquals(res.headers.get("content-type"), "application/json");
+    assertEquals(await res.json(), { status: "ok" });
     await check(url);
   } finally {
-    child.kill("SIGTERM");
-    await child.status;
-    await drained;
+    await task.stop();
   }
 }
 
@@ -79,12 +49,18 @@ Deno.test("deno tasks", async (t) => {
   });
 
   await t.step("deno task dev keeps its KV file under ./.data/ when KV_PATH is unset", async () => {
-    await withTask("dev", {}, async (url) => {
-      const res = await fetch(`${url}/.well-known/oauth-protected-resource/mcp`);
-      assertEquals(res.status, 200);
-      assertEquals(res.headers.get("content-type"), "application/json");
-      assertEquals((await res.json()).resource, `${url.replace("127.0.0.1", "localhost")}/mcp`);
-      assert((await Deno.stat(".data/gateway.kv")).isFile);
-    });
+    const dir = await Deno.makeTempDir({ prefix: "gateway-dev-copy-" });
+    try {
+      await copyProject(dir);
+      await withTask("dev", {}, async (url) => {
+        const res = await fetch(`${url}/.well-known/oauth-protected-resource/mcp`);
+        assertEquals(res.status, 200);
+        assertEquals(res.headers.get("content-type"), "application/json");
+        assertEquals((await res.json()).resource, `${url.replace("127.0.0.1", "localhost")}/mcp`);
+        assert((await Deno.stat(`${dir}/.data/gateway.kv`)).isFile);
+      }, dir);
+    } finally {
+      await Deno.remove(dir, { recursive: true });
+    }
   });
 });
