@@ -7,6 +7,7 @@
 import { assert, assertEquals, assertMatch, assertStringIncludes } from "./_assert.ts";
 import { childEnv, spawnDeno } from "./_process.ts";
 import { restrictedRun, scanForFileWrites } from "../scripts/deploy_check.ts";
+import { deployPlan, deployVariables, showCommand } from "../scripts/deploy.ts";
 
 async function deployCheck(env: Record<string, string>): Promise<{ code: number; err: string }> {
   const run = spawnDeno(["task", "deploy:check"], { env });
@@ -102,4 +103,94 @@ Deno.test("deploy:check's write detection", async (t) => {
   } finally {
     await Deno.remove(dir, { recursive: true });
   }
+});
+
+Deno.test("deno task deploy (the deno deploy commands)", async (t) => {
+  const raw = {
+    backends: [{
+      name: "docs",
+      url: "https://docs.invalid/mcp",
+      headers: { Authorization: "Bearer ${DOCS_TOKEN}" },
+    }],
+  };
+  const local = (vars: Record<string, string>) => (name: string) => vars[name];
+
+  await t.step("variables come from the shell; a missing one is named", () => {
+    const { values, missing } = deployVariables(
+      raw,
+      local({ GATEWAY_OWNER_PASSWORD: "pw" }),
+      "https://gw.acme.deno.net",
+    );
+    assertEquals(missing, ["DOCS_TOKEN"]);
+    assertEquals(values, [
+      { name: "PUBLIC_URL", value: "https://gw.acme.deno.net", secret: false },
+      { name: "GATEWAY_OWNER_PASSWORD", value: "pw", secret: true },
+    ]);
+  });
+
+  await t.step("create, KV, variables, then deploy --prod, in that order", () => {
+    const plan = deployPlan({ org: "acme", app: "gw" }, [
+      { name: "PUBLIC_URL", value: "https://gw.acme.deno.net", secret: false },
+      { name: "DOCS_TOKEN", value: "t0k", secret: true },
+    ]);
+    assertEquals(plan.map((s) => s.args.slice(0, 3).join(" ")), [
+      "task deploy:check",
+      "deploy create --org",
+      "deploy database provision",
+      "deploy database assign",
+      "deploy env add",
+      "deploy env add",
+      "deploy --org acme",
+    ]);
+    assertEquals(plan[2]!.args, [
+      "deploy",
+      "database",
+      "provision",
+      "gw-kv",
+      "--kind",
+      "denokv",
+      "--org",
+      "acme",
+    ]);
+    assertEquals(plan.at(-1)!.args, ["deploy", "--org", "acme", "--app", "gw", "--prod"]);
+    const token = plan[5]!;
+    assertEquals(token.fallback, [
+      "deploy",
+      "env",
+      "update-value",
+      "DOCS_TOKEN",
+      "t0k",
+      "--org",
+      "acme",
+      "--app",
+      "gw",
+    ]);
+    assertEquals(
+      showCommand(token.args, token.secretAt),
+      "deno deploy env add DOCS_TOKEN ******** --secret --org acme --app gw",
+    );
+    const skipped = deployPlan({ org: "a", app: "b", skipCreate: true, skipKv: true }, []);
+    assertEquals(skipped.map((s) => s.title), ["offline checks", "deploy to production"]);
+  });
+
+  await t.step("--dry-run prints the commands and never a secret value", async () => {
+    const dir = await Deno.makeTempDir({ prefix: "gateway-deploy-dry-" });
+    try {
+      await Deno.writeTextFile(`${dir}/config.json`, JSON.stringify(raw));
+      const run = spawnDeno(["task", "deploy", "--org", "acme", "--app", "gw", "--dry-run"], {
+        env: {
+          GATEWAY_CONFIG: `${dir}/config.json`,
+          GATEWAY_OWNER_PASSWORD: "owner-password-value",
+          DOCS_TOKEN: "docs-token-value",
+        },
+      });
+      assertEquals((await run.status).code, 0, run.stderr());
+      const err = run.stderr();
+      assertStringIncludes(err, "deno deploy env add PUBLIC_URL https://gw.acme.deno.net");
+      assertStringIncludes(err, "deno deploy --org acme --app gw --prod");
+      assert(!err.includes("owner-password-value") && !err.includes("docs-token-value"));
+    } finally {
+      await Deno.remove(dir, { recursive: true });
+    }
+  });
 });
