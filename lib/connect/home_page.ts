@@ -75,7 +75,9 @@ td code{word-break:break-all}
 .unknown{color:#6b7280}
 pre{background:#f9fafb;border:1px solid #e5e7eb;border-radius:8px;padding:8px 12px;
   overflow-x:auto;font-size:.85rem;margin:6px 0}
-section.client{margin:14px 0}
+section.howto{margin:14px 0}
+h3{font-size:.95rem;margin:0 0 4px}
+section.howto p{margin:4px 0}
 </style>`;
 
 function clientSection(c: ClientInstructions, loopbackOnly: boolean): string {
@@ -89,7 +91,7 @@ function clientSection(c: ClientInstructions, loopbackOnly: boolean): string {
     ? `<p class="note">In <code>${escapeHtml(c.snippetFile)}</code>:</p>`
     : "";
   const snippet = c.snippet ? `${file}<pre><code>${escapeHtml(c.snippet)}</code></pre>` : "";
-  return `<section class="client" id="${escapeHtml(c.id)}"><h3>${escapeHtml(c.name)}</h3>` +
+  return `<section class="howto" id="${escapeHtml(c.id)}"><h3>${escapeHtml(c.name)}</h3>` +
     `<p>${escapeHtml(c.steps)}</p>${snippet}${unreachable}</section>`;
 }
 
