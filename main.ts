@@ -255,7 +255,10 @@ export function createHandler(
         const ctx: RouteContext = {
           ...deps,
           params: { ...params.get(route) },
-          clientIp: clientIp(req.headers, deps.config.clientIpHeader, remote),
+          clientIp: clientIp(req.headers, {
+            header: deps.config.clientIpHeader,
+            hops: deps.config.clientIpHeaderHops,
+          }, remote),
           logFields,
         };
         if (route.mcp) {

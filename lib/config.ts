@@ -6,6 +6,11 @@ import { z } from "zod";
 import { checkLogin, type LoginConfig, loginSchema } from "./identity/login_config.ts";
 import { OAuthError } from "./oauth/oauth_error.ts";
 import { validateRedirectUri } from "./oauth/redirect_uri.ts";
+import {
+  DEFAULT_ALLOWED_PRIVATE_USE_SCHEMES,
+  isDangerousScheme,
+  PRIVATE_USE_SCHEME,
+} from "./oauth/redirect_schemes.ts";
 
 /** Asymmetric JWS algorithms (RFC 7518 §3.1, RFC 8037) an operator may allow for external JWTs. */
 export const ASYMMETRIC_ALGORITHMS = [
@@ -61,12 +66,44 @@ const externalIssuerSchema = z.strictObject({
   clockToleranceSeconds: z.int().min(0).max(300).default(30),
 });
 
+const perMinute = (fallback: number, what: string) =>
+  z.int().min(1).default(fallback).describe(what);
+
 const rateLimitsSchema = z.strictObject({
-  registerPerIpPerHour: z.int().min(1).default(20),
-  tokenPerClientPerMinute: z.int().min(1).default(60),
-  authorizePerIpPerMinute: z.int().min(1).default(60),
-  mcpPerGrantPerMinute: z.int().min(1).default(1200),
-  passwordFailuresPer15Minutes: z.int().min(1).default(5),
+  registerPerIpPerHour: z.int().min(1).default(20)
+    .describe("POST /register per client IP and hour."),
+  tokenPerIpPerMinute: perMinute(
+    120,
+    "POST /token per client IP and minute, counted before any client lookup.",
+  ),
+  tokenPerClientPerMinute: perMinute(
+    60,
+    "Successful POST /token answers (tokens issued) per client and minute.",
+  ),
+  tokenFailuresPerClientAndIpPerMinute: perMinute(
+    30,
+    "Failed POST /token requests per (client_id, client IP) and minute.",
+  ),
+  revokePerIpPerMinute: perMinute(
+    60,
+    "POST /revoke per client IP and minute, counted before any client lookup.",
+  ),
+  authorizePerIpPerMinute: perMinute(60, "GET /authorize per client IP and minute."),
+  mcpPerGrantPerMinute: perMinute(1200, "MCP requests per grant (or external principal)."),
+  healthPerPrincipalPerMinute: perMinute(
+    60,
+    "GET /health per caller (grant or API key) and minute.",
+  ),
+  passwordFailuresPer15Minutes: z.int().min(1).default(5)
+    .describe("Wrong owner passwords per (client, client IP) in 15 minutes."),
+  passwordFailuresPerIpPer15Minutes: z.int().min(1).default(10)
+    .describe("Wrong owner passwords per client IP, across all clients, in 15 minutes."),
+  passwordFailuresGlobalPer15Minutes: z.int().min(1).default(100)
+    .describe("Wrong owner passwords from everyone in 15 minutes; then password sign-in pauses."),
+  openStreamsPerSession: z.int().min(1).max(1000).default(4)
+    .describe("Open long-lived SSE streams (GET /mcp, GET /mcp/<backend>) per MCP session."),
+  openStreamsPerPrincipal: z.int().min(1).max(10_000).default(32)
+    .describe("Open long-lived SSE streams per grant or API key (listen streams included)."),
 });
 
 type RawConfig = {
@@ -74,6 +111,7 @@ type RawConfig = {
   clients: z.output<typeof preRegisteredClientSchema>[];
   backends: { name: string }[];
   login: LoginConfig;
+  allowedPrivateUseSchemes: string[];
 };
 
 /**
@@ -91,6 +129,15 @@ function checkClientsAndScopes(c: RawConfig, ctx: z.RefinementCtx): void {
   };
   unknownScope(c.defaultScopes.split(" "), ["defaultScopes"]);
   checkLogin(c.login, known, ctx);
+  c.allowedPrivateUseSchemes.forEach((scheme, i) => {
+    if (isDangerousScheme(scheme)) {
+      ctx.addIssue({
+        code: "custom",
+        path: ["allowedPrivateUseSchemes", i],
+        message: `"${scheme}" hands the URI to another program; it cannot be allowed`,
+      });
+    }
+  });
   const ids = new Set<string>();
   c.clients.forEach((client, i) => {
     const at = (...rest: PropertyKey[]) => ["clients", i, ...rest];
@@ -101,7 +148,7 @@ function checkClientsAndScopes(c: RawConfig, ctx: z.RefinementCtx): void {
     unknownScope(client.scopes ?? [], at("scopes"));
     client.redirectUris.forEach((uri, j) => {
       try {
-        validateRedirectUri(uri);
+        validateRedirectUri(uri, c.allowedPrivateUseSchemes);
       } catch (e) {
         if (!(e instanceof OAuthError)) throw e;
         ctx.addIssue({ code: "custom", path: at("redirectUris", j), message: e.message });
@@ -154,6 +201,10 @@ export const configSchema = z.strictObject({
     enabled: z.boolean().default(true),
     allowLoopback: z.boolean().default(false)
       .describe("Development only: allow http/loopback client_id URLs."),
+    fetchesPerHostPerMinute: z.int().min(1).default(30)
+      .describe("Metadata documents fetched per document host and minute."),
+    fetchesPerMinute: z.int().min(1).default(120)
+      .describe("Metadata documents fetched per minute, all hosts together."),
   }).prefault({}),
   externalIssuers: z.array(externalIssuerSchema).default([])
     .describe("External authorization servers whose JWT access tokens are accepted."),
@@ -161,6 +212,17 @@ export const configSchema = z.strictObject({
   login: loginSchema,
   clientIpHeader: z.string().regex(/^[A-Za-z0-9-]+$/).optional()
     .describe("Header holding the client IP behind a proxy (e.g. x-forwarded-for)."),
+  clientIpHeaderHops: z.int().min(1).max(10).default(1)
+    .describe(
+      "Which entry of clientIpHeader is the client, counted from the right: the number of " +
+        "your own proxies that append to it (entries further left are client-supplied).",
+    ),
+  allowedPrivateUseSchemes: z.array(z.string().regex(PRIVATE_USE_SCHEME, "is not a URI scheme"))
+    .default([...DEFAULT_ALLOWED_PRIVATE_USE_SCHEMES])
+    .describe(
+      "Private-use redirect URI schemes allowed without a period (RFC 8252 §7.1 asks for a " +
+        "reverse domain name such as com.example.app).",
+    ),
   backends: z.array(backendSchema).min(1).superRefine((backends, ctx) => {
     const seen = new Set<string>();
     backends.forEach((b, i) => {

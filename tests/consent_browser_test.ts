@@ -59,6 +59,7 @@ Deno.test({
             assertEquals(response?.headers()["content-type"], "text/html; charset=utf-8");
             assertStringIncludes(await page.locator("h1").innerText(), "Browser Test App");
             assertEquals(await page.locator("#redirect-host").innerText(), callbackHost);
+            assertEquals(await page.locator("#redirect-uri").innerText(), callback.url);
             await page.screenshot({ path: "/tmp/consent.png", fullPage: true });
             await page.fill("#password", DEFAULT_PASSWORD);
             await Promise.all([
@@ -73,6 +74,45 @@ Deno.test({
             assertEquals(
               received.at(-1)?.searchParams.get("code"),
               landed.searchParams.get("code"),
+            );
+          } finally {
+            await context.close();
+          }
+        },
+      );
+
+      await t.step(
+        "a private-use redirect URI is shown in full, prominently, not only its scheme",
+        async () => {
+          const uri = "com.example.gateway-test:/oauth/callback?tenant=t1";
+          const native = await registerClient(fetchLike, {
+            client_name: "Native App",
+            redirect_uris: [uri],
+          }, gateway.url);
+          const context = await browser.newContext();
+          try {
+            const page = await context.newPage();
+            const response = await page.goto(
+              authorizeUrl({
+                baseUrl: gateway.url,
+                clientId: native.client_id,
+                redirectUri: uri,
+                codeChallenge: challenge,
+              }).href,
+            );
+            assertEquals(response?.status(), 200);
+            assertEquals(response?.headers()["content-type"], "text/html; charset=utf-8");
+            const shown = page.locator("#redirect-uri");
+            assert(await shown.isVisible(), "the full redirect URI is visible");
+            assertEquals(await shown.innerText(), uri);
+            // Runs in the page (a DOM global, not Deno's).
+            const size = await shown.evaluate((el) =>
+              parseFloat((globalThis as any).getComputedStyle(el).fontSize)
+            );
+            assert(size >= 16, `the redirect URI is prominent (font-size ${size}px)`);
+            assertEquals(
+              await page.locator("#redirect-host").innerText(),
+              "com.example.gateway-test:",
             );
           } finally {
             await context.close();

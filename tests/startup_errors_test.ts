@@ -181,7 +181,7 @@ Deno.test("settings rules", async (t) => {
     assertEquals(kvLocation(env({}), "./.data/gateway.kv"), {
       kind: "file",
       path: "./.data/gateway.kv",
-      from: "dev default",
+      from: "task default",
     });
     assertEquals(kvLocation(env({ KV_PATH: ":memory:" })), { kind: "memory" });
     assertEquals(kvLocation(env({ KV_PATH: "/srv/gw.kv" }), "./x.kv"), {

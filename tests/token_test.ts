@@ -174,6 +174,33 @@ Deno.test("POST /token: authorization_code", async (t) => {
       assertEquals(await lookupAccessToken(deps, first.access_token), null);
     });
 
+    await t.step(
+      "another client replaying a used code is refused without revoking the grant",
+      async () => {
+        const { client: other } = await putClient(deps);
+        const stored = await putCode(deps, client);
+        const first = await expectTokens(
+          await handle(formRequest("/token", codeFields(client, stored))),
+        );
+        // Another public client states its own id, a wrong verifier and another redirect URI.
+        const res = await handle(formRequest("/token", {
+          ...codeFields(client, stored),
+          client_id: other.clientId,
+          code_verifier: "c".repeat(43),
+          redirect_uri: "http://127.0.0.1:1/elsewhere",
+        }));
+        await expectOAuthError(res, 400, "invalid_grant", "invalid or expired");
+        assert(await bearerOk(deps, first.access_token), "the victim's access token still works");
+        await expectTokens(
+          await handle(formRequest("/token", {
+            grant_type: "refresh_token",
+            refresh_token: first.refresh_token,
+            client_id: client.clientId,
+          })),
+        );
+      },
+    );
+
     await t.step("refuses a code issued to another client (RFC 6749 §4.1.3)", async () => {
       const { client: other } = await putClient(deps);
       const stored = await putCode(deps, client);

@@ -40,7 +40,8 @@ export type CodeRequest = z.output<typeof codeRequestSchema>;
  * Redeems an authorization code for `client` (already authenticated).
  *
  * - unknown or expired code → `invalid_grant`
- * - code already redeemed → its grant and tokens are revoked, then `invalid_grant` (RFC 6749 §4.1.2)
+ * - code already redeemed, presented by its own client → its grant and tokens are revoked, then
+ *   `invalid_grant` (RFC 6749 §4.1.2); presented by another client → `invalid_grant` only
  * - other client, other `redirect_uri`, or PKCE mismatch → `invalid_grant` (RFC 6749 §4.1.3,
  *   RFC 7636 §4.6)
  * - `resource` not the code's → `invalid_target` (RFC 8707 §2.2)
@@ -56,7 +57,13 @@ export async function exchangeCode(
   const key = codeKey(await sha256Hex(req.code));
   const entry = await deps.kv.get<CodeRecord>(key);
   const code = entry.value;
-  if (code?.redeemedGrantId !== undefined && now < code.expiresAt + REPLAY_WINDOW_MS) {
+  // Revocation on replay (RFC 6749 §4.1.2) answers the code's own client presenting it again; a
+  // request from any other client is refused like any unknown code, so that whoever holds a
+  // used code cannot revoke the grant of the client it was issued to.
+  if (
+    code?.redeemedGrantId !== undefined && now < code.expiresAt + REPLAY_WINDOW_MS &&
+    code.clientId === client.clientId
+  ) {
     await revokeGrant(deps, code.redeemedGrantId);
     throw new OAuthError(
       "invalid_grant",

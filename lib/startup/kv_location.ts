@@ -1,6 +1,6 @@
 /**
  * Where the gateway's Deno KV database lives, decided once at start from `KV_PATH`, the
- * `--default-kv-path` of `deno task dev` and whether this is Deno Deploy. One place decides it;
+ * `--default-kv-path` the tasks pass (`dev`, `demo`, `start`) and whether this is Deno Deploy. One place decides it;
  * `loadDeps` opens it and the start-up banner describes it.
  */
 import { isLoopbackHost } from "../oauth/redirect_uri.ts";
@@ -10,8 +10,8 @@ import { SettingsError } from "./errors.ts";
 export type KvLocation =
   /** `KV_PATH=:memory:` — gone when the process stops. */
   | { kind: "memory" }
-  /** A SQLite file: `KV_PATH`, or `./.data/gateway.kv` under `deno task dev`. */
-  | { kind: "file"; path: string; from: "KV_PATH" | "dev default" }
+  /** A SQLite file: `KV_PATH`, or the tasks' `--default-kv-path` (`./.data/gateway.kv`). */
+  | { kind: "file"; path: string; from: "KV_PATH" | "task default" }
   /** KV Connect (`KV_PATH=https://…`): a `denokv` server or a Deno Deploy database. */
   | { kind: "remote"; url: string }
   /** Deno Deploy with `KV_PATH` unset: the database assigned to the app. */
@@ -33,7 +33,7 @@ export function kvLocation(
   const raw = env("KV_PATH") || undefined;
   if (raw === undefined) {
     if (onDeploy) return { kind: "deploy" };
-    return defaultKvPath ? { kind: "file", path: defaultKvPath, from: "dev default" } : {
+    return defaultKvPath ? { kind: "file", path: defaultKvPath, from: "task default" } : {
       kind: "default",
     };
   }
@@ -106,7 +106,7 @@ export function describeKvLocation(location: KvLocation): string {
     case "file":
       return location.from === "KV_PATH"
         ? `SQLite file ${location.path} (KV_PATH)`
-        : `SQLite file ${location.path} (deno task dev's default; set KV_PATH to change it)`;
+        : `SQLite file ${location.path} (the default of deno task; set KV_PATH to change it)`;
     case "remote":
       return `KV Connect ${displayUrl(location.url)} (KV_PATH, DENO_KV_ACCESS_TOKEN)`;
     case "deploy":
