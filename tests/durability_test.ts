@@ -81,6 +81,7 @@ Deno.test("durability: SIGKILL under load, restart on the same KV file", async (
     backends: [{ name: "raw", url: backend.url, timeoutMs: 2000 }],
     rateLimits: {
       registerPerIpPerHour: 100_000,
+      tokenPerIpPerMinute: 100_000,
       tokenPerClientPerMinute: 100_000,
       authorizePerIpPerMinute: 100_000,
     },
