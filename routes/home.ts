@@ -4,8 +4,8 @@
  * facts (the gateway's own URLs and each backend's up/down status from a cached probe).
  */
 import type { RouteContext } from "../lib/deps.ts";
-import { backendStatuses } from "../lib/connect/backend_status.ts";
-import { homeDocument, renderHomePage } from "../lib/connect/home_page.ts";
+import { backendStatuses } from "../lib/home/backend_status.ts";
+import { homeDocument, renderHomePage } from "../lib/home/home_page.ts";
 import { htmlResponse, jsonResponse } from "../lib/infra/http.ts";
 import { VERSION } from "../lib/startup/version.ts";
 

@@ -7,7 +7,7 @@ import { assert, assertEquals, assertMatch, assertStringIncludes } from "./_asse
 import { startModernBackend } from "./_backends.ts";
 import { launchChromium } from "./_browser.ts";
 import { makeDeps, serveGateway } from "./_helpers.ts";
-import { STATUS_TTL_MS } from "../lib/connect/backend_status.ts";
+import { STATUS_TTL_MS } from "../lib/home/backend_status.ts";
 import { createHandler } from "../main.ts";
 import { prefersJson } from "../routes/home.ts";
 

@@ -4,7 +4,7 @@
  * {@linkcode printBanner} gathers the data (probing each backend once) and writes it.
  */
 import type { Deps } from "../deps.ts";
-import { type BackendStatus, backendStatuses } from "../connect/backend_status.ts";
+import { type BackendStatus, backendStatuses } from "../home/backend_status.ts";
 import { signInMethods } from "../identity/startup.ts";
 import { isLoopbackHost } from "../oauth/redirect_uri.ts";
 import { describeKvLocation, type KvLocation, kvLocation, kvWarnings } from "./kv_location.ts";
