@@ -21,6 +21,7 @@ import * as authorize from "./routes/authorize.ts";
 import * as authorizeDecision from "./routes/authorize_decision.ts";
 import * as health from "./routes/health.ts";
 import * as healthz from "./routes/healthz.ts";
+import * as home from "./routes/home.ts";
 import * as mcpBackend from "./routes/mcp_backend.ts";
 import * as protectedResource from "./routes/protected_resource.ts";
 import * as register from "./routes/register.ts";
@@ -31,7 +32,8 @@ import * as signIn from "./routes/sign_in.ts";
 import * as signInPassword from "./routes/sign_in_password.ts";
 import * as signOut from "./routes/sign_out.ts";
 import * as token from "./routes/token.ts";
-import { signInMethods } from "./lib/identity/startup.ts";
+import { printBanner, startFacts } from "./lib/startup/banner.ts";
+import { exitOnStartupError } from "./lib/startup/errors.ts";
 import { flushAuditOnShutdown, observeResponse } from "./lib/admin/router_hooks.ts";
 
 /** A route handler: reads its input, calls `lib/`, renders a response. */
@@ -64,6 +66,7 @@ const MCP_METHODS = ["GET", "POST", "DELETE"];
 
 /** The gateway's routes, matched in order. */
 export const routes: Route[] = [
+  { name: "home", pattern: p("/"), method: "GET", handler: home.handler },
   { name: "healthz", pattern: p("/healthz"), method: "GET", handler: healthz.handler },
   { name: "health", pattern: p("/health"), method: "GET", handler: health.handler, cors: true },
   {
@@ -298,12 +301,14 @@ export function createHandler(
 if (import.meta.main) {
   // `--default-kv-path=<file>` (deno task dev): the KV file when KV_PATH is unset.
   const defaultKvPath = Deno.args.find((a) => a.startsWith("--default-kv-path="))?.slice(18);
-  const deps = await loadDeps(defaultKvPath);
-  for (const line of signInMethods(deps)) {
-    (line.level === "warn" ? console.warn : console.log)(
-      `${line.level === "warn" ? "warning: " : ""}${line.message}`,
-    );
-  }
+  // A bad config or variable: one line per problem on stderr, exit code 1, no stack trace.
+  const deps = await loadDeps(defaultKvPath).catch(exitOnStartupError);
   flushAuditOnShutdown(deps);
-  Deno.serve({ port: deps.settings.port }, createHandler(deps));
+  Deno.serve({
+    port: deps.settings.port,
+    onListen: (addr) => {
+      const env = (name: string) => Deno.env.get(name);
+      void printBanner(deps, startFacts(addr, env, defaultKvPath));
+    },
+  }, createHandler(deps));
 }

@@ -253,11 +253,18 @@ export type GatewayConfig = Readonly<Omit<z.output<typeof configSchema>, "backen
   readonly backends: readonly BackendConfig[];
 };
 
-/** Thrown when the configuration cannot be used; the message names file and field. */
+/**
+ * Thrown when the configuration cannot be used. Each problem is one line of the form
+ * `<file>: <field>: <message>` ({@linkcode ConfigError.problems}); the message joins them.
+ */
 export class ConfigError extends Error {
-  constructor(message: string) {
-    super(message);
+  /** One line per problem, each naming the file and the field. */
+  readonly problems: string[];
+  constructor(problems: string | string[]) {
+    const lines = typeof problems === "string" ? problems.split("\n") : problems;
+    super(lines.join("\n"));
     this.name = "ConfigError";
+    this.problems = lines;
   }
 }
 
@@ -269,30 +276,53 @@ function pathString(path: readonly PropertyKey[]): string {
   return out || "(root)";
 }
 
-/** Replaces `${VAR}` in every string of a JSON value with the environment's value. */
+const ENV_REFERENCE = /\$\{([A-Za-z_][A-Za-z0-9_]*)\}/g;
+
+/** One `${VAR}` of a config file: the variable and the field it sits in. */
+export interface EnvReference {
+  name: string;
+  /** e.g. `backends[0].headers.Authorization`. */
+  field: string;
+}
+
+/** Every `${VAR}` in the strings of a JSON value, in document order. */
+export function envReferences(value: unknown, path: PropertyKey[] = []): EnvReference[] {
+  if (typeof value === "string") {
+    return [...value.matchAll(ENV_REFERENCE)].map((m) => ({
+      name: m[1]!,
+      field: pathString(path),
+    }));
+  }
+  if (Array.isArray(value)) return value.flatMap((v, i) => envReferences(v, [...path, i]));
+  if (value && typeof value === "object") {
+    return Object.entries(value).flatMap(([k, v]) => envReferences(v, [...path, k]));
+  }
+  return [];
+}
+
+/**
+ * Replaces `${VAR}` in every string of a JSON value with the environment's value.
+ * @throws {ConfigError} one line per unset variable, naming the field.
+ */
 export function interpolateEnv(
   value: unknown,
   env: (name: string) => string | undefined,
-  path: PropertyKey[] = [],
 ): unknown {
-  if (typeof value === "string") {
-    return value.replace(/\$\{([A-Za-z_][A-Za-z0-9_]*)\}/g, (_, name: string) => {
-      const v = env(name);
-      if (v === undefined) {
-        throw new ConfigError(
-          `${pathString(path)}: environment variable ${name} is not set`,
-        );
-      }
-      return v;
-    });
-  }
-  if (Array.isArray(value)) return value.map((v, i) => interpolateEnv(v, env, [...path, i]));
-  if (value && typeof value === "object") {
-    return Object.fromEntries(
-      Object.entries(value).map(([k, v]) => [k, interpolateEnv(v, env, [...path, k])]),
+  const missing = envReferences(value).filter((r) => env(r.name) === undefined);
+  if (missing.length > 0) {
+    throw new ConfigError(
+      missing.map((r) => `${r.field}: environment variable ${r.name} is not set`),
     );
   }
-  return value;
+  const replace = (v: unknown): unknown => {
+    if (typeof v === "string") return v.replace(ENV_REFERENCE, (_, name: string) => env(name)!);
+    if (Array.isArray(v)) return v.map(replace);
+    if (v && typeof v === "object") {
+      return Object.fromEntries(Object.entries(v).map(([k, x]) => [k, replace(x)]));
+    }
+    return v;
+  };
+  return replace(value);
 }
 
 function deepFreeze<T>(value: T): T {
@@ -316,12 +346,14 @@ export function parseConfig(
   try {
     interpolated = interpolateEnv(raw, env);
   } catch (e) {
-    throw new ConfigError(`${source}: ${(e as Error).message}`);
+    if (!(e instanceof ConfigError)) throw e;
+    throw new ConfigError(e.problems.map((p) => `${source}: ${p}`));
   }
   const result = configSchema.safeParse(interpolated);
   if (!result.success) {
-    const lines = result.error.issues.map((i) => `  ${pathString(i.path)}: ${i.message}`);
-    throw new ConfigError(`${source} is invalid:\n${lines.join("\n")}`);
+    throw new ConfigError(
+      result.error.issues.map((i) => `${source}: ${pathString(i.path)}: ${i.message}`),
+    );
   }
   const config = deepFreeze(result.data) as GatewayConfig;
   sources.set(config, raw);
@@ -347,7 +379,8 @@ export async function loadConfigFile(
   try {
     text = await Deno.readTextFile(path);
   } catch (e) {
-    throw new ConfigError(`${path}: cannot read the config file (${(e as Error).message})`);
+    const reason = e instanceof Deno.errors.NotFound ? "no such file" : (e as Error).message;
+    throw new ConfigError(`${path}: cannot read the config file (${reason})`);
   }
   let raw: unknown;
   try {

@@ -5,12 +5,10 @@
  *
  * Needs /usr/bin/chromium (`apt-get install -y chromium`); without it this test FAILS.
  */
-import { type Browser, chromium } from "playwright-core";
+import { launchChromium } from "./_browser.ts";
 import { assert, assertEquals, assertStringIncludes } from "./_assert.ts";
 import { serveGateway } from "./_helpers.ts";
 import { authorizeUrl, DEFAULT_PASSWORD, pkcePair, registerClient } from "./_oauth_flow.ts";
-
-const CHROMIUM = "/usr/bin/chromium";
 
 /** A tiny client callback server on 127.0.0.1:0 that records what it receives. */
 function callbackServer() {
@@ -24,29 +22,6 @@ function callbackServer() {
   return { url: `http://127.0.0.1:${server.addr.port}/callback`, hits, server };
 }
 
-async function launch(): Promise<Browser> {
-  try {
-    await Deno.stat(CHROMIUM);
-  } catch {
-    throw new Error(
-      `${CHROMIUM} is missing: install it with "apt-get install -y chromium" (CI does).`,
-    );
-  }
-  return await chromium.launch({
-    executablePath: CHROMIUM,
-    args: [
-      "--no-sandbox",
-      "--headless",
-      "--disable-gpu",
-      "--disable-background-networking",
-      "--disable-component-update",
-      "--disable-sync",
-      "--no-first-run",
-      "--disable-quic",
-    ],
-  });
-}
-
 Deno.test({
   name: "consent page in a browser",
   // playwright keeps its pipe and child process in ways Deno's sanitizers do not follow.
@@ -55,7 +30,7 @@ Deno.test({
   fn: async (t) => {
     const gateway = await serveGateway();
     const callback = callbackServer();
-    const browser = await launch();
+    const browser = await launchChromium();
     try {
       const fetchLike = (r: Request) => fetch(r);
       const client = await registerClient(fetchLike, {

@@ -1,19 +1,14 @@
 /**
  * The README's run commands work: `deno task start` and `deno task dev` start the gateway from
- * the repository's own deno.json (dev with its KV file under ./.data/), and it answers.
+ * the repository's own deno.json (dev with its KV file under ./.data/), and it answers. Each runs
+ * with a clean environment in a copy of the project, so the checkout's ./.data is never touched.
  * `deno task start` runs with file permissions limited to the project, the config and the KV
  * directory (security review issue 13 §14): the test reads the flags of the running process
  * and exercises what needs them (the config, a KV write, the lazily loaded /mcp route).
  */
 import { startPermissions } from "../scripts/start_permissions.ts";
 import { assert, assertEquals, assertThrows } from "./_assert.ts";
-
-function freePort(): number {
-  const listener = Deno.listen({ hostname: "127.0.0.1", port: 0 });
-  const port = (listener.addr as Deno.NetAddr).port;
-  listener.close();
-  return port;
-}
+import { copyProject, freePort, spawnDeno, waitFor200 } from "./_process.ts";
 
 /**
  * The command line of the `deno run` process `deno task` started (Linux /proc): the child of
@@ -35,54 +30,33 @@ async function gatewayArgs(taskPid: number): Promise<string[]> {
   throw new Error(`no gateway process under deno task (pid ${taskPid})`);
 }
 
-/** Runs `deno task <name>`, waits (bounded) for /healthz, calls `check`, then stops it. */
+/**
+ * Runs `deno task <name>` in a fresh copy of the project, waits (bounded) for /healthz, calls
+ * `check` with the URL, the task's pid and the copy's directory, then stops it.
+ */
 async function withTask(
   name: string,
   env: Record<string, string>,
-  check: (url: string, taskPid: number) => Promise<void>,
+  check: (url: string, taskPid: number, project: string) => Promise<void>,
 ): Promise<void> {
+  const project = await Deno.makeTempDir({ prefix: `gateway-task-${name}-` });
+  await copyProject(project);
   const port = freePort();
-  const child = new Deno.Command(Deno.execPath(), {
-    args: ["task", name],
-    env: {
-      ...env,
-      PORT: String(port),
-      GATEWAY_OWNER_PASSWORD: "task test password",
-      NO_COLOR: "1",
-    },
-    stdout: "null",
-    stderr: "piped",
-    stdin: "null",
-  }).spawn();
-  const stderr = child.stderr.pipeThrough(new TextDecoderStream()).getReader();
-  let output = "";
-  const drained = (async () => {
-    for (;;) {
-      const { done, value } = await stderr.read();
-      if (done) break;
-      output += value;
-    }
-  })();
+  const task = spawnDeno(["task", name], {
+    cwd: project,
+    env: { ...env, PORT: String(port), GATEWAY_OWNER_PASSWORD: "task test password" },
+  });
   const url = `http://127.0.0.1:${port}`;
   try {
-    let up = false;
-    for (let i = 0; i < 300 && !up; i++) {
-      try {
-        const res = await fetch(`${url}/healthz`);
-        assertEquals(res.status, 200);
-        assertEquals(res.headers.get("content-type"), "application/json");
-        assertEquals(await res.json(), { status: "ok" });
-        up = true;
-      } catch {
-        await new Promise((r) => setTimeout(r, 100));
-      }
-    }
-    assert(up, `deno task ${name} did not answer /healthz within 30 s:\n${output.slice(-2000)}`);
-    await check(url, child.pid);
+    const res = await waitFor200(`${url}/healthz`).catch((e) => {
+      throw new Error(`deno task ${name}: ${e.message}\n${task.stderr().slice(-2000)}`);
+    });
+    assertEquals(res.headers.get("content-type"), "application/json");
+    assertEquals(await res.json(), { status: "ok" });
+    await check(url, task.child.pid, project);
   } finally {
-    child.kill("SIGTERM");
-    await child.status;
-    await drained;
+    await task.stop();
+    await Deno.remove(project, { recursive: true });
   }
 }
 
@@ -162,12 +136,12 @@ Deno.test("deno tasks", async (t) => {
   });
 
   await t.step("deno task dev keeps its KV file under ./.data/ when KV_PATH is unset", async () => {
-    await withTask("dev", {}, async (url) => {
+    await withTask("dev", {}, async (url, _pid, project) => {
       const res = await fetch(`${url}/.well-known/oauth-protected-resource/mcp`);
       assertEquals(res.status, 200);
       assertEquals(res.headers.get("content-type"), "application/json");
       assertEquals((await res.json()).resource, `${url.replace("127.0.0.1", "localhost")}/mcp`);
-      assert((await Deno.stat(".data/gateway.kv")).isFile);
+      assert((await Deno.stat(`${project}/.data/gateway.kv`)).isFile);
     });
   });
 });
