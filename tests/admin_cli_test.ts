@@ -10,6 +10,7 @@ import { auditRecord } from "../lib/admin/audit.ts";
 import { makeDeps } from "./_helpers.ts";
 import { putGrantOf, putUser } from "./_admin_fixtures.ts";
 import { runAdmin, startGatewayProcess } from "./_gateway_process.ts";
+import { spawnDeno } from "./_process.ts";
 import { modernBackend } from "./_aggregate_backends.ts";
 
 const GRANT_FIELDS = ["id", "user", "clientId", "clientName", "scopes", "createdAt", "lastUsedAt"];
@@ -201,14 +202,11 @@ Deno.test("admin CLI", async (t) => {
     });
 
     await t.step("deno task admin runs it", async () => {
-      const out = await new Deno.Command(Deno.execPath(), {
-        args: ["task", "admin", "users", "list", "--json"],
-        cwd: new URL("..", import.meta.url).pathname,
-        env: { KV_PATH: kvPath, GATEWAY_CONFIG: `${dir}/absent.json`, NO_COLOR: "1" },
-        stdin: "null",
-      }).output();
-      assertEquals(out.code, 0, new TextDecoder().decode(out.stderr));
-      assertEquals(jsonLines(new TextDecoder().decode(out.stdout)).length, 1);
+      const run = spawnDeno(["task", "admin", "users", "list", "--json"], {
+        env: { KV_PATH: kvPath, GATEWAY_CONFIG: `${dir}/absent.json` },
+      });
+      assertEquals((await run.status).code, 0, run.stderr());
+      assertEquals(jsonLines(run.stdout()).length, 1);
     });
   } finally {
     deps.kv.close();
