@@ -303,7 +303,8 @@ if (import.meta.main) {
   const defaultKvPath = Deno.args.find((a) => a.startsWith("--default-kv-path="))?.slice(18);
   // A bad config or variable: one line per problem on stderr, exit code 1, no stack trace.
   const deps = await loadDeps(defaultKvPath).catch(exitOnStartupError);
-  flushAuditOnShutdown(deps);
+  // Under `deno task dev` (`--watched`) a SIGTERM is the watcher's restart, not the end.
+  if (!Deno.args.includes("--watched")) flushAuditOnShutdown(deps);
   Deno.serve({
     port: deps.settings.port,
     onListen: (addr) => {

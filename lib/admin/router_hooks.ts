@@ -34,16 +34,23 @@ export function observeResponse(
 }
 
 /**
- * Writes the audit trail's pending records before the process ends on SIGINT or SIGTERM
- * (where signals can be listened to; elsewhere, e.g. on Deno Deploy, at most one flush interval
- * of records is lost when an isolate is stopped).
+ * Writes the audit trail's pending records before the process ends on SIGINT or SIGTERM, then
+ * lets the signal do what it would have done (the listener is removed and the signal raised
+ * again, so that the process ends as the signal asked). Not installed under Deno's `--watch`
+ * (`deno task dev` passes `--watched`): the watcher sends SIGTERM to a program's listeners at every
+ * restart, and raising it again would end the watcher. Where signals cannot be listened to (Deno
+ * Deploy), or in watch mode, a stop loses at most one flush interval of records.
  */
 export function flushAuditOnShutdown(deps: Pick<Deps, "audit">): void {
   for (const signal of ["SIGINT", "SIGTERM"] as const) {
-    try {
-      Deno.addSignalListener(signal, () => {
-        deps.audit.close().finally(() => Deno.exit(0));
+    const onSignal = () => {
+      deps.audit.close().finally(() => {
+        Deno.removeSignalListener(signal, onSignal);
+        Deno.kill(Deno.pid, signal);
       });
+    };
+    try {
+      Deno.addSignalListener(signal, onSignal);
     } catch {
       // signals are not available here (Windows SIGTERM, Deno Deploy)
     }
