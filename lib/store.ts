@@ -14,6 +14,8 @@
  * | ["mcp_session", sha256(id)]           | aggregate /mcp legacy session (lib/mcp/aggregate/session.ts) | 24 h |
  * | ["cimd", clientIdUrl]                 | validated metadata document (lib/oauth/client_id_metadata.ts) | Cache-Control, 60 s–24 h |
  * | ["rate", bucket, subject, window]     | count (Deno.KvU64)    | the window              |
+ * | ["list_cache", backend, kind]        | {@linkcode ListCacheMeta}: a backend's cached tool or prompt list (lib/mcp/aggregate/list_cache.ts) | `catalog.cacheTtlSeconds` |
+ * | ["list_cache_part", backend, kind, generation, i] | one ≤ 30 000-character slice of that list's JSON | as its meta |
  * | ["secret", "request_state_key"]       | 32 random bytes: AES-GCM key of relayed `requestState`s (lib/mcp/aggregate/request_state.ts; the one secret kept in the clear, because it must be used, not compared) | none |
  *
  * Every expiring record stores `expiresAt` (ms since epoch) and is checked on read: `expireIn`
@@ -79,6 +81,8 @@ export interface GrantRecord {
   resource: string;
   createdAt: number;
   expiresAt: number;
+  /** Per-user tool globs from the access rules (issue 10); absent = no narrowing. */
+  tools?: string[];
 }
 
 /** An access or refresh token, keyed by its hash. */
@@ -91,6 +95,8 @@ export interface TokenRecord {
   expiresAt: number;
   /** Refresh tokens only: set once the token was rotated; presenting it again revokes the grant. */
   rotatedAt?: number;
+  /** Per-user tool globs over the names clients see on `/mcp` (copied from the grant). */
+  tools?: string[];
 }
 
 /** A legacy MCP session id bound to the principal that opened it. */
@@ -125,6 +131,32 @@ export const sessionKey = (backend: string, sessionHash: string): Deno.KvKey => 
   backend,
   sessionHash,
 ];
+
+/** What a backend's cached list kind is. */
+export type ListCacheKind = "tools" | "prompts";
+
+/** Head of a cached backend list; the list's JSON is in `parts` slices of one generation. */
+export interface ListCacheMeta {
+  /** SHA-256 prefix of the backend URL the list came from (a changed URL misses). */
+  source: string;
+  generation: string;
+  parts: number;
+  expiresAt: number;
+}
+
+/** Key of a backend's cached list. */
+export const listCacheKey = (backend: string, kind: ListCacheKind): Deno.KvKey => [
+  "list_cache",
+  backend,
+  kind,
+];
+/** Key of one slice of a cached list. */
+export const listCachePartKey = (
+  backend: string,
+  kind: ListCacheKind,
+  generation: string,
+  i: number,
+): Deno.KvKey => ["list_cache_part", backend, kind, generation, i];
 
 /** Reads a record and returns it only if it has not expired (`expiresAt` checked on read). */
 export async function getLive<T extends { expiresAt: number }>(

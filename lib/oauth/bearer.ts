@@ -33,6 +33,11 @@ export interface Principal {
   scope: string;
   /** Audience of the token (the resource URL it was issued for). */
   audience: string;
+  /**
+   * Per-user tool globs over the names clients see on `/mcp` (`"docs__*"`), copied from the token
+   * record; undefined = no narrowing (API keys, external JWTs, users who may use every tool).
+   */
+  tools?: string[];
 }
 
 /** Looks up an access token (through the per-isolate cache) and checks its expiry. */
@@ -149,6 +154,7 @@ export async function authenticate(
       grantId: record.grantId,
       scope: record.scope,
       audience: record.resource,
+      ...(record.tools ? { tools: record.tools } : {}),
     };
   } else {
     const external = await verifyExternalJwt(deps, token, resource);

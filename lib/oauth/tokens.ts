@@ -50,7 +50,7 @@ export function tokenResponseBody(t: MintedTokens): Record<string, unknown> {
 export async function mintTokens(
   deps: Deps,
   op: Deno.AtomicOperation,
-  grant: Pick<GrantRecord, "grantId" | "clientId" | "scope" | "resource">,
+  grant: Pick<GrantRecord, "grantId" | "clientId" | "scope" | "resource" | "tools">,
   narrowed: { resource?: string; scope?: string } = {},
 ): Promise<MintedTokens> {
   const accessResource = narrowed.resource ?? grant.resource;
@@ -64,7 +64,11 @@ export async function mintTokens(
   ]);
   const accessExpiresAt = now + deps.config.accessTokenTtlSeconds * 1000;
   const refreshExpiresAt = now + deps.config.refreshTokenTtlSeconds * 1000;
-  const base = { grantId: grant.grantId, clientId: grant.clientId };
+  const base = {
+    grantId: grant.grantId,
+    clientId: grant.clientId,
+    ...(grant.tools ? { tools: grant.tools } : {}),
+  };
   const access: TokenRecord = {
     ...base,
     scope: accessScope,

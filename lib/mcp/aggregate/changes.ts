@@ -18,9 +18,13 @@ export interface ChangeListener {
   close: () => void;
 }
 
+/** Hears every backend list change at once, with the backend's name (caches). */
+export type BackendChangeWatcher = (backend: string, kind: ListKind) => void;
+
 /** Debounced fan-out of backend list changes to the open change streams. */
 export class ChangeHub {
   #listeners = new Set<ChangeListener>();
+  #watchers = new Set<BackendChangeWatcher>();
   #pending = new Set<ListKind>();
   #timer: ReturnType<typeof setTimeout> | undefined;
   #debounceMs: number;
@@ -29,8 +33,12 @@ export class ChangeHub {
     this.#debounceMs = debounceMs;
   }
 
-  /** Records a change of `kind`; listeners hear of it once the debounce window ends. */
-  publish(kind: ListKind): void {
+  /**
+   * Records a change of `kind` (from `backend`, when known): watchers hear of it at once,
+   * listeners once the debounce window ends.
+   */
+  publish(kind: ListKind, backend?: string): void {
+    if (backend !== undefined) { for (const w of this.#watchers) w(backend, kind); }
     this.#pending.add(kind);
     this.#timer ??= setTimeout(() => this.#flush(), this.#debounceMs);
   }
@@ -41,11 +49,18 @@ export class ChangeHub {
     return () => void this.#listeners.delete(listener);
   }
 
+  /** Registers a watcher of every change (not debounced); returns its unsubscribe function. */
+  watchBackends(watcher: BackendChangeWatcher): () => void {
+    this.#watchers.add(watcher);
+    return () => void this.#watchers.delete(watcher);
+  }
+
   /** Ends every stream and drops pending changes (shutdown, tests). */
   close(): void {
     clearTimeout(this.#timer);
     this.#timer = undefined;
     this.#pending.clear();
+    this.#watchers.clear();
     for (const l of [...this.#listeners]) l.close();
     this.#listeners.clear();
   }

@@ -31,6 +31,8 @@ import { jsonResponse, mediaType, readBodyText } from "../../infra/http.ts";
 import { aggregateResource, backendScope, scopeCoversBackend } from "../../oauth/resources.ts";
 import { splitName } from "./naming.ts";
 import { cancelKey, CancelRegistry } from "./cancel.ts";
+import { CALL_TOOL } from "./catalog.ts";
+import { LIST_CACHE_CHANNEL, ListCache } from "./list_cache.ts";
 import { legacyChangeStream } from "./changes.ts";
 import { fastToolCall, isFastLegacyCall } from "./fast_call.ts";
 import { backendPool, closeBackendPool } from "./pool.ts";
@@ -46,6 +48,8 @@ export const MAX_BODY_BYTES = 4 * 1024 * 1024;
 
 interface Handlers {
   cancels: CancelRegistry;
+  lists: ListCache;
+  listsChannel: BroadcastChannel;
   modern: McpHttpHandler;
   legacy: (
     request: Request,
@@ -59,6 +63,14 @@ function handlersFor(deps: Deps): Handlers {
   let h = handlers.get(deps.kv);
   if (h) return h;
   const cancels = new CancelRegistry(new BroadcastChannel(CANCEL_CHANNEL));
+  const listsChannel = new BroadcastChannel(LIST_CACHE_CHANNEL);
+  const lists = new ListCache({
+    kv: deps.kv,
+    now: () => deps.now(),
+    ttlMs: deps.config.catalog.cacheTtlSeconds * 1000,
+    log: deps.log,
+    channel: listsChannel,
+  });
   const env = {
     serverName: deps.config.serverName,
     pool: backendPool(deps),
@@ -66,7 +78,13 @@ function handlersFor(deps: Deps): Handlers {
     cancels,
     kv: deps.kv,
     now: () => deps.now(),
+    lists,
+    catalog: deps.config.catalog,
   };
+  // A backend's list_changed drops its cached list at once (list_cache.ts).
+  env.pool.changes.watchBackends((backend, kind) => {
+    if (kind !== "resources") lists.invalidate(backend, kind);
+  });
   const factory = (ctx: McpRequestContext) => {
     const extra = (ctx.authInfo?.extra ?? {}) as { request?: AggregateRequest };
     return createAggregateServer(env, extra.request ?? { backends: [] });
@@ -84,6 +102,8 @@ function handlersFor(deps: Deps): Handlers {
   });
   h = {
     cancels,
+    lists,
+    listsChannel,
     modern: createMcpHandler(factory, {
       legacy: "reject",
       onerror,
@@ -101,6 +121,8 @@ export async function closeAggregate(deps: Deps): Promise<void> {
   handlers.delete(deps.kv);
   await h?.modern.close();
   h?.cancels.close();
+  await h?.lists.close();
+  h?.listsChannel.close();
   await closeBackendPool(deps);
 }
 
@@ -121,6 +143,11 @@ export function routedBackend(message: unknown): string | undefined {
   if (!params || typeof params !== "object") return undefined;
   switch (method) {
     case "tools/call":
+      // call_tool (tool search) routes to the tool it names, with the same scope rule.
+      if (params.name === CALL_TOOL && typeof params.arguments?.name === "string") {
+        return splitName(params.arguments.name)?.backend;
+      }
+      return typeof params.name === "string" ? splitName(params.name)?.backend : undefined;
     case "prompts/get":
       return typeof params.name === "string" ? splitName(params.name)?.backend : undefined;
     case "resources/read":
@@ -211,9 +238,19 @@ export async function serveAggregate(
     : undefined;
   // Legacy clients send no Mcp-Name header: log the tool from the body (never its arguments).
   if (logFields && single?.method === "tools/call" && typeof single.params?.name === "string") {
-    logFields.tool = single.params.name.slice(0, 100);
+    const inner = single.params.arguments?.name;
+    const viaSearch = single.params.name === CALL_TOOL && typeof inner === "string";
+    logFields.tool = (viaSearch ? inner : single.params.name).slice(0, 100);
+    if (viaSearch) logFields.via = CALL_TOOL;
   }
-  const fastCall = { deps, pool: backendPool(deps), allowed, principalId: principal.id, logFields };
+  const fastCall = {
+    deps,
+    pool: backendPool(deps),
+    allowed,
+    principalId: principal.id,
+    tools: principal.tools,
+    logFields,
+  };
   if (single?.method === "tools/call") {
     // A call to a known modern backend skips both SDKs (fast_call.ts); else undefined. A legacy
     // one has its session checked first, as below (same answers, before any SDK work).
@@ -239,6 +276,7 @@ export async function serveAggregate(
     backends: allowed,
     method: typeof single?.method === "string" ? single.method : undefined,
     principalId: principal.id,
+    tools: principal.tools,
   };
   const authInfo = {
     token: "",
