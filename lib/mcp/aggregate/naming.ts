@@ -40,14 +40,16 @@ export function looksShortened(name: string): boolean {
   return SHORTENED_SUFFIX.test(name);
 }
 
-/** `b__name` when it is valid and not reserved, else `null`. */
+/** `b__name` when it is valid (a non-empty name) and not reserved, else `null`. */
 export function plainName(
   backend: string,
   name: string,
   reserved?: ReadonlySet<string>,
 ): string | null {
   const full = `${backend}${SEPARATOR}${name}`;
-  if (!EXPOSED_NAME.test(full) || looksShortened(name) || reserved?.has(name)) return null;
+  if (name === "" || !EXPOSED_NAME.test(full) || looksShortened(name) || reserved?.has(name)) {
+    return null;
+  }
   return full;
 }
 
