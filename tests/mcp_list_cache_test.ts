@@ -6,7 +6,7 @@
  * backend's list_changed (MCP 2025-11-25 Server/Tools §List Changed Notification) drops the list
  * everywhere.
  */
-import { assert, assertEquals } from "./_assert.ts";
+import { assertEquals } from "./_assert.ts";
 import { Client, StreamableHTTPClientTransport } from "@modelcontextprotocol/client";
 import type { McpServer as V1McpServer } from "@modelcontextprotocol/sdk/server/mcp.js";
 import { closeAggregate } from "../lib/mcp/aggregate/handler.ts";
