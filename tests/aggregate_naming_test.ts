@@ -1,5 +1,6 @@
 import { assert, assertEquals, assertMatch } from "./_assert.ts";
 import { sha256HexSync } from "../lib/infra/crypto.ts";
+import { CLASHING } from "./_names.ts";
 import {
   EXPOSED_NAME,
   exposedName,
@@ -9,12 +10,6 @@ import {
   splitName,
 } from "../lib/mcp/aggregate/naming.ts";
 import { unwrapUri, wrapContentUris, wrapUri } from "../lib/mcp/aggregate/uri.ts";
-
-/** Two names whose SHA-256 share the first 10 hex digits (found by search; a 40-bit clash). */
-export const CLASHING = [
-  "search_repositories_by_topic_language_and_star_count_variant_34615",
-  "search_repositories_by_topic_language_and_star_count_variant_971256",
-] as const;
 
 Deno.test("aggregate naming", async (t) => {
   await t.step("names are always prefixed backend__name", () => {

@@ -121,7 +121,7 @@ function curate<T extends { name: string }>(
   const out: CatalogItem<T>[] = [];
   for (const { t, exposed } of named) {
     if (count.get(exposed)! > 1) {
-      const key = `${backend.name}\n${kind}\n${exposed}`;
+      const key = `${backend.name}\n${kind}\n${t.name}`;
       if (!warned.has(key)) {
         warned.add(key);
         log({
