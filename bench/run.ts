@@ -186,7 +186,9 @@ async function listCacheSection(slowUrl: string): Promise<void> {
     raw.listCache = { steadyP50Ms: steady, steadyMaxMs: p99s, coldFirstListMs: cold };
     notes.push(
       "Section 7: p99 of the steady rows is the median over rounds of each round's slowest of " +
-        "15 lists; the cold rows show the median and the slowest first list after a restart.",
+        "15 lists; the cold rows show the median and the slowest first list after a restart. " +
+        "Both cold rows also pay the first run of the list code in a fresh process; their " +
+        "difference is what the list in KV saves (connecting and listing every backend).",
     );
   } catch (e) {
     unavailable(S7, what, reasonOf((e as Error).message, "/mcp tools/list"));
