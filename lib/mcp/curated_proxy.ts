@@ -103,6 +103,7 @@ export async function curatePost(
     body,
     respond: (status, relayed, resBody) => {
       if (refusals.length > 0 && (status === 202 || resBody === null)) {
+        resBody?.cancel().catch(() => {});
         return jsonResponse(refusals, 200, relayed.filter(([h]) => h !== "content-type"));
       }
       if (lists.size === 0 && refusals.length === 0) return relay(status, relayed, resBody);

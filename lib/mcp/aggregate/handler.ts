@@ -23,6 +23,7 @@ import {
   type McpHttpHandler,
   type McpRequestContext,
 } from "@modelcontextprotocol/server";
+import { AsyncLocalStorage } from "node:async_hooks";
 import type { Principal } from "../../oauth/bearer.ts";
 import { bearerChallenge } from "../../oauth/bearer.ts";
 import type { BackendConfig } from "../../config.ts";
@@ -33,12 +34,16 @@ import { splitName } from "./naming.ts";
 import { cancelKey, CancelRegistry } from "./cancel.ts";
 import { CALL_TOOL } from "./catalog.ts";
 import { LIST_CACHE_CHANNEL, ListCache } from "./list_cache.ts";
-import { legacyChangeStream } from "./changes.ts";
+import { legacyChangeStream, ScopedListenBus } from "./changes.ts";
 import { fastToolCall, isFastLegacyCall } from "./fast_call.ts";
 import { backendPool, closeBackendPool } from "./pool.ts";
+import { openCappedStream } from "../stream_limits.ts";
 import { type AggregateRequest, createAggregateServer } from "./server.ts";
 import { endSession, loadSessionCached, openSession, type ValidatedSession } from "./session.ts";
 import { unwrapUri } from "./uri.ts";
+
+/** The backends a modern request's token covers, while the SDK serves it (listen streams). */
+const listenScope = new AsyncLocalStorage<ReadonlySet<string>>();
 
 /** BroadcastChannel carrying legacy cancellations between isolates. */
 export const CANCEL_CHANNEL = "gateway-mcp-cancel";
@@ -91,20 +96,15 @@ function handlersFor(deps: Deps): Handlers {
   };
   const onerror = (error: Error) =>
     deps.log({ level: "warn", event: "mcp_error", error: error.message.slice(0, 200) });
-  // Modern clients hear of list changes on their subscriptions/listen streams (SDK listen router).
-  env.pool.changes.subscribe({
-    change: (kinds) => {
-      if (kinds.has("tools")) h?.modern.notify.toolsChanged();
-      if (kinds.has("prompts")) h?.modern.notify.promptsChanged();
-      if (kinds.has("resources")) h?.modern.notify.resourcesChanged();
-    },
-    close: () => {},
-  });
+  // Modern clients hear of list changes on their subscriptions/listen streams (SDK listen
+  // router), each only of the backends its token covers (the scope the request runs in).
+  const bus = new ScopedListenBus(env.pool.changes, () => listenScope.getStore());
   h = {
     cancels,
     lists,
     listsChannel,
     modern: createMcpHandler(factory, {
+      bus,
       legacy: "reject",
       onerror,
       maxRequestBodySize: MAX_BODY_BYTES,
@@ -287,8 +287,12 @@ export async function serveAggregate(
   const h = handlersFor(deps);
   const legacy = await isLegacyRequest(request, parsed, { maxRequestBodySize: MAX_BODY_BYTES });
   if (!legacy) {
-    if (aggregateRequest.method === "subscriptions/listen") connectAll(deps, allowed);
-    return await h.modern.fetch(request, { parsedBody: parsed, authInfo });
+    const scope = new Set(allowed.map((b) => b.name));
+    const serve = () =>
+      listenScope.run(scope, () => h.modern.fetch(request, { parsedBody: parsed, authInfo }));
+    if (aggregateRequest.method !== "subscriptions/listen") return await serve();
+    connectAll(deps, allowed);
+    return await openCappedStream(deps, principal.id, undefined, serve);
   }
 
   if (req.method === "POST" && single?.method === "initialize") {
@@ -297,6 +301,7 @@ export async function serveAggregate(
     const sessionId = await openSession(deps, principal.id, {
       protocolVersion: String(single.params?.protocolVersion ?? ""),
       clientCapabilities: single.params?.capabilities ?? {},
+      user: principal.user,
     });
     const headers = new Headers(res.headers);
     headers.set("mcp-session-id", sessionId);
@@ -312,8 +317,11 @@ export async function serveAggregate(
     if (!(req.headers.get("accept") ?? "").includes("text/event-stream")) {
       return rpcError(406, -32000, "Not Acceptable: the client must accept text/event-stream");
     }
-    connectAll(deps, allowed);
-    return legacyChangeStream(backendPool(deps).changes);
+    return await openCappedStream(deps, principal.id, `mcp ${session.hash}`, () => {
+      connectAll(deps, allowed);
+      const scope = new Set(allowed.map((b) => b.name));
+      return Promise.resolve(legacyChangeStream(backendPool(deps).changes, scope));
+    });
   }
   const sessionHash = session.hash;
   aggregateRequest.sessionHash = sessionHash;
