@@ -11,7 +11,8 @@
  * | ["refresh", sha256(token)]            | {@linkcode TokenRecord}   | refresh-token lifetime |
  * | ["grant_token", grantId, kind, hash]  | expiresAt (number)    | as the token            |
  * | ["session", backend, sha256(id)]      | {@linkcode SessionRecord} | 24 h                |
- * | ["mcp_session", sha256(id)]           | aggregate /mcp legacy session (lib/mcp/aggregate/session.ts) | 24 h |
+ * | ["mcp_session", sha256(id)]           | aggregate /mcp legacy session, with its log level (lib/mcp/aggregate/session.ts) | 24 h |
+ * | ["mcp_sub", sha256(session id), uri]  | { expiresAt }: a legacy session's resource subscription to gateway URI `uri` (lib/mcp/aggregate/subscriptions.ts) | as the session |
  * | ["cimd", clientIdUrl]                 | validated metadata document (lib/oauth/client_id_metadata.ts) | Cache-Control, 60 s–24 h |
  * | ["rate", bucket, subject, window]     | count (Deno.KvU64)    | the window              |
  * | ["secret", "request_state_key"]       | 32 random bytes: AES-GCM key of relayed `requestState`s (lib/mcp/aggregate/request_state.ts; the one secret kept in the clear, because it must be used, not compared) | none |
