@@ -21,11 +21,19 @@ import * as authorize from "./routes/authorize.ts";
 import * as authorizeDecision from "./routes/authorize_decision.ts";
 import * as health from "./routes/health.ts";
 import * as healthz from "./routes/healthz.ts";
+import * as home from "./routes/home.ts";
 import * as mcpBackend from "./routes/mcp_backend.ts";
 import * as protectedResource from "./routes/protected_resource.ts";
 import * as register from "./routes/register.ts";
+import * as login from "./routes/login.ts";
+import * as loginCallback from "./routes/login_callback.ts";
 import * as revoke from "./routes/revoke.ts";
+import * as signIn from "./routes/sign_in.ts";
+import * as signInPassword from "./routes/sign_in_password.ts";
+import * as signOut from "./routes/sign_out.ts";
 import * as token from "./routes/token.ts";
+import { printBanner, startFacts } from "./lib/startup/banner.ts";
+import { exitOnStartupError } from "./lib/startup/errors.ts";
 
 /** A route handler: reads its input, calls `lib/`, renders a response. */
 export type Handler = (req: Request, ctx: RouteContext) => Response | Promise<Response>;
@@ -57,6 +65,7 @@ const MCP_METHODS = ["GET", "POST", "DELETE"];
 
 /** The gateway's routes, matched in order. */
 export const routes: Route[] = [
+  { name: "home", pattern: p("/"), method: "GET", handler: home.handler },
   { name: "healthz", pattern: p("/healthz"), method: "GET", handler: healthz.handler },
   { name: "health", pattern: p("/health"), method: "GET", handler: health.handler, cors: true },
   {
@@ -101,6 +110,21 @@ export const routes: Route[] = [
     method: "POST",
     handler: authorizeDecision.handler,
   },
+  { name: "sign_in", pattern: p("/login"), method: "GET", handler: signIn.handler },
+  {
+    name: "sign_in_password",
+    pattern: p("/login"),
+    method: "POST",
+    handler: signInPassword.handler,
+  },
+  { name: "login", pattern: p("/login/:provider"), method: "GET", handler: login.handler },
+  {
+    name: "login_callback",
+    pattern: p("/login/:provider/callback"),
+    method: "GET",
+    handler: loginCallback.handler,
+  },
+  { name: "sign_out", pattern: p("/logout"), method: "POST", handler: signOut.handler },
   { name: "token", pattern: p("/token"), method: "POST", handler: token.handler, cors: true },
   { name: "revoke", pattern: p("/revoke"), method: "POST", handler: revoke.handler, cors: true },
   {
@@ -231,7 +255,10 @@ export function createHandler(
         const ctx: RouteContext = {
           ...deps,
           params: { ...params.get(route) },
-          clientIp: clientIp(req.headers, deps.config.clientIpHeader, remote),
+          clientIp: clientIp(req.headers, {
+            header: deps.config.clientIpHeader,
+            hops: deps.config.clientIpHeaderHops,
+          }, remote),
           logFields,
         };
         if (route.mcp) {
@@ -269,6 +296,13 @@ export function createHandler(
 if (import.meta.main) {
   // `--default-kv-path=<file>` (deno task dev): the KV file when KV_PATH is unset.
   const defaultKvPath = Deno.args.find((a) => a.startsWith("--default-kv-path="))?.slice(18);
-  const deps = await loadDeps(defaultKvPath);
-  Deno.serve({ port: deps.settings.port }, createHandler(deps));
+  // A bad config or variable: one line per problem on stderr, exit code 1, no stack trace.
+  const deps = await loadDeps(defaultKvPath).catch(exitOnStartupError);
+  Deno.serve({
+    port: deps.settings.port,
+    onListen: (addr) => {
+      const env = (name: string) => Deno.env.get(name);
+      void printBanner(deps, startFacts(addr, env, defaultKvPath));
+    },
+  }, createHandler(deps));
 }

@@ -13,13 +13,69 @@
  * | ["session", backend, sha256(id)]      | {@linkcode SessionRecord} | 24 h                |
  * | ["mcp_session", sha256(id)]           | aggregate /mcp legacy session, with its log level (lib/mcp/aggregate/session.ts) | 24 h |
  * | ["mcp_sub", sha256(session id), uri]  | { expiresAt }: a legacy session's resource subscription to gateway URI `uri` (lib/mcp/aggregate/subscriptions.ts) | as the session |
- * | ["cimd", clientIdUrl]                 | validated metadata document (lib/oauth/client_id_metadata.ts) | Cache-Control, 60 s–24 h |
- * | ["rate", bucket, subject, window]     | count (Deno.KvU64)    | the window              |
+ * | ["cimd", clientIdUrl]                 | validated metadata document, written only once a code was issued to its client (lib/oauth/client_id_metadata.ts) | Cache-Control, 60 s–24 h |
+ * | ["rate", bucket, subject, window]     | count (Deno.KvU64); buckets: `register`, `authorize`, `login`, `token_ip`, `revoke_ip` (per IP, IPv6 /64), `token` (successes per client), `token_fail` ("clientId ip"), `health` (per principal), `cimd_fetch_host`, `cimd_fetch`, `mcp`, `guess:<secret>:subject_ip` / `:ip` / `:global` (lib/infra/guess_limit.ts) | the window |
+ * | ["user", sub]                         | {@linkcode UserRecord}    | none (upserted at every sign-in) |
+ * | ["user_grant", sub, grantId]          | createdAt (number): index from a user to their grants, written with the grant | as the grant |
+ * | ["browser_session", sha256(id)]       | {@linkcode BrowserSessionRecord} (lib/identity/browser_session.ts) | 12 h |
+ * | ["login_flow", sha256(state)]         | {@linkcode LoginFlowRecord}: a sign-in at an identity provider in progress (lib/identity/login_flow.ts) | 10 min, single use |
  * | ["secret", "request_state_key"]       | 32 random bytes: AES-GCM key of relayed `requestState`s (lib/mcp/aggregate/request_state.ts; the one secret kept in the clear, because it must be used, not compared) | none |
  *
  * Every expiring record stores `expiresAt` (ms since epoch) and is checked on read: `expireIn`
  * is only a clean-up hint (Deno KV may keep a key past it).
  */
+
+/** A person signed in through an identity provider or the built-in owner password. */
+export interface UserRef {
+  /** "{providerId}:{subject}" (e.g. "corp:248289761001", "github:583231"); "owner" for the owner password. */
+  sub: string;
+  /** Verified email only (OIDC `email_verified: true`, GitHub primary and verified). */
+  email?: string;
+  /** GitHub login / OIDC `preferred_username`. */
+  login?: string;
+  name?: string;
+}
+
+/**
+ * A user as last seen at sign-in. `groups` and `githubOrgs` are the facts the access rules
+ * match besides the email and login: kept so that access can be re-checked at every refresh.
+ */
+export interface UserRecord extends UserRef {
+  admin: boolean;
+  firstSeenAt: number;
+  lastSeenAt: number;
+  /** OIDC providers with `groupsClaim`: the groups (of those the rules name) at the last sign-in. */
+  groups?: string[];
+  /** GitHub providers: the organizations of `githubOrgs` rules the user was an active member of. */
+  githubOrgs?: string[];
+}
+
+/** A signed-in browser (the `__Host-gw_session` cookie holds the clear id). */
+export interface BrowserSessionRecord {
+  user: UserRef;
+  /** The identity provider id, or "owner". */
+  providerId: string;
+  groups?: string[];
+  githubOrgs?: string[];
+  /** Owner sessions: SHA-256 of the session id and the owner password (a new password ends them). */
+  ownerCheck?: string;
+  createdAt: number;
+  expiresAt: number;
+}
+
+/** A sign-in at an identity provider in progress, keyed by the hash of its `state`. */
+export interface LoginFlowRecord {
+  providerId: string;
+  /** The pending authorization request (`["authz", requestId]`) the sign-in continues. */
+  requestId?: string;
+  /** Same-origin path to return to when there is no pending authorization request. */
+  returnTo?: string;
+  /** S256 of the PKCE verifier, whose clear value is the flow's browser cookie (RFC 7636). */
+  codeChallenge: string;
+  /** SHA-256 of the OIDC `nonce` (OpenID Connect Core §3.1.2.1). */
+  nonceHash?: string;
+  expiresAt: number;
+}
 
 /** A registered OAuth client (RFC 7591 §2). */
 export interface ClientRecord {
@@ -68,6 +124,10 @@ export interface CodeRecord {
   scope: string;
   resource: string;
   expiresAt: number;
+  /** Who approved (absent on codes issued before team sign-in). */
+  user?: UserRef;
+  /** Tool globs of the user's access rules; absent = no narrowing. */
+  tools?: string[];
   /** Set when the code was redeemed: a second redemption revokes this grant (RFC 6749 §4.1.2). */
   redeemedGrantId?: string;
 }
@@ -80,6 +140,10 @@ export interface GrantRecord {
   resource: string;
   createdAt: number;
   expiresAt: number;
+  /** Who approved; absent on grants made before team sign-in (treat as the owner). */
+  user?: UserRef;
+  /** Per-user tool globs from the access rules (issue 10); absent = no narrowing. */
+  tools?: string[];
 }
 
 /** An access or refresh token, keyed by its hash. */
@@ -90,6 +154,10 @@ export interface TokenRecord {
   /** The audience (RFC 8707): the MCP resource URL the token is for. */
   resource: string;
   expiresAt: number;
+  /** The user of the grant (absent on tokens issued before team sign-in). */
+  user?: UserRef;
+  /** The grant's tool globs; absent = no narrowing. */
+  tools?: string[];
   /** Refresh tokens only: set once the token was rotated; presenting it again revokes the grant. */
   rotatedAt?: number;
 }
@@ -126,6 +194,19 @@ export const sessionKey = (backend: string, sessionHash: string): Deno.KvKey => 
   backend,
   sessionHash,
 ];
+
+/** Key of a user record. */
+export const userKey = (sub: string): Deno.KvKey => ["user", sub];
+/** Index entry from a user to one of their grants (written in the grant's atomic commit). */
+export const userGrantKey = (sub: string, grantId: string): Deno.KvKey => [
+  "user_grant",
+  sub,
+  grantId,
+];
+/** Key of a browser sign-in session, by hash of its id. */
+export const browserSessionKey = (hash: string): Deno.KvKey => ["browser_session", hash];
+/** Key of a sign-in at an identity provider in progress, by hash of its `state`. */
+export const loginFlowKey = (stateHash: string): Deno.KvKey => ["login_flow", stateHash];
 
 /** Reads a record and returns it only if it has not expired (`expiresAt` checked on read). */
 export async function getLive<T extends { expiresAt: number }>(

@@ -1,12 +1,12 @@
 /**
  * `POST /authorize`: the consent form's target. Checks CSRF, then denies (RFC 6749 §4.1.2.1
- * `access_denied`) or checks the owner password (rate-limited, RFC 6749 §10.10) and issues a
- * code (RFC 6749 §4.1.2) with `iss` (RFC 9207).
+ * `access_denied`) or approves — as the signed-in user, or with the owner password
+ * (rate-limited, RFC 6749 §10.10) — and issues a code (RFC 6749 §4.1.2) with `iss` (RFC 9207)
+ * for the scope narrowed to what the user may use.
  */
 import {
   AuthorizePageError,
   checkCsrf,
-  checkPasswordAttempt,
   codeRedirectUrl,
   type DecisionForm,
   dropPendingConsent,
@@ -14,10 +14,10 @@ import {
   getPendingConsent,
   issueCode,
   parseDecisionForm,
-  renewCsrf,
 } from "../lib/oauth/authorization.ts";
-import { findClient } from "../lib/oauth/clients.ts";
-import { clientView, consentPageResponse, renderErrorPage } from "../lib/oauth/consent_page.ts";
+import { confirmClientUse } from "../lib/oauth/clients.ts";
+import { renderErrorPage } from "../lib/oauth/consent_page.ts";
+import { approveRequest } from "../lib/identity/authorize_sign_in.ts";
 import { csrfCookieName, serializeCookie } from "../lib/infra/cookies.ts";
 import type { RouteContext } from "../lib/deps.ts";
 import { htmlResponse, readForm } from "../lib/infra/http.ts";
@@ -26,11 +26,10 @@ import { OAuthError } from "../lib/oauth/oauth_error.ts";
 const page = (title: string, message: string, status: number, headers: HeadersInit = {}) =>
   htmlResponse(renderErrorPage(title, message), status, headers);
 
-function redirect(location: string, clearCookie: string): Response {
-  return new Response(null, {
-    status: 303,
-    headers: { location, "cache-control": "no-store", "set-cookie": clearCookie },
-  });
+function redirect(location: string, clearCookie: string, sessionCookie?: string): Response {
+  const headers = new Headers({ location, "cache-control": "no-store", "set-cookie": clearCookie });
+  if (sessionCookie) headers.append("set-cookie", sessionCookie);
+  return new Response(null, { status: 303, headers });
 }
 
 async function readDecision(req: Request): Promise<DecisionForm> {
@@ -70,28 +69,11 @@ export async function handler(req: Request, ctx: RouteContext): Promise<Response
     const denied = new OAuthError("access_denied", "the resource owner denied the request");
     return redirect(errorRedirectUrl(record.redirectUri, denied, record.state, issuer), clear);
   }
-  const attempt = await checkPasswordAttempt(ctx, record.clientId, ctx.clientIp, form.password);
-  if (attempt.result === "blocked") {
-    return page("Too many attempts", "Too many wrong passwords. Try again later.", 429, {
-      "retry-after": String(attempt.retryAfterSeconds),
-    });
-  }
-  if (attempt.result === "wrong") {
-    const csrfToken = await renewCsrf(ctx.kv, entry, now);
-    if (!csrfToken) return page("Request expired", "This authorization request was used.", 400);
-    const client = await findClient(ctx, record.clientId).catch(() => null);
-    return consentPageResponse({
-      ...clientView(client ?? { clientId: record.clientId, redirectUris: [] }),
-      redirectUri: record.redirectUri,
-      scope: record.scope,
-      resource: record.resource,
-      action: `${issuer}/authorize`,
-      requestId: form.requestId,
-      csrfToken,
-      error: "Wrong password. Try again.",
-    }, { secure, maxAgeSeconds: (record.expiresAt - now) / 1000, status: 401 });
-  }
-  const code = await issueCode(ctx.kv, entry, now);
+  const approval = await approveRequest(req, ctx, entry, form);
+  if (approval instanceof Response) return approval;
+  ctx.logFields.user = approval.user.sub;
+  const code = await issueCode(ctx.kv, entry, now, { ...approval.grant, user: approval.user });
   if (!code) return page("Request expired", "This authorization request was already used.", 400);
-  return redirect(codeRedirectUrl(record, code, issuer), clear);
+  await confirmClientUse(ctx, record.clientId);
+  return redirect(codeRedirectUrl(record, code, issuer), clear, approval.setCookie);
 }

@@ -92,8 +92,14 @@ export function limitRequestBody(req: Request, limit: number): LimitedRequest {
   return { request: new Request(req, init), overflowed: () => over };
 }
 
-/** Reads a request body as text, refusing more than `limit` bytes (without buffering more). */
-export async function readBodyText(req: Request, limit: number): Promise<string> {
+/**
+ * Reads a request (or response) body as text, refusing more than `limit` bytes (without
+ * buffering more).
+ */
+export async function readBodyText(
+  req: Pick<Request, "headers" | "body">,
+  limit: number,
+): Promise<string> {
   const declared = Number(req.headers.get("content-length") ?? "0");
   if (declared > limit) throw new BodyTooLargeError(limit);
   if (!req.body) return "";

@@ -17,7 +17,7 @@ import {
   scopeCoversBackend,
   supportedScopes,
 } from "./resources.ts";
-import { accessKey, type TokenRecord } from "../store.ts";
+import { accessKey, type TokenRecord, type UserRef } from "../store.ts";
 
 /** Who is calling an MCP route. */
 export interface Principal {
@@ -33,6 +33,10 @@ export interface Principal {
   scope: string;
   /** Audience of the token (the resource URL it was issued for). */
   audience: string;
+  /** Who the token acts for (copied from the token record); undefined for API keys and external JWTs. */
+  user?: UserRef;
+  /** Tool globs over the names exposed on `/mcp` ("docs__*"); absent = no narrowing. */
+  tools?: string[];
 }
 
 /** Looks up an access token (through the per-isolate cache) and checks its expiry. */
@@ -150,6 +154,8 @@ export async function authenticate(
       scope: record.scope,
       audience: record.resource,
     };
+    if (record.user) principal.user = record.user;
+    if (record.tools) principal.tools = record.tools;
   } else {
     const external = await verifyExternalJwt(deps, token, resource);
     if (external instanceof Response) return external;
@@ -185,6 +191,7 @@ function noteInLog(deps: Deps, principal: Principal): void {
   if (!fields) return;
   if (principal.clientId) fields.client_id = principal.clientId;
   if (principal.grantId) fields.grant_id = principal.grantId;
+  if (principal.user) fields.user = principal.user.sub;
   fields.auth = principal.kind;
 }
 

@@ -37,13 +37,24 @@ input[type=password]{width:100%;padding:10px 12px;font-size:1rem;border:1px soli
   border-radius:8px}
 input[type=password]:focus{outline:2px solid #2563eb;border-color:#2563eb}
 .buttons{display:flex;gap:12px;margin-top:20px}
+.who{background:#f0fdf4;color:#14532d;border:1px solid #bbf7d0;border-radius:8px;
+  padding:8px 12px;margin:0 0 16px}
+.providers{display:flex;flex-direction:column;gap:10px;margin:20px 0 4px}
+a.provider{display:block;text-align:center;padding:10px 16px;font-weight:600;border-radius:8px;
+  border:1px solid #2563eb;background:#2563eb;color:#fff;text-decoration:none}
+a.provider:focus-visible{outline:2px solid #1e3a8a;outline-offset:2px}
+.or{text-align:center;color:#6b7280;font-size:.85rem;margin:16px 0 0}
+form.note{margin:12px 0 0}
+button.link{flex:none;border:none;background:none;color:#2563eb;padding:0;font-size:.85rem;
+  font-weight:400;text-decoration:underline}
 button{flex:1;padding:10px 16px;font-size:1rem;font-weight:600;border-radius:8px;cursor:pointer;
   border:1px solid #d1d5db;background:#fff;color:#111827}
 button.approve{background:#2563eb;border-color:#2563eb;color:#fff}
 button:focus-visible{outline:2px solid #1e3a8a;outline-offset:2px}
 `;
 
-function layout(title: string, body: string): string {
+/** A page of the gateway: the shared layout and style around `body` (trusted HTML). */
+export function layout(title: string, body: string): string {
   return `<!doctype html>
 <html lang="en"><head><meta charset="utf-8">
 <meta name="viewport" content="width=device-width,initial-scale=1">
@@ -73,6 +84,30 @@ export interface ConsentView {
   csrfToken: string;
   /** Shown above the form (e.g. a wrong password). */
   error?: string;
+  /** The signed-in user who approves (no password asked); absent: nobody is signed in. */
+  signedIn?: SignedInView;
+  /** Nobody signed in: the identity providers' sign-in links. */
+  providers?: ProviderLink[];
+  /** Nobody signed in: whether the owner password form is offered (default true). */
+  ownerPassword?: boolean;
+}
+
+/** Who is signed in, and how to sign out (team sign-in, lib/identity/). */
+export interface SignedInView {
+  /** The account as shown: name and email, or login, or the subject. */
+  account: string;
+  /** The provider's label, or "owner password". */
+  via: string;
+  /** `POST` target of the sign-out form, and its CSRF token. */
+  signOutAction: string;
+  signOutCsrf: string;
+}
+
+/** A sign-in button of an identity provider. */
+export interface ProviderLink {
+  label: string;
+  /** `<PUBLIC_URL>/login/<providerId>?request=<requestId>` */
+  href: string;
 }
 
 /** The client part of a {@linkcode ConsentView}. */
@@ -94,6 +129,21 @@ export function clientView(
 export function redirectTarget(redirectUri: string): string {
   const url = new URL(redirectUri);
   return url.host || url.protocol;
+}
+
+/**
+ * The redirect URI in full, prominently (a scheme or host alone hides what follows, e.g.
+ * `microsoft-edge:https://evil.example/`), then what receives it: a web host, or a program on
+ * this computer for a private-use scheme (RFC 8252 §7.1).
+ */
+function redirectDetails(redirectUri: string): string {
+  const url = new URL(redirectUri);
+  const web = url.protocol === "https:" || url.protocol === "http:";
+  const target = `<b id="redirect-host">${escapeHtml(redirectTarget(redirectUri))}</b>`;
+  return `<span class="host" id="redirect-uri">${escapeHtml(redirectUri)}</span>
+<p class="uri">${
+    web ? `on the web site ${target}` : `a program on this computer that opens ${target} links`
+  }</p>`;
 }
 
 function describeScope(scope: string): string {
@@ -124,11 +174,10 @@ program yourself.</p>`
     "Authorize access",
     `<h1>Authorize <span class="client">${escapeHtml(name)}</span>?</h1>
 <p class="sub">This application asks to use your MCP gateway on your behalf.</p>
-${host}${loopback}${error}
+${host}${loopback}${error}${signedInNote(v)}
 <dl>
 <dt>After approval you will be sent to</dt>
-<dd><span class="host" id="redirect-host">${escapeHtml(redirectTarget(v.redirectUri))}</span>
-<p class="uri">${escapeHtml(v.redirectUri)}</p></dd>
+<dd>${redirectDetails(v.redirectUri)}</dd>
 <dt>Access requested</dt><dd><ul>${scopes}</ul></dd>
 <dt>Resource</dt><dd><code>${escapeHtml(v.resource)}</code></dd>
 <dt>Application</dt><dd>${escapeHtml(name)}${
@@ -138,18 +187,53 @@ ${host}${loopback}${error}
     }<span class="fine">The name is chosen by the application itself and is not verified.
 Approve only if you started this sign-in and trust where it sends you.</span></dd>
 </dl>
-<form method="post" action="${escapeHtml(v.action)}">
+${signInChoices(v)}<form method="post" action="${escapeHtml(v.action)}">
 <input type="hidden" name="request_id" value="${escapeHtml(v.requestId)}">
 <input type="hidden" name="csrf_token" value="${escapeHtml(v.csrfToken)}">
-<label for="password">Gateway owner password</label>
-<input type="password" id="password" name="password" autocomplete="current-password" required
- autofocus>
-<div class="buttons">
-<button type="submit" name="decision" value="approve" class="approve">Approve</button>
+${approveControls(v)}
 <button type="submit" name="decision" value="deny" formnovalidate>Deny</button>
 </div>
-</form>`,
+</form>${signOutForm(v)}`,
   );
+}
+
+/** Who is signed in (above the details). */
+function signedInNote(v: ConsentView): string {
+  if (!v.signedIn) return "";
+  return `<p class="who" id="signed-in">Signed in as <b>${escapeHtml(v.signedIn.account)}</b>
+<span class="note">(${escapeHtml(v.signedIn.via)})</span></p>`;
+}
+
+/** Nobody signed in: one button per identity provider, then "or" before the password form. */
+function signInChoices(v: ConsentView): string {
+  if (v.signedIn || !v.providers?.length) return "";
+  const links = v.providers.map((p) =>
+    `<a class="provider" href="${escapeHtml(p.href)}">Continue with ${escapeHtml(p.label)}</a>`
+  ).join("\n");
+  const or = v.ownerPassword === false ? "" : `<p class="or">or, as the gateway owner</p>`;
+  return `<p class="sub">Sign in to continue.</p><div class="providers">${links}</div>${or}`;
+}
+
+/** The password field and Approve (owner), Approve alone (signed in), or nothing. */
+function approveControls(v: ConsentView): string {
+  const approve =
+    `<button type="submit" name="decision" value="approve" class="approve">Approve</button>`;
+  if (v.signedIn) return `<div class="buttons">${approve}`;
+  if (v.ownerPassword === false) return `<div class="buttons">`;
+  return `<label for="password">Gateway owner password</label>
+<input type="password" id="password" name="password" autocomplete="current-password" required
+ autofocus>
+<div class="buttons">${approve}`;
+}
+
+/** "Not you? Sign out" for a signed-in user. */
+function signOutForm(v: ConsentView): string {
+  if (!v.signedIn) return "";
+  return `
+<form method="post" action="${escapeHtml(v.signedIn.signOutAction)}" class="note">Not you?
+<input type="hidden" name="csrf_token" value="${escapeHtml(v.signedIn.signOutCsrf)}">
+<input type="hidden" name="request_id" value="${escapeHtml(v.requestId)}">
+<button type="submit" class="link" id="sign-out">Sign out</button></form>`;
 }
 
 /** An error page of the authorization flow (nothing is redirected from it). */

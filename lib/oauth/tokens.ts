@@ -15,7 +15,10 @@ import {
   refreshKey,
   type TokenRecord,
   ttl,
+  userGrantKey,
+  type UserRef,
 } from "../store.ts";
+import { recheckGrant } from "../identity/users.ts";
 
 /** Prefix of access tokens (helps secret scanners; carries no information). */
 export const ACCESS_PREFIX = "gwat_";
@@ -30,6 +33,8 @@ export interface MintedTokens {
   refreshHash: string;
   expiresIn: number;
   scope: string;
+  /** The grant's user (for the log line; never in the response). */
+  user?: UserRef;
 }
 
 /** RFC 6749 §5.1 token response body. */
@@ -50,7 +55,7 @@ export function tokenResponseBody(t: MintedTokens): Record<string, unknown> {
 export async function mintTokens(
   deps: Deps,
   op: Deno.AtomicOperation,
-  grant: Pick<GrantRecord, "grantId" | "clientId" | "scope" | "resource">,
+  grant: Pick<GrantRecord, "grantId" | "clientId" | "scope" | "resource" | "user" | "tools">,
   narrowed: { resource?: string; scope?: string } = {},
 ): Promise<MintedTokens> {
   const accessResource = narrowed.resource ?? grant.resource;
@@ -64,7 +69,12 @@ export async function mintTokens(
   ]);
   const accessExpiresAt = now + deps.config.accessTokenTtlSeconds * 1000;
   const refreshExpiresAt = now + deps.config.refreshTokenTtlSeconds * 1000;
-  const base = { grantId: grant.grantId, clientId: grant.clientId };
+  const base: Pick<TokenRecord, "grantId" | "clientId" | "user" | "tools"> = {
+    grantId: grant.grantId,
+    clientId: grant.clientId,
+  };
+  if (grant.user) base.user = grant.user;
+  if (grant.tools) base.tools = grant.tools;
   const access: TokenRecord = {
     ...base,
     scope: accessScope,
@@ -92,12 +102,20 @@ export async function mintTokens(
     refreshHash,
     expiresIn: deps.config.accessTokenTtlSeconds,
     scope: accessScope,
+    ...(grant.user ? { user: grant.user } : {}),
   };
 }
 
-/** Stores a new grant record in `op` (it lives as long as its newest refresh token). */
+/**
+ * Stores a grant record in `op` (it lives as long as its newest refresh token), with the
+ * `["user_grant", sub, grantId]` index entry of its user in the same commit.
+ */
 export function putGrant(deps: Deps, op: Deno.AtomicOperation, grant: GrantRecord): void {
-  op.set(grantKey(grant.grantId), grant, { expireIn: ttl(grant.expiresAt, deps.now()) });
+  const expireIn = ttl(grant.expiresAt, deps.now());
+  op.set(grantKey(grant.grantId), grant, { expireIn });
+  if (grant.user) {
+    op.set(userGrantKey(grant.user.sub, grant.grantId), grant.createdAt, { expireIn });
+  }
 }
 
 /**
@@ -106,6 +124,8 @@ export function putGrant(deps: Deps, op: Deno.AtomicOperation, grant: GrantRecor
  */
 export async function revokeGrant(deps: Deps, grantId: string): Promise<void> {
   const keys: Deno.KvKey[] = [grantKey(grantId)];
+  const user = (await deps.kv.get<GrantRecord>(grantKey(grantId))).value?.user;
+  if (user) keys.push(userGrantKey(user.sub, grantId));
   const accessHashes: string[] = [];
   for await (const entry of deps.kv.list({ prefix: grantTokensPrefix(grantId) })) {
     const [, , kind, hash] = entry.key as [string, string, "access" | "refresh", string];
@@ -154,6 +174,7 @@ export async function rotateRefreshToken(
   if (!grant || grant.expiresAt <= now) {
     throw new OAuthError("invalid_grant", "the grant of this refresh token was revoked");
   }
+  const refreshExpiresAt = now + deps.config.refreshTokenTtlSeconds * 1000;
   if (
     resource !== undefined && !audienceCovers(grant.resource, resource, deps.settings.publicUrl)
   ) {
@@ -162,9 +183,21 @@ export async function rotateRefreshToken(
       '"resource" is outside the original grant (RFC 8707 §2.2)',
     );
   }
-  let scope = grant.scope;
+  // Issue 8 §7: access is re-checked against the current rules at every refresh.
+  const allowed = await recheckGrant(deps, grant);
+  if (!allowed) {
+    await revokeGrant(deps, grant.grantId);
+    throw new OAuthError(
+      "invalid_grant",
+      "the user of this grant no longer has access to this gateway; the grant has been revoked",
+    );
+  }
+  const current: GrantRecord = { ...grant, scope: allowed.scope, expiresAt: refreshExpiresAt };
+  if (allowed.tools) current.tools = allowed.tools;
+  else delete current.tools;
+  let scope = current.scope;
   if (narrowScope !== undefined) {
-    const granted = new Set(grant.scope.split(" "));
+    const granted = new Set(current.scope.split(" "));
     const asked = narrowScope.split(" ").filter((s) => s && s !== "offline_access");
     if (asked.length === 0 || asked.some((s) => !granted.has(s))) {
       throw new OAuthError(
@@ -174,15 +207,12 @@ export async function rotateRefreshToken(
     }
     scope = [...new Set(asked)].join(" ");
   }
-  const refreshExpiresAt = now + deps.config.refreshTokenTtlSeconds * 1000;
   const op = deps.kv.atomic()
     .check(entry)
     .check(grantEntry)
-    .set(refreshKey(hash), { ...record, rotatedAt: now }, { expireIn: ttl(record.expiresAt, now) })
-    .set(grantKey(grant.grantId), { ...grant, expiresAt: refreshExpiresAt }, {
-      expireIn: ttl(refreshExpiresAt, now),
-    });
-  const minted = await mintTokens(deps, op, grant, { resource, scope });
+    .set(refreshKey(hash), { ...record, rotatedAt: now }, { expireIn: ttl(record.expiresAt, now) });
+  putGrant(deps, op, current);
+  const minted = await mintTokens(deps, op, current, { resource, scope });
   if (!(await op.commit()).ok) {
     throw new OAuthError("invalid_grant", "refresh token was used concurrently; try again");
   }

@@ -24,6 +24,7 @@
  * (log_relay.ts).
  */
 import { AsyncLocalStorage } from "node:async_hooks";
+import { releaseWhenClosed } from "../stream_limits.ts";
 import type { Hold } from "./fanout.ts";
 
 /** Where a backend's call-related traffic goes: the end client's side of one routed call. */
@@ -102,11 +103,12 @@ export class CallTap {
         end();
         return res;
       }
-      return new Response(whenDone(res.body.pipeThrough(this.#tap(relay)), end), {
+      const tapped = new Response(res.body.pipeThrough(this.#tap(relay)), {
         status: res.status,
         statusText: res.statusText,
         headers: res.headers,
       });
+      return releaseWhenClosed(tapped, end);
     };
   }
 
@@ -159,34 +161,4 @@ export class CallTap {
       },
     });
   }
-}
-
-/** `body`, calling `done` once when it ends, fails or is cancelled. */
-export function whenDone(
-  body: ReadableStream<Uint8Array>,
-  done: () => void,
-): ReadableStream<Uint8Array> {
-  const reader = body.getReader();
-  let called = false;
-  const once = () => {
-    if (!called) (called = true, done());
-  };
-  return new ReadableStream<Uint8Array>({
-    async pull(controller) {
-      try {
-        const { done: end, value } = await reader.read();
-        if (end) {
-          once();
-          controller.close();
-        } else controller.enqueue(value);
-      } catch (error) {
-        once();
-        controller.error(error);
-      }
-    },
-    cancel(reason) {
-      once();
-      return reader.cancel(reason);
-    },
-  });
 }

@@ -28,6 +28,7 @@ import {
   type McpHttpHandler,
   type McpRequestContext,
 } from "@modelcontextprotocol/server";
+import { AsyncLocalStorage } from "node:async_hooks";
 import type { Principal } from "../../oauth/bearer.ts";
 import { bearerChallenge } from "../../oauth/bearer.ts";
 import type { BackendConfig } from "../../config.ts";
@@ -35,16 +36,19 @@ import type { Deps } from "../../deps.ts";
 import { jsonResponse, mediaType, readBodyText } from "../../infra/http.ts";
 import { aggregateResource, backendScope, scopeCoversBackend } from "../../oauth/resources.ts";
 import { splitName } from "./naming.ts";
-import { whenDone } from "./call_relay.ts";
 import { cancelKey, CancelRegistry } from "./cancel.ts";
-import { legacyChangeStream } from "./changes.ts";
+import { legacyChangeStream, ScopedListenBus } from "./changes.ts";
 import { fastToolCall, isFastLegacyCall } from "./fast_call.ts";
 import { answerKey, clientAnswersOf, lacksCapability } from "./input_relay.ts";
 import { backendPool, closeBackendPool } from "./pool.ts";
 import { RelayHub } from "./relay_hub.ts";
+import { openCappedStream, releaseWhenClosed } from "../stream_limits.ts";
 import { type AggregateRequest, createAggregateServer } from "./server.ts";
 import { endSession, loadSessionCached, openSession, type ValidatedSession } from "./session.ts";
 import { unwrapUri } from "./uri.ts";
+
+/** The backends a modern request's token covers, while the SDK serves it (listen streams). */
+const listenScope = new AsyncLocalStorage<ReadonlySet<string>>();
 
 /** BroadcastChannel carrying legacy cancellations between isolates. */
 export const CANCEL_CHANNEL = "gateway-mcp-cancel";
@@ -86,19 +90,14 @@ function handlersFor(deps: Deps): Handlers {
   };
   const onerror = (error: Error) =>
     deps.log({ level: "warn", event: "mcp_error", error: error.message.slice(0, 200) });
-  // Modern clients hear of list changes on their subscriptions/listen streams (SDK listen router).
-  env.pool.changes.subscribe({
-    change: (kinds) => {
-      if (kinds.has("tools")) h?.modern.notify.toolsChanged();
-      if (kinds.has("prompts")) h?.modern.notify.promptsChanged();
-      if (kinds.has("resources")) h?.modern.notify.resourcesChanged();
-    },
-    close: () => {},
-  });
+  // Modern clients hear of list changes on their subscriptions/listen streams (SDK listen
+  // router), each only of the backends its token covers (the scope the request runs in).
+  const bus = new ScopedListenBus(env.pool.changes, () => listenScope.getStore());
   h = {
     cancels,
     relay,
     modern: createMcpHandler(factory, {
+      bus,
       legacy: "reject",
       onerror,
       maxRequestBodySize: MAX_BODY_BYTES,
@@ -290,14 +289,21 @@ export async function serveAggregate(
   const h = handlersFor(deps);
   const legacy = await isLegacyRequest(request, parsed, { maxRequestBodySize: MAX_BODY_BYTES });
   if (!legacy) {
-    if (aggregateRequest.method !== "subscriptions/listen") {
-      return await h.modern.fetch(request, { parsedBody: parsed, authInfo });
-    }
+    const scope = new Set(allowed.map((b) => b.name));
+    const serve = () =>
+      listenScope.run(scope, () => h.modern.fetch(request, { parsedBody: parsed, authInfo }));
+    if (aggregateRequest.method !== "subscriptions/listen") return await serve();
     connectAll(deps, allowed);
-    // The resource URIs of the filter are held at their backends while the stream is open.
-    const release = h.relay.subscriptions.listen(listenedUris(single));
-    const res = await h.modern.fetch(request, { parsedBody: parsed, authInfo });
-    return res.body ? new Response(whenDone(res.body, release), res) : (release(), res);
+    return await openCappedStream(deps, principal.id, undefined, async () => {
+      // The resource URIs of the filter are held at their backends while the stream is open.
+      const release = h.relay.subscriptions.listen(listenedUris(single));
+      try {
+        return releaseWhenClosed(await serve(), release);
+      } catch (error) {
+        release();
+        throw error;
+      }
+    });
   }
 
   if (req.method === "POST" && single?.method === "initialize") {
@@ -306,6 +312,7 @@ export async function serveAggregate(
     const sessionId = await openSession(deps, principal.id, {
       protocolVersion: String(single.params?.protocolVersion ?? ""),
       clientCapabilities: single.params?.capabilities ?? {},
+      user: principal.user,
     });
     const headers = new Headers(res.headers);
     headers.set("mcp-session-id", sessionId);
@@ -328,13 +335,18 @@ export async function serveAggregate(
     if (!(req.headers.get("accept") ?? "").includes("text/event-stream")) {
       return rpcError(406, -32000, "Not Acceptable: the client must accept text/event-stream");
     }
-    connectAll(deps, allowed);
-    const names = allowed.map((b) => b.name);
-    return legacyChangeStream(
-      backendPool(deps).changes,
-      undefined,
-      (write) => h.relay.attachStream(relaySession, names, write),
-    );
+    return await openCappedStream(deps, principal.id, `mcp ${session.hash}`, () => {
+      connectAll(deps, allowed);
+      const names = allowed.map((b) => b.name);
+      return Promise.resolve(
+        legacyChangeStream(
+          backendPool(deps).changes,
+          new Set(names),
+          undefined,
+          (write) => h.relay.attachStream(relaySession, names, write),
+        ),
+      );
+    });
   }
   const answers = clientAnswersOf(parsed);
   if (answers) {

@@ -132,7 +132,7 @@ export class BackendPool {
     for (const kind of kinds) {
       connection.client.setNotificationHandler(
         `notifications/${kind}/list_changed`,
-        () => this.changes.publish(kind),
+        () => this.changes.publish(kind, connection.name),
       );
     }
     if (connection.era === "modern" && kinds.length > 0) {

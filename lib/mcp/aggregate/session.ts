@@ -15,7 +15,7 @@
  */
 import { randomToken, sha256Hex } from "../../infra/crypto.ts";
 import type { Deps } from "../../deps.ts";
-import { getLive, ttl } from "../../store.ts";
+import { getLive, ttl, type UserRef } from "../../store.ts";
 
 /** Lifetime of a legacy session. */
 export const SESSION_TTL_MS = 24 * 60 * 60 * 1000;
@@ -25,6 +25,8 @@ export interface AggregateSessionRecord {
   principalId: string;
   protocolVersion: string;
   clientCapabilities: Record<string, unknown>;
+  /** The user of the principal that opened the session (team sign-in); absent otherwise. */
+  user?: UserRef;
   /** The level set by `logging/setLevel` (MCP 2025-11-25 Server/Utilities/Logging), if any. */
   logLevel?: string;
   expiresAt: number;
@@ -37,7 +39,7 @@ export const aggregateSessionKey = (hash: string): Deno.KvKey => ["mcp_session",
 export async function openSession(
   deps: Deps,
   principalId: string,
-  init: { protocolVersion: string; clientCapabilities: Record<string, unknown> },
+  init: { protocolVersion: string; clientCapabilities: Record<string, unknown>; user?: UserRef },
 ): Promise<string> {
   const id = randomToken();
   const now = deps.now();
@@ -47,6 +49,7 @@ export async function openSession(
     clientCapabilities: init.clientCapabilities,
     expiresAt: now + SESSION_TTL_MS,
   };
+  if (init.user) record.user = init.user;
   await deps.kv.set(aggregateSessionKey(await sha256Hex(id)), record, {
     expireIn: ttl(record.expiresAt, now),
   });
