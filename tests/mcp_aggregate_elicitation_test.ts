@@ -397,6 +397,28 @@ Deno.test("/mcp relays elicitation and sampling", async (t) => {
       },
     );
 
+    await t.step("a 2025 client's error answer reaches the backend, no hang", async () => {
+      const client = new V1Client({ name: "t", version: "1" }, {
+        capabilities: { elicitation: {} },
+      });
+      client.setRequestHandler(ElicitRequestSchema, () => {
+        throw new Error("the user closed the dialog");
+      });
+      await client.connect(
+        new V1ClientTransport(new URL(`${url}/mcp`), {
+          requestInit: { headers: { authorization: `Bearer ${token}` } },
+        }),
+      );
+      try {
+        assertMatch(
+          await outcome(client.callTool({ name: "alpha__ask", arguments: { q: "x" } })),
+          /^isError: .*the user closed the dialog/,
+        );
+      } finally {
+        await client.close();
+      }
+    });
+
     await t.step("modern backend → 2025 client: asked on the stream, backend retried", async () => {
       const { client, asked } = await legacyClient(url, token, true);
       try {

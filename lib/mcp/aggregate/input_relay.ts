@@ -157,7 +157,11 @@ const AnswerSchema = z.union([
   z.object({
     jsonrpc: z.literal("2.0"),
     id: z.string().startsWith(ASK_ID_PREFIX).max(100),
-    error: z.object({ code: z.number().int(), message: z.string().max(10_000), data: z.unknown() }),
+    error: z.object({
+      code: z.number().int(),
+      message: z.string().max(10_000),
+      data: z.unknown().optional(),
+    }),
   }),
 ]);
 
