@@ -184,27 +184,35 @@ Deno.test("/mcp resource subscriptions", async (t) => {
       }
     });
 
-    await t.step("another backend's URI outside the token's scope: 403 step-up", async () => {
-      const alphaOnly = await mintAccessToken(gw.deps, { scope: "mcp:alpha" });
-      const init = await fetch(`${gw.url}/mcp`, {
-        method: "POST",
-        headers: {
-          authorization: `Bearer ${alphaOnly}`,
-          "content-type": "application/json",
-          accept: "application/json, text/event-stream",
-        },
-        body: JSON.stringify({
-          jsonrpc: "2.0",
-          id: 1,
-          method: "resources/subscribe",
-          params: { uri: "mcpgw-beta+file:///b.txt" },
-        }),
-      });
-      assertEquals(init.status, 403);
-      assertEquals(init.headers.get("content-type"), "application/json");
-      assertMatch(init.headers.get("www-authenticate") ?? "", /scope="mcp:beta"/);
-      assertEquals((await init.json()).error, "insufficient_scope");
-    });
+    await t.step(
+      "another backend's URI outside the token's scope: 403 step-up (RFC 6750 §3.1)",
+      async () => {
+        const alphaOnly = await mintAccessToken(gw.deps, { scope: "mcp:alpha" });
+        const post = (method: string, params: unknown) =>
+          fetch(`${gw.url}/mcp`, {
+            method: "POST",
+            headers: {
+              authorization: `Bearer ${alphaOnly}`,
+              "content-type": "application/json",
+              accept: "application/json, text/event-stream",
+            },
+            body: JSON.stringify({ jsonrpc: "2.0", id: 1, method, params }),
+          });
+        for (
+          const res of [
+            await post("resources/subscribe", { uri: "mcpgw-beta+file:///b.txt" }),
+            await post("subscriptions/listen", {
+              notifications: { resourceSubscriptions: ["mcpgw-beta+file:///b.txt"] },
+            }),
+          ]
+        ) {
+          assertEquals(res.status, 403);
+          assertEquals(res.headers.get("content-type"), "application/json");
+          assertMatch(res.headers.get("www-authenticate") ?? "", /scope="mcp:beta"/);
+          assertEquals((await res.json()).error, "insufficient_scope");
+        }
+      },
+    );
 
     await t.step(
       "2026-07-28 client: subscriptions/listen resourceSubscriptions gets the updates",
