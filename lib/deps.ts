@@ -9,6 +9,7 @@ import { consoleLogger, type Logger, stdoutLogger } from "./infra/log.ts";
 import { BatchedRateLimiter } from "./infra/rate_limit.ts";
 import { TokenCache } from "./oauth/token_cache.ts";
 import { SettingsError } from "./startup/errors.ts";
+import { deployProductionUrl, onDenoDeploy } from "./startup/deno_deploy.ts";
 import { kvLocation, kvOpenPath } from "./startup/kv_location.ts";
 
 /** Settings read from the environment (the runtime contract in README.md). */
@@ -50,13 +51,6 @@ export interface RouteContext extends Deps {
   logFields: Record<string, unknown>;
 }
 
-/** The URL Deno Deploy gives an app's production timeline, from its predefined variables. */
-function deployProductionUrl(env: (name: string) => string | undefined): string {
-  const app = env("DENO_DEPLOY_APP_SLUG") ?? "<app>";
-  const org = env("DENO_DEPLOY_ORG_SLUG") ?? "<org>";
-  return `https://${app}.${org}.deno.net`;
-}
-
 /**
  * Parses the environment into {@linkcode Settings}. On Deno Deploy (`DENO_DEPLOYMENT_ID` set)
  * `PUBLIC_URL` is required: the OAuth issuer must be the URL clients use (RFC 8414 §3.3), and
@@ -69,7 +63,7 @@ export async function readSettings(env: (name: string) => string | undefined): P
   if (!Number.isInteger(port) || port < 0 || port > 65535) {
     throw new SettingsError(`PORT: "${portText}" is not a port number`);
   }
-  if (!env("PUBLIC_URL") && env("DENO_DEPLOYMENT_ID")) {
+  if (!env("PUBLIC_URL") && onDenoDeploy(env)) {
     const url = deployProductionUrl(env);
     throw new SettingsError(
       `PUBLIC_URL is required on Deno Deploy: set it to the app's public https URL, e.g. ` +
@@ -181,8 +175,8 @@ export async function loadDeps(defaultKvPath?: string): Promise<Deps> {
   const env = (name: string) => Deno.env.get(name);
   const { settings, config, kvPath } = await readStartInputs(env, defaultKvPath);
   // Deno Deploy collects console output; elsewhere a direct write to stdout is cheaper.
-  const log = env("DENO_DEPLOYMENT_ID") ? consoleLogger : stdoutLogger;
-  const kv = await openKv(kvPath, Boolean(env("DENO_DEPLOYMENT_ID")));
+  const log = onDenoDeploy(env) ? consoleLogger : stdoutLogger;
+  const kv = await openKv(kvPath, onDenoDeploy(env));
   const now = Date.now;
   const fetchFn = globalThis.fetch.bind(globalThis);
   return {
