@@ -119,7 +119,8 @@ export class CallTap {
     const event = (raw: string): string | null => {
       const data = raw.split("\n").filter((l) => l.startsWith("data:"))
         .map((l) => l.slice(l[5] === " " ? 6 : 5)).join("\n");
-      if (data === "") return raw;
+      // Results (often large) carry no "method": they pass without being parsed twice.
+      if (data === "" || !data.includes('"method"')) return raw;
       let message: any;
       try {
         message = JSON.parse(data);
