@@ -338,7 +338,15 @@ function registerHandlers(
         if (!call) return await op(c, signal, keepAlive);
         call.relay.hold = hold;
         if (level && c.era === "legacy" && c.capabilities.logging) {
-          await env.relay.levels.need(backend.name, holder, level);
+          // A backend refusing the level still serves the call (its messages may be filtered).
+          await env.relay.levels.need(backend.name, holder, level).catch((error) =>
+            env.log({
+              level: "warn",
+              event: "backend_set_level_failed",
+              backend: backend.name,
+              error: error instanceof Error ? error.message.slice(0, 200) : "unknown",
+            })
+          );
         }
         return await runInCall(call.relay, () => op(c, signal, keepAlive));
       });
