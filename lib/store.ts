@@ -11,7 +11,8 @@
  * | ["refresh", sha256(token)]            | {@linkcode TokenRecord}   | refresh-token lifetime |
  * | ["grant_token", grantId, kind, hash]  | expiresAt (number)    | as the token            |
  * | ["session", backend, sha256(id)]      | {@linkcode SessionRecord} | 24 h                |
- * | ["mcp_session", sha256(id)]           | aggregate /mcp legacy session (lib/mcp/aggregate/session.ts) | 24 h |
+ * | ["mcp_session", sha256(id)]           | aggregate /mcp legacy session, with its log level (lib/mcp/aggregate/session.ts) | 24 h |
+ * | ["mcp_sub", sha256(session id), uri]  | { expiresAt }: a legacy session's resource subscription to gateway URI `uri` (lib/mcp/aggregate/subscriptions.ts) | as the session |
  * | ["cimd", clientIdUrl]                 | validated metadata document, written only once a code was issued to its client (lib/oauth/client_id_metadata.ts) | Cache-Control, 60 s–24 h |
  * | ["rate", bucket, subject, window]     | count (Deno.KvU64); buckets: `register`, `authorize`, `login`, `token_ip`, `revoke_ip` (per IP, IPv6 /64), `token` (successes per client), `token_fail` ("clientId ip"), `health` (per principal), `cimd_fetch_host`, `cimd_fetch`, `mcp`, `guess:<secret>:subject_ip` / `:ip` / `:global` (lib/infra/guess_limit.ts) | the window |
  * | ["user", sub]                         | {@linkcode UserRecord}    | none (upserted at every sign-in) |

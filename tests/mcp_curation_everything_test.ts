@@ -88,6 +88,11 @@ Deno.test("curation in front of server-everything", async (t) => {
           () => c.readResource({ uri: "demo://resource/dynamic/text/1" }),
           "resource",
         );
+        await refused(
+          () => c.subscribeResource({ uri: "demo://resource/dynamic/text/1" }),
+          "subscription to a denied resource",
+        );
+        assertEquals(await c.subscribeResource({ uri: uris[0]! }), {});
       } finally {
         await c.close();
       }
@@ -109,6 +114,24 @@ Deno.test("curation in front of server-everything", async (t) => {
           () => c.readResource({ uri: "mcpgw-everything+demo://resource/dynamic/text/1" }),
           "resource",
         );
+      } finally {
+        await c.close();
+      }
+    });
+
+    await t.step("/mcp (2025-11-25 client): a denied resource cannot be subscribed", async () => {
+      const c = new V1Client({ name: "v1", version: "1" });
+      await c.connect(new V1ClientTransport(new URL(`${gw.url}/mcp`), { requestInit }));
+      try {
+        assert(c.getServerCapabilities()?.resources?.subscribe, "subscriptions are offered");
+        await refused(
+          () => c.subscribeResource({ uri: "mcpgw-everything+demo://resource/dynamic/text/1" }),
+          "denied",
+        );
+        const ok = await c.subscribeResource({
+          uri: "mcpgw-everything+demo://resource/static/document/features.md",
+        });
+        assertEquals(ok, {});
       } finally {
         await c.close();
       }

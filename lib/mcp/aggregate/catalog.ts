@@ -25,6 +25,7 @@ import type { ListCache } from "./list_cache.ts";
 import { exposedName, looksShortened, splitName } from "./naming.ts";
 import type { BackendPool } from "./pool.ts";
 import { rank } from "./search_index.ts";
+import { unwrapUri } from "./uri.ts";
 
 /** Name of the search tool offered in search mode. */
 export const SEARCH_TOOLS = "search_tools";
@@ -392,4 +393,14 @@ export async function resolvePrompt(
 /** Whether a backend's resource (by URI, or URI template) is offered. */
 export function resourceAllowed(backend: BackendConfig, uri: string): boolean {
   return backendRules(backend).resourceAllowed(uri);
+}
+
+/**
+ * Whether a gateway URI (`mcpgw-<backend>+<uri>`) names a resource of one of `backends` that its
+ * curation offers (resource subscriptions of `subscriptions/listen` filters).
+ */
+export function gatewayUriAllowed(backends: readonly BackendConfig[], exposed: string): boolean {
+  const target = unwrapUri(exposed);
+  const owner = target && backends.find((b) => b.name === target.backend);
+  return !!owner && resourceAllowed(owner, target.uri);
 }

@@ -135,20 +135,31 @@ export class ScopedListenBus implements ServerEventBus {
 }
 
 /**
+ * Messages meant for one session (resource updates, log messages; relay_hub.ts, which filters
+ * them by the session's scope too): `feed` registers the stream's writer and returns its removal.
+ */
+export type SessionFeed = (write: (message: unknown) => void) => () => void;
+
+/**
  * A legacy (2025) server-to-client SSE stream for a GET on `/mcp` (MCP 2025-11-25
  * Transports §Listening for Messages from the Server) carrying `notifications/<kind>/list_changed`
- * of the `backends` the session's scope covers, with a keep-alive comment every `keepAliveMs`.
+ * of the `backends` the session's scope covers, and what `feed` sends this session, with a
+ * keep-alive comment every `keepAliveMs`.
  */
 export function legacyChangeStream(
   hub: ChangeHub,
   backends: ReadonlySet<string>,
   keepAliveMs = 15_000,
+  feed?: SessionFeed,
 ): Response {
   const encoder = new TextEncoder();
   let unsubscribe = () => {};
+  let detach = () => {};
   let keepAlive: ReturnType<typeof setInterval> | undefined;
   const stop = () => {
     unsubscribe();
+    detach();
+    detach = () => {};
     clearInterval(keepAlive);
   };
   const body = new ReadableStream<Uint8Array>({
@@ -177,6 +188,14 @@ export function legacyChangeStream(
           }
         },
       });
+      if (feed) {
+        const off = feed((message) =>
+          write(
+            `event: message\ndata: ${JSON.stringify({ jsonrpc: "2.0", ...message as object })}\n\n`,
+          )
+        );
+        detach = () => void off();
+      }
       keepAlive = setInterval(() => write(": keep-alive\n\n"), keepAliveMs);
       write(": stream open\n\n");
     },

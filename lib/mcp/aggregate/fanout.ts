@@ -24,16 +24,21 @@ export class BackendTimeoutError extends Error {
 /** Passed to the SDK so that its own request timer never fires before ours. */
 export const SDK_TIMEOUT_MS = 2_000_000_000;
 
+/** Stops a backend's time limit while `waiting` is pending (see {@linkcode withDeadline}). */
+export type Hold = <U>(waiting: Promise<U>) => Promise<U>;
+
 /**
  * Runs `op` on one backend with its time limit: the signal given to `op` aborts at the limit
  * (or when `parent` aborts), which makes the SDK cancel the upstream request (legacy:
  * `notifications/cancelled`; modern: the request's stream is closed). `keepAlive()` restarts
- * the limit (called on progress, like the SDK's `resetTimeoutOnProgress`).
+ * the limit (called on progress, like the SDK's `resetTimeoutOnProgress`); `hold(p)` stops it
+ * while `p` is pending and restarts it afterwards (the backend waits for a person answering an
+ * elicitation, not the other way round).
  */
 export async function withDeadline<T>(
   backend: BackendConfig,
   parent: AbortSignal | undefined,
-  op: (signal: AbortSignal, keepAlive: () => void) => Promise<T>,
+  op: (signal: AbortSignal, keepAlive: () => void, hold: Hold) => Promise<T>,
 ): Promise<T> {
   const controller = new AbortController();
   const onAbort = () => controller.abort(parent?.reason);
@@ -48,13 +53,24 @@ export async function withDeadline<T>(
       reject(error);
     };
   });
+  let holds = 0;
   const arm = () => {
     clearTimeout(timer);
-    if (!controller.signal.aborted) timer = setTimeout(expire, backend.timeoutMs);
+    if (!controller.signal.aborted && holds === 0) timer = setTimeout(expire, backend.timeoutMs);
+  };
+  const hold: Hold = async (waiting) => {
+    holds++;
+    clearTimeout(timer);
+    try {
+      return await waiting;
+    } finally {
+      holds--;
+      arm();
+    }
   };
   arm();
   try {
-    return await Promise.race([op(controller.signal, arm), deadline]);
+    return await Promise.race([op(controller.signal, arm, hold), deadline]);
   } finally {
     clearTimeout(timer);
     parent?.removeEventListener("abort", onAbort);

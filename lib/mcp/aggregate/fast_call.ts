@@ -42,6 +42,7 @@ import { mcpHeaderValue } from "../jsonrpc_inspect.ts";
 import { Deadlines, fetchBackend } from "../proxy.ts";
 import { cancelKey, type CancelRegistry } from "./cancel.ts";
 import { type ResolvedTool, resolveToolDirect } from "./catalog.ts";
+import { LOG_LEVEL_KEY, logAllows, namedLog } from "./log_relay.ts";
 import { type BackendConnection, type BackendPool, RELAYED_CLIENT_CAPABILITIES } from "./pool.ts";
 import {
   GATEWAY_VERSION,
@@ -107,6 +108,8 @@ export interface LegacySession {
   /** SHA-256 of the session id: the key of its in-flight calls in `cancels`. */
   sessionHash: string;
   cancels: CancelRegistry;
+  /** The level the session set with `logging/setLevel` (its calls' log messages at and above). */
+  logLevel?: string;
 }
 
 /**
@@ -145,6 +148,7 @@ export async function fastToolCall(
     [VERSION_KEY]: MODERN,
     [CAPABILITIES_KEY]: RELAYED_CLIENT_CAPABILITIES,
     [CLIENT_INFO_KEY]: { name: ctx.deps.config.serverName, version: GATEWAY_VERSION },
+    ...(legacy.logLevel ? { [LOG_LEVEL_KEY]: legacy.logLevel } : {}),
   };
   const body = JSON.stringify({
     jsonrpc: "2.0",
@@ -426,9 +430,10 @@ function legacyFinal(
 }
 
 /**
- * The SDK legacy leg's answer to an `input_required` result: per-request legacy serving cannot
- * send server-to-client requests, so its legacy shim fails the first embedded request that needs
- * a client capability with this `isError` result (the same text as the SDK's).
+ * The SDK path's answer to an `input_required` result toward a 2025-era client that declared
+ * neither elicitation nor sampling (the others take the SDK path, which relays the requests:
+ * input_relay.ts): the first embedded request that needs a capability fails with this `isError`
+ * result (the same text).
  */
 function legacyInputRequired(call: Call, requests: unknown): unknown {
   const [key, method] = Object.entries(isObject(requests) ? requests : {})
@@ -438,8 +443,7 @@ function legacyInputRequired(call: Call, requests: unknown): unknown {
     return errorMessage(call, INTERNAL_ERROR, unavailableMessage(call.backend));
   }
   const text = `Cannot request input '${key}' (${method}): the client on this 2025-era ` +
-    "connection did not declare the required capability (no client capabilities are available " +
-    "on this connection — per-request legacy serving cannot receive server-to-client requests)";
+    "connection did not declare the required capability";
   return {
     jsonrpc: "2.0",
     id: call.id,
@@ -484,9 +488,9 @@ const sseEvent = (message: unknown): Uint8Array => encoder.encode(sseText(messag
 
 /**
  * Rewrites a backend's SSE answer as it streams: progress notifications pass through (to a
- * 2025-era client under its own `progressToken`, or not at all when it gave none), the final
- * response is rewritten like a JSON answer and ends the stream. Other notifications are dropped
- * (the SDK path does not relay backend log messages). The backend's `timeoutMs` bounds the wait
+ * 2025-era client under its own `progressToken`, or not at all when it gave none), log messages
+ * at or above the caller's level pass through with the backend named (log_relay.ts), the final
+ * response is rewritten like a JSON answer and ends the stream. Other notifications are dropped. The backend's `timeoutMs` bounds the wait
  * for each next event, restarted by progress like the SDK path's. `broken()` ends the answer when
  * the backend's stream fails: "Request cancelled" after a legacy cancellation, else "Backend X is
  * unavailable" (and `onBroken`, which forgets the connection).
@@ -543,6 +547,12 @@ function sseRewriter(
           method: "notifications/progress",
           params: { ...progress, progressToken: call.legacy.progressToken },
         }));
+      }
+      return;
+    }
+    if (msg.method === "notifications/message" && isObject(msg.params)) {
+      if (logAllows(call.capabilities[LOG_LEVEL_KEY], msg.params.level)) {
+        controllerRef!.enqueue(sseEvent({ jsonrpc: "2.0", ...namedLog(call.backend, msg.params) }));
       }
       return;
     }
