@@ -5,7 +5,12 @@
  * levels (Server/Utilities/Logging). The tap reads a real SSE response from a loopback server.
  */
 import { assert, assertEquals } from "./_assert.ts";
-import { type CallRelay, CallTap, runInCall } from "../lib/mcp/aggregate/call_relay.ts";
+import {
+  type CallRelay,
+  CallTap,
+  QUIET_WINDOW_MS,
+  runInCall,
+} from "../lib/mcp/aggregate/call_relay.ts";
 import { clientAnswersOf, lacksCapability } from "../lib/mcp/aggregate/input_relay.ts";
 import { logAllows, namedLog } from "../lib/mcp/aggregate/log_relay.ts";
 
@@ -104,6 +109,44 @@ Deno.test("call tap", async (t) => {
       } finally {
         release();
         await server.close();
+      }
+    },
+  );
+
+  await t.step(
+    "a leftover request never reaches another principal's call ended within the quiet window",
+    async () => {
+      let release = () => {};
+      const open = new Promise<void>((r) => release = r);
+      const quick = sseServer([": done\n\n"]);
+      const held = sseServer([": open\n\n"], open);
+      let clock = 1_000_000;
+      const tap = new CallTap(() => clock);
+      const cancelled = { ...recordingRelay(), owner: "grant-a" };
+      const next = { ...recordingRelay(), owner: "grant-b" };
+      const again = { ...recordingRelay(), owner: "grant-b" };
+      let release2 = () => {};
+      const held2 = sseServer([": open\n\n"], new Promise<void>((r) => release2 = r));
+      try {
+        const a = await runInCall(cancelled, () => tap.fetch(fetch)(quick.url, { method: "POST" }));
+        await a.text();
+        clock += 1000;
+        const b = await runInCall(next, () => tap.fetch(fetch)(held.url, { method: "POST" }));
+        assertEquals(tap.take("leftover"), undefined, "grant-a's call ended 1 s ago: refused");
+        clock += QUIET_WINDOW_MS;
+        assertEquals(tap.take("later"), next, "no other principal's call in the window: placed");
+        release();
+        await b.text();
+        const c = await runInCall(again, () => tap.fetch(fetch)(held2.url, { method: "POST" }));
+        assertEquals(tap.take("x"), again, "the same principal's earlier call does not block");
+        release2();
+        await c.text();
+      } finally {
+        release();
+        release2();
+        await quick.close();
+        await held.close();
+        await held2.close();
       }
     },
   );

@@ -19,8 +19,11 @@
  *
  * A server-to-client request seen outside a call's stream (many 2025-era servers send it without
  * a related request id, so it comes on the session's GET stream) belongs to the call in flight on
- * that connection when there is exactly one; with none or several it cannot be placed and is
- * refused. Log messages outside a call's stream go to the sessions that asked for them
+ * that connection only when it is the only call in flight and every call that ended on the
+ * connection within {@linkcode QUIET_WINDOW_MS} was made by the same principal. A connection to
+ * a shared backend serves every user, so a request left over from a call that was cancelled or
+ * timed out must never reach another user's call (it may quote the first user's data); with
+ * none, several, or another principal's recent call it cannot be placed and is refused. Log messages outside a call's stream go to the sessions that asked for them
  * (log_relay.ts).
  */
 import { AsyncLocalStorage } from "node:async_hooks";
@@ -43,6 +46,8 @@ export interface CallRelay {
   log(params: Record<string, unknown>): void;
   /** The running call's deadline hold (set by server.ts when the backend call starts). */
   hold?: Hold;
+  /** Who made the call (the principal id, set by server.ts): see {@linkcode QUIET_WINDOW_MS}. */
+  owner?: string;
 }
 
 const current = new AsyncLocalStorage<CallRelay>();
@@ -57,22 +62,46 @@ const MAX_PENDING = 1000;
 
 const idKey = (id: unknown) => JSON.stringify(id);
 
+/**
+ * How long another principal's ended call on a connection keeps a backend request that names
+ * no call from being given to the call in flight (see the module doc).
+ */
+export const QUIET_WINDOW_MS = 60_000;
+
 /** One backend connection's tap (see the module doc). */
 export class CallTap {
   #pending = new Map<string, CallRelay>();
   /** Calls whose POST is in flight on this connection (with the number of their POSTs). */
   #inflight = new Map<CallRelay, number>();
+  /** Calls that ended on this connection, with when (for {@linkcode QUIET_WINDOW_MS}). */
+  #ended = new Map<CallRelay, number>();
+  #now: () => number;
+
+  /** `now` is a monotonic clock in ms (tests move their own). */
+  constructor(now: () => number = () => performance.now()) {
+    this.#now = now;
+  }
 
   /**
    * The call that a server-to-client request with JSON-RPC id `id` belongs to (once): the call
-   * on whose stream it came, else the only call in flight.
+   * on whose stream it came, else the only call in flight if no other principal's call ended
+   * within {@linkcode QUIET_WINDOW_MS}.
    */
   take(id: unknown): CallRelay | undefined {
     const key = idKey(id);
     const relay = this.#pending.get(key);
     this.#pending.delete(key);
     if (relay) return relay;
-    return this.#inflight.size === 1 ? this.#inflight.keys().next().value : undefined;
+    if (this.#inflight.size !== 1) return undefined;
+    const only = this.#inflight.keys().next().value!;
+    const since = this.#now() - QUIET_WINDOW_MS;
+    for (const [other, at] of this.#ended) {
+      if (at <= since) this.#ended.delete(other);
+      else if (other !== only && (only.owner === undefined || other.owner !== only.owner)) {
+        return undefined;
+      }
+    }
+    return only;
   }
 
   /** `base` with the response streams of calls made inside a {@linkcode runInCall} tapped. */
@@ -89,7 +118,12 @@ export class CallTap {
         ended = true;
         const n = (this.#inflight.get(relay) ?? 1) - 1;
         if (n > 0) this.#inflight.set(relay, n);
-        else this.#inflight.delete(relay);
+        else {
+          this.#inflight.delete(relay);
+          this.#ended.delete(relay);
+          this.#ended.set(relay, this.#now());
+          if (this.#ended.size > MAX_PENDING) this.#ended.delete(this.#ended.keys().next().value!);
+        }
       };
       let res: Response;
       try {

@@ -347,6 +347,7 @@ function registerHandlers(
             })
           );
         }
+        call.relay.owner = request.principalId;
         return await runInCall(call.relay, () => op(c, signal, keepAlive));
       });
     } catch (error) {
