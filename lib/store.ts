@@ -19,6 +19,8 @@
  * | ["user_grant", sub, grantId]          | createdAt (number): index from a user to their grants, written with the grant | as the grant |
  * | ["browser_session", sha256(id)]       | {@linkcode BrowserSessionRecord} (lib/identity/browser_session.ts) | 12 h |
  * | ["login_flow", sha256(state)]         | {@linkcode LoginFlowRecord}: a sign-in at an identity provider in progress (lib/identity/login_flow.ts) | 10 min, single use |
+ * | ["list_cache", backend, kind]        | {@linkcode ListCacheMeta}: a backend's cached tool or prompt list (lib/mcp/aggregate/list_cache.ts) | `catalog.cacheTtlSeconds` |
+ * | ["list_cache_part", backend, kind, generation, i] | one ≤ 30 000-character slice of that list's JSON | as its meta |
  * | ["secret", "request_state_key"]       | 32 random bytes: AES-GCM key of relayed `requestState`s (lib/mcp/aggregate/request_state.ts; the one secret kept in the clear, because it must be used, not compared) | none |
  *
  * Every expiring record stores `expiresAt` (ms since epoch) and is checked on read: `expireIn`
@@ -194,6 +196,32 @@ export const sessionKey = (backend: string, sessionHash: string): Deno.KvKey => 
   backend,
   sessionHash,
 ];
+
+/** What a backend's cached list kind is. */
+export type ListCacheKind = "tools" | "prompts";
+
+/** Head of a cached backend list; the list's JSON is in `parts` slices of one generation. */
+export interface ListCacheMeta {
+  /** SHA-256 prefix of the backend URL the list came from (a changed URL misses). */
+  source: string;
+  generation: string;
+  parts: number;
+  expiresAt: number;
+}
+
+/** Key of a backend's cached list. */
+export const listCacheKey = (backend: string, kind: ListCacheKind): Deno.KvKey => [
+  "list_cache",
+  backend,
+  kind,
+];
+/** Key of one slice of a cached list. */
+export const listCachePartKey = (
+  backend: string,
+  kind: ListCacheKind,
+  generation: string,
+  i: number,
+): Deno.KvKey => ["list_cache_part", backend, kind, generation, i];
 
 /** Key of a user record. */
 export const userKey = (sub: string): Deno.KvKey => ["user", sub];

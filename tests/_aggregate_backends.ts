@@ -191,7 +191,7 @@ export function deadBackendUrl(): string {
  */
 export async function mintAccessToken(
   deps: Deps,
-  options: { scope?: string; resource?: string; clientId?: string } = {},
+  options: { scope?: string; resource?: string; clientId?: string; tools?: string[] } = {},
 ): Promise<string> {
   const now = deps.now();
   const grant = {
@@ -199,6 +199,7 @@ export async function mintAccessToken(
     clientId: options.clientId ?? "test-client",
     scope: options.scope ?? "mcp",
     resource: options.resource ?? aggregateResource(deps.settings.publicUrl),
+    ...(options.tools ? { tools: options.tools } : {}),
   };
   const op = deps.kv.atomic();
   putGrant(deps, op, { ...grant, createdAt: now, expiresAt: now + 86_400_000 });

@@ -23,9 +23,13 @@ export interface ChangeListener {
   backends?: ReadonlySet<string>;
 }
 
+/** Hears every backend list change at once, with the backend's name (caches). */
+export type BackendChangeWatcher = (backend: string, kind: ListKind) => void;
+
 /** Debounced fan-out of backend list changes to the open change streams. */
 export class ChangeHub {
   #listeners = new Set<ChangeListener>();
+  #watchers = new Set<BackendChangeWatcher>();
   /** Changed kinds, each with the backends that changed it (`undefined`: not known). */
   #pending = new Map<ListKind, Set<string | undefined>>();
   #timer: ReturnType<typeof setTimeout> | undefined;
@@ -36,10 +40,12 @@ export class ChangeHub {
   }
 
   /**
-   * Records a change of `kind` in `backend`; listeners whose scope covers it hear of it once the
-   * debounce window ends. A change of no known backend reaches only unscoped listeners.
+   * Records a change of `kind` in `backend`: watchers hear of it at once; listeners whose scope
+   * covers it once the debounce window ends. A change of no known backend reaches only unscoped
+   * listeners.
    */
   publish(kind: ListKind, backend?: string): void {
+    if (backend !== undefined) { for (const w of this.#watchers) w(backend, kind); }
     let sources = this.#pending.get(kind);
     if (!sources) this.#pending.set(kind, sources = new Set());
     sources.add(backend);
@@ -52,11 +58,18 @@ export class ChangeHub {
     return () => void this.#listeners.delete(listener);
   }
 
+  /** Registers a watcher of every change (not debounced); returns its unsubscribe function. */
+  watchBackends(watcher: BackendChangeWatcher): () => void {
+    this.#watchers.add(watcher);
+    return () => void this.#watchers.delete(watcher);
+  }
+
   /** Ends every stream and drops pending changes (shutdown, tests). */
   close(): void {
     clearTimeout(this.#timer);
     this.#timer = undefined;
     this.#pending.clear();
+    this.#watchers.clear();
     for (const l of [...this.#listeners]) l.close();
     this.#listeners.clear();
   }

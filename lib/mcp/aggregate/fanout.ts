@@ -81,7 +81,7 @@ export async function withDeadline<T>(
  * Connects to every backend (from the pool) and runs `op` on each in parallel; returns the
  * successes in `backends` order. Failures are logged with the backend name and left out.
  */
-export async function fanOut<T>(
+export function fanOut<T>(
   pool: BackendPool,
   backends: readonly BackendConfig[],
   log: Logger,
@@ -89,11 +89,25 @@ export async function fanOut<T>(
   op: (connection: BackendConnection, signal: AbortSignal) => Promise<T>,
   parent?: AbortSignal,
 ): Promise<FanOutItem<T>[]> {
-  const settled = await Promise.allSettled(
-    backends.map((b) =>
-      withDeadline(b, parent, async (signal) => op(await pool.get(b.name), signal))
-    ),
+  return settleEach(
+    backends,
+    log,
+    what,
+    (b) => withDeadline(b, parent, async (signal) => op(await pool.get(b.name), signal)),
   );
+}
+
+/**
+ * Runs `op` on every backend in parallel and returns the successes in `backends` order; a
+ * failure is logged with the backend name and left out (`op` bounds its own time).
+ */
+export async function settleEach<T>(
+  backends: readonly BackendConfig[],
+  log: Logger,
+  what: string,
+  op: (backend: BackendConfig) => Promise<T>,
+): Promise<FanOutItem<T>[]> {
+  const settled = await Promise.allSettled(backends.map(op));
   const out: FanOutItem<T>[] = [];
   settled.forEach((s, i) => {
     const backend = backends[i]!.name;

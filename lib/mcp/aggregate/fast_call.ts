@@ -13,7 +13,10 @@
  *   (missing → 400, unknown/ended/foreign → 404, before any of this);
  * - `params.name` = `backend__tool` of a configured backend the principal's scope covers, whose
  *   connection in the pool is established and speaks the modern era (a first call, or an
- *   unknown or 2025-era backend, goes through the SDK, which connects and probes);
+ *   unknown or 2025-era backend, goes through the SDK, which connects and probes), and which the
+ *   curation and the principal's tool globs let through without a list lookup (catalog.ts
+ *   `resolveToolDirect`: renames undone, pinned `defaults` injected; a denied, unknown or
+ *   shortened name goes to the SDK path, which refuses or looks it up);
  * - no multi-round-trip retry (`inputResponses`/`requestState` need the sealed state opened).
  *
  * A modern client's message goes to the backend with `params.name` unprefixed and the client's
@@ -35,10 +38,11 @@
  */
 import type { BackendConfig, GatewayConfig } from "../../config.ts";
 import type { Deps } from "../../deps.ts";
+import { mcpHeaderValue } from "../jsonrpc_inspect.ts";
 import { Deadlines, fetchBackend } from "../proxy.ts";
 import { cancelKey, type CancelRegistry } from "./cancel.ts";
+import { type ResolvedTool, resolveToolDirect } from "./catalog.ts";
 import { LOG_LEVEL_KEY, logAllows, namedLog } from "./log_relay.ts";
-import { splitName } from "./naming.ts";
 import { type BackendConnection, type BackendPool, RELAYED_CLIENT_CAPABILITIES } from "./pool.ts";
 import {
   GATEWAY_VERSION,
@@ -85,13 +89,7 @@ function targetOf(config: GatewayConfig, backend: BackendConfig): Target {
 const isObject = (v: unknown): v is Record<string, any> =>
   v !== null && typeof v === "object" && !Array.isArray(v);
 
-/** An HTTP header value: ASCII as is, anything else as `=?base64?…?=` (MCP 2026-07-28). */
-export function mcpHeaderValue(value: string): string {
-  if (/^[\x20-\x7e]*$/.test(value)) return value;
-  let s = "";
-  for (const b of new TextEncoder().encode(value)) s += String.fromCharCode(b);
-  return `=?base64?${btoa(s)}?=`;
-}
+export { mcpHeaderValue };
 
 /** What the fast path needs from the handler. */
 export interface FastCallContext {
@@ -100,6 +98,8 @@ export interface FastCallContext {
   /** Backends the principal's scope covers. */
   allowed: readonly BackendConfig[];
   principalId: string;
+  /** The principal's tool globs (`Principal.tools`); undefined = all. */
+  tools?: readonly string[];
   logFields?: Record<string, unknown>;
 }
 
@@ -131,10 +131,13 @@ export async function fastToolCall(
   if (!route) return undefined;
   const call: Call = { ctx, backend: route.backend.name, id, name: params.name, capabilities: {} };
   const headers = modernHeaders(route.tool);
+  const args = route.resolved.rules.withDefaults(route.tool, params.arguments);
   if (!legacy) {
     call.capabilities = params._meta;
     for (const entry of req.headers) if (entry[0].startsWith("mcp-param-")) headers.push(entry);
-    const body = JSON.stringify({ ...message, params: { ...params, name: route.tool } });
+    const forwarded: Record<string, unknown> = { ...params, name: route.tool };
+    if (args !== params.arguments) forwarded.arguments = args;
+    const body = JSON.stringify({ ...message, params: forwarded });
     return await forward(call, route, headers, body, req.signal);
   }
   // What the pool's SDK client sends (server.ts, pool.ts): name and arguments only, a progress
@@ -151,7 +154,7 @@ export async function fastToolCall(
     jsonrpc: "2.0",
     id,
     method: "tools/call",
-    params: { name: route.tool, arguments: params.arguments, _meta: call.capabilities },
+    params: { name: route.tool, arguments: args, _meta: call.capabilities },
   });
   const tracked = legacy.cancels.track(cancelKey(legacy.sessionHash, id));
   call.legacy = { progressToken, cancelled: tracked.signal, done: tracked.done };
@@ -214,22 +217,24 @@ function acceptsBoth(h: Headers): boolean {
 /** A fast-path destination: a connected modern backend the principal may call. */
 interface Route {
   backend: BackendConfig;
+  /** The backend's own tool name. */
   tool: string;
+  resolved: ResolvedTool;
   connection: BackendConnection;
   upstream: Target;
 }
 
 function modernRoute(ctx: FastCallContext, name: string): Route | undefined {
-  const target = splitName(name);
-  if (!target) return undefined;
-  const backend = ctx.allowed.find((b) => b.name === target.backend);
-  if (!backend) return undefined;
+  const resolved = resolveToolDirect({ backends: ctx.allowed, tools: ctx.tools }, name);
+  if (resolved === null || resolved === "lookup") return undefined;
+  const backend = resolved.backend;
   const connection = ctx.pool.connected(backend.name);
   if (connection?.era !== "modern") return undefined;
   if (ctx.logFields) ctx.logFields.fast_path = true;
   return {
     backend,
-    tool: target.name,
+    tool: resolved.original,
+    resolved,
     connection,
     upstream: targetOf(ctx.deps.config, backend),
   };

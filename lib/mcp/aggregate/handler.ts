@@ -37,6 +37,8 @@ import { jsonResponse, mediaType, readBodyText } from "../../infra/http.ts";
 import { aggregateResource, backendScope, scopeCoversBackend } from "../../oauth/resources.ts";
 import { splitName } from "./naming.ts";
 import { cancelKey, CancelRegistry } from "./cancel.ts";
+import { CALL_TOOL, gatewayUriAllowed } from "./catalog.ts";
+import { LIST_CACHE_CHANNEL, ListCache } from "./list_cache.ts";
 import { legacyChangeStream, ScopedListenBus } from "./changes.ts";
 import { fastToolCall, isFastLegacyCall } from "./fast_call.ts";
 import { answerKey, clientAnswersOf, lacksCapability } from "./input_relay.ts";
@@ -58,6 +60,8 @@ export const MAX_BODY_BYTES = 4 * 1024 * 1024;
 
 interface Handlers {
   cancels: CancelRegistry;
+  lists: ListCache;
+  listsChannel: BroadcastChannel;
   relay: RelayHub;
   modern: McpHttpHandler;
   legacy: (
@@ -72,6 +76,14 @@ function handlersFor(deps: Deps): Handlers {
   let h = handlers.get(deps.kv);
   if (h) return h;
   const cancels = new CancelRegistry(new BroadcastChannel(CANCEL_CHANNEL));
+  const listsChannel = new BroadcastChannel(LIST_CACHE_CHANNEL);
+  const lists = new ListCache({
+    kv: deps.kv,
+    now: () => deps.now(),
+    ttlMs: deps.config.catalog.cacheTtlSeconds * 1000,
+    log: deps.log,
+    channel: listsChannel,
+  });
   const pool = backendPool(deps);
   // Resource updates reach modern listen streams whose filter names the URI (SDK listen router).
   const relay = new RelayHub(deps, pool, (uri) => h?.modern.notify.resourceUpdated(uri));
@@ -82,8 +94,14 @@ function handlersFor(deps: Deps): Handlers {
     cancels,
     kv: deps.kv,
     now: () => deps.now(),
+    lists,
+    catalog: deps.config.catalog,
     relay,
   };
+  // A backend's list_changed drops its cached list at once (list_cache.ts).
+  env.pool.changes.watchBackends((backend, kind) => {
+    if (kind !== "resources") lists.invalidate(backend, kind);
+  });
   const factory = (ctx: McpRequestContext) => {
     const extra = (ctx.authInfo?.extra ?? {}) as { request?: AggregateRequest };
     return createAggregateServer(env, extra.request ?? { backends: [] });
@@ -95,6 +113,8 @@ function handlersFor(deps: Deps): Handlers {
   const bus = new ScopedListenBus(env.pool.changes, () => listenScope.getStore());
   h = {
     cancels,
+    lists,
+    listsChannel,
     relay,
     modern: createMcpHandler(factory, {
       bus,
@@ -114,6 +134,8 @@ export async function closeAggregate(deps: Deps): Promise<void> {
   handlers.delete(deps.kv);
   await h?.modern.close();
   h?.cancels.close();
+  await h?.lists.close();
+  h?.listsChannel.close();
   h?.relay.close();
   await closeBackendPool(deps);
 }
@@ -135,6 +157,11 @@ export function routedBackend(message: unknown): string | undefined {
   if (!params || typeof params !== "object") return undefined;
   switch (method) {
     case "tools/call":
+      // call_tool (tool search) routes to the tool it names, with the same scope rule.
+      if (params.name === CALL_TOOL && typeof params.arguments?.name === "string") {
+        return splitName(params.arguments.name)?.backend;
+      }
+      return typeof params.name === "string" ? splitName(params.name)?.backend : undefined;
     case "prompts/get":
       return typeof params.name === "string" ? splitName(params.name)?.backend : undefined;
     case "resources/read":
@@ -245,9 +272,19 @@ export async function serveAggregate(
     : undefined;
   // Legacy clients send no Mcp-Name header: log the tool from the body (never its arguments).
   if (logFields && single?.method === "tools/call" && typeof single.params?.name === "string") {
-    logFields.tool = single.params.name.slice(0, 100);
+    const inner = single.params.arguments?.name;
+    const viaSearch = single.params.name === CALL_TOOL && typeof inner === "string";
+    logFields.tool = (viaSearch ? inner : single.params.name).slice(0, 100);
+    if (viaSearch) logFields.via = CALL_TOOL;
   }
-  const fastCall = { deps, pool: backendPool(deps), allowed, principalId: principal.id, logFields };
+  const fastCall = {
+    deps,
+    pool: backendPool(deps),
+    allowed,
+    principalId: principal.id,
+    tools: principal.tools,
+    logFields,
+  };
   if (single?.method === "tools/call") {
     // A call to a known modern backend skips both SDKs (fast_call.ts); else undefined. A legacy
     // one has its session checked first, as below (same answers, before any SDK work).
@@ -279,6 +316,7 @@ export async function serveAggregate(
     backends: allowed,
     method: typeof single?.method === "string" ? single.method : undefined,
     principalId: principal.id,
+    tools: principal.tools,
   };
   const authInfo = {
     token: "",
@@ -296,7 +334,9 @@ export async function serveAggregate(
     connectAll(deps, allowed);
     return await openCappedStream(deps, principal.id, undefined, async () => {
       // The resource URIs of the filter are held at their backends while the stream is open.
-      const release = h.relay.subscriptions.listen(listenedUris(single));
+      const release = h.relay.subscriptions.listen(
+        listenedUris(single).filter((u) => gatewayUriAllowed(allowed, u)),
+      );
       try {
         return releaseWhenClosed(await serve(), release);
       } catch (error) {

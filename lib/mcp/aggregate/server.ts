@@ -33,14 +33,25 @@ import {
   type ServerCapabilities,
   type ServerContext,
 } from "@modelcontextprotocol/server";
-import type { BackendConfig } from "../../config.ts";
+import type { BackendConfig, GatewayConfig } from "../../config.ts";
 import type { Logger } from "../../infra/log.ts";
 import { runInCall } from "./call_relay.ts";
 import { fanOut, SDK_TIMEOUT_MS, withDeadline } from "./fanout.ts";
 import { type EndClientRelay, type MrtrMethod, relayedCall } from "./input_relay.ts";
 import { LOG_LEVEL_KEY } from "./log_relay.ts";
-import { exposedName, splitName } from "./naming.ts";
+import {
+  CALL_TOOL,
+  listedTools,
+  resolvePrompt,
+  resolveTool,
+  resourceAllowed,
+  SEARCH_TOOLS,
+  searchTools,
+  unwrapCallTool,
+  visiblePrompts,
+} from "./catalog.ts";
 import { cancelKey, type CancelRegistry } from "./cancel.ts";
+import type { ListCache } from "./list_cache.ts";
 import type { BackendConnection, BackendPool } from "./pool.ts";
 import { sealRequestState } from "./request_state.ts";
 import type { RelayHub, RelaySession } from "./relay_hub.ts";
@@ -65,6 +76,8 @@ export interface AggregateRequest {
   principalId?: string;
   /** Legacy leg: the client's session (capabilities, log level, expiry). */
   session?: RelaySession;
+  /** The principal's tool globs over exposed names (`Principal.tools`); undefined = all. */
+  tools?: readonly string[];
 }
 
 /** Shared, per-gateway parts of every server instance. */
@@ -78,6 +91,9 @@ export interface AggregateEnv {
   now: () => number;
   /** Relayed input, session streams, subscriptions and log levels (relay_hub.ts). */
   relay: RelayHub;
+  /** Backends' tool and prompt lists (list_cache.ts) and the catalog settings (catalog.ts). */
+  lists: ListCache;
+  catalog: GatewayConfig["catalog"];
 }
 
 // For requests other than the handshakes the capabilities are never shown to the client; they
@@ -271,23 +287,6 @@ function registerHandlers(
 ): void {
   const backends = request.backends;
   const byName = new Map(backends.map((b) => [b.name, b]));
-  const warned = new Set<string>();
-  const rename = (backend: string, name: string, kind: string): string | null => {
-    const exposed = exposedName(backend, name);
-    if (exposed === null && !warned.has(`${kind}:${backend}:${name}`)) {
-      warned.add(`${kind}:${backend}:${name}`);
-      env.log({
-        level: "warn",
-        event: "name_left_out",
-        kind,
-        backend,
-        name: name.slice(0, 100),
-        reason: "exposed name would not match ^[a-zA-Z0-9_-]{1,64}$",
-      });
-    }
-    return exposed;
-  };
-
   /**
    * One aggregated list method: fans `list` out to every backend (each with its deadline),
    * presents each item under the gateway's name or URI (`null` leaves it out), and pages the
@@ -401,35 +400,36 @@ function registerHandlers(
     );
 
   if (caps.tools) {
-    server.setRequestHandler(
-      "tools/list",
-      mergedList(
-        "tools/list",
-        "tools",
-        async (c, signal) =>
-          c.capabilities.tools
-            ? (await c.client.listTools(undefined, { signal, timeout: SDK_TIMEOUT_MS })).tools
-            : [],
-        (backend, t) => {
-          const name = rename(backend, t.name, "tool");
-          return name ? { ...t, name } : null;
-        },
-      ),
-    );
+    server.setRequestHandler("tools/list", async (req, ctx) => {
+      const p = page(await listedTools(env, request, ctx.mcpReq.signal), req.params?.cursor);
+      return { tools: p.items, ...(p.nextCursor ? { nextCursor: p.nextCursor } : {}) };
+    });
     server.setRequestHandler("tools/call", async (req, ctx) => {
-      const target = splitName(req.params.name);
-      const notFound = `Unknown tool: ${req.params.name}`;
+      if (req.params.name === SEARCH_TOOLS) {
+        return await searchTools(env, request, req.params.arguments, ctx.mcpReq.signal);
+      }
+      // call_tool (tool search) resolves its tool exactly like a direct call.
+      const { name, arguments: args } = req.params.name === CALL_TOOL
+        ? unwrapCallTool(req.params.arguments)
+        : req.params;
+      const notFound = `Unknown tool: ${name}`;
+      const target = await resolveTool(env, request, name, ctx.mcpReq.signal);
       if (!target) throw new ProtocolError(ProtocolErrorCode.InvalidParams, notFound);
+      const backend = target.backend.name;
       const progressToken = req.params._meta?.progressToken;
       const outcome = await relayed(
         "tools/call",
-        target.backend,
-        req.params.name,
+        backend,
+        name,
         ctx,
         notFound,
         (c, signal, keepAlive, extra) =>
           c.client.callTool(
-            { name: target.name, arguments: req.params.arguments, ...extra } as any,
+            {
+              name: target.original,
+              arguments: target.rules.withDefaults(target.original, args),
+              ...extra,
+            } as any,
             {
               signal,
               timeout: SDK_TIMEOUT_MS,
@@ -448,39 +448,23 @@ function registerHandlers(
       if ("reply" in outcome) return outcome.reply;
       const result = outcome.done;
       if (isInputRequiredResult(result)) {
-        return await relayInputRequired(
-          env,
-          request,
-          "tools/call",
-          target.backend,
-          req.params.name,
-          result as any,
-        );
+        return await relayInputRequired(env, request, "tools/call", backend, name, result as any);
       }
-      return rewriteToolResult(target.backend, result as CallToolResult) as any;
+      return rewriteToolResult(backend, result as CallToolResult) as any;
     });
   }
 
   if (caps.prompts) {
-    server.setRequestHandler(
-      "prompts/list",
-      mergedList(
-        "prompts/list",
-        "prompts",
-        async (c, signal) =>
-          c.capabilities.prompts
-            ? (await c.client.listPrompts(undefined, { signal, timeout: SDK_TIMEOUT_MS })).prompts
-            : [],
-        (backend, p) => {
-          const name = rename(backend, p.name, "prompt");
-          return name ? { ...p, name } : null;
-        },
-      ),
-    );
+    server.setRequestHandler("prompts/list", async (req, ctx) => {
+      const prompts = await visiblePrompts(env, request, ctx.mcpReq.signal);
+      const p = page(prompts.map((item) => item.item), req.params?.cursor);
+      return { prompts: p.items, ...(p.nextCursor ? { nextCursor: p.nextCursor } : {}) };
+    });
     server.setRequestHandler("prompts/get", async (req, ctx) => {
-      const target = splitName(req.params.name);
+      const resolved = await resolvePrompt(env, request, req.params.name, ctx.mcpReq.signal);
       const notFound = `Unknown prompt: ${req.params.name}`;
-      if (!target) throw new ProtocolError(ProtocolErrorCode.InvalidParams, notFound);
+      if (!resolved) throw new ProtocolError(ProtocolErrorCode.InvalidParams, notFound);
+      const target = { backend: resolved.backend.name, name: resolved.original };
       const outcome = await relayed(
         "prompts/get",
         target.backend,
@@ -524,7 +508,10 @@ function registerHandlers(
             ? (await c.client.listResources(undefined, { signal, timeout: SDK_TIMEOUT_MS }))
               .resources
             : [],
-        (backend, r) => ({ ...r, uri: wrapUri(backend, r.uri) }),
+        (backend, r) =>
+          resourceAllowed(byName.get(backend)!, r.uri)
+            ? { ...r, uri: wrapUri(backend, r.uri) }
+            : null,
       ),
     );
     server.setRequestHandler(
@@ -537,13 +524,19 @@ function registerHandlers(
             ? (await c.client.listResourceTemplates(undefined, { signal, timeout: SDK_TIMEOUT_MS }))
               .resourceTemplates
             : [],
-        (backend, t) => ({ ...t, uriTemplate: wrapUri(backend, t.uriTemplate) }),
+        (backend, t) =>
+          resourceAllowed(byName.get(backend)!, t.uriTemplate)
+            ? { ...t, uriTemplate: wrapUri(backend, t.uriTemplate) }
+            : null,
       ),
     );
     server.setRequestHandler("resources/read", async (req, ctx) => {
       const target = unwrapUri(req.params.uri);
       const notFound = `Resource not found: ${req.params.uri}`;
-      if (!target) throw new ProtocolError(ProtocolErrorCode.InvalidParams, notFound);
+      const owner = target && byName.get(target.backend);
+      if (!target || (owner && !resourceAllowed(owner, target.uri))) {
+        throw new ProtocolError(ProtocolErrorCode.InvalidParams, notFound);
+      }
       const outcome = await relayed(
         "resources/read",
         target.backend,
@@ -582,11 +575,14 @@ function registerHandlers(
       let backend: string | undefined;
       let upstreamRef: typeof ref | undefined;
       if (ref.type === "ref/prompt") {
-        const t = splitName(ref.name);
-        if (t) [backend, upstreamRef] = [t.backend, { ...ref, name: t.name }];
+        const t = await resolvePrompt(env, request, ref.name, ctx.mcpReq.signal);
+        if (t) [backend, upstreamRef] = [t.backend.name, { ...ref, name: t.original }];
       } else {
         const t = unwrapUri(ref.uri);
-        if (t) [backend, upstreamRef] = [t.backend, { ...ref, uri: t.uri }];
+        const owner = t && byName.get(t.backend);
+        if (t && (!owner || resourceAllowed(owner, t.uri))) {
+          [backend, upstreamRef] = [t.backend, { ...ref, uri: t.uri }];
+        }
       }
       const notFound = "Unknown completion reference";
       if (!backend || !upstreamRef) {

@@ -13,6 +13,7 @@ import {
   type ServerCapabilities,
 } from "@modelcontextprotocol/server";
 import type { BackendConfig } from "../../config.ts";
+import { backendRules } from "../curation.ts";
 import { isLogLevel } from "./log_relay.ts";
 import type { RelayHub, RelaySession } from "./relay_hub.ts";
 import { unwrapUri } from "./uri.ts";
@@ -34,7 +35,9 @@ export function registerSessionMethods(
   if (!session) return;
   const route = (uri: string) => {
     const target = unwrapUri(uri);
-    if (!target || !request.backends.some((b) => b.name === target.backend)) {
+    const owner = target && request.backends.find((b) => b.name === target.backend);
+    // A resource curation denies (config `resources`) cannot be subscribed either.
+    if (!target || !owner || !backendRules(owner).resourceAllowed(target.uri)) {
       throw new ProtocolError(ProtocolErrorCode.InvalidParams, `Resource not found: ${uri}`);
     }
     return target;
