@@ -11,13 +11,16 @@
  * | ["refresh", sha256(token)]            | {@linkcode TokenRecord}   | refresh-token lifetime |
  * | ["grant_token", grantId, kind, hash]  | expiresAt (number)    | as the token            |
  * | ["session", backend, sha256(id)]      | {@linkcode SessionRecord} | 24 h                |
- * | ["mcp_session", sha256(id)]           | aggregate /mcp legacy session (lib/mcp/aggregate/session.ts) | 24 h |
+ * | ["mcp_session", sha256(id)]           | aggregate /mcp legacy session, with its log level (lib/mcp/aggregate/session.ts) | 24 h |
+ * | ["mcp_sub", sha256(session id), uri]  | { expiresAt }: a legacy session's resource subscription to gateway URI `uri` (lib/mcp/aggregate/subscriptions.ts) | as the session |
  * | ["cimd", clientIdUrl]                 | validated metadata document, written only once a code was issued to its client (lib/oauth/client_id_metadata.ts) | Cache-Control, 60 s–24 h |
  * | ["rate", bucket, subject, window]     | count (Deno.KvU64); buckets: `register`, `authorize`, `login`, `token_ip`, `revoke_ip` (per IP, IPv6 /64), `token` (successes per client), `token_fail` ("clientId ip"), `health` (per principal), `cimd_fetch_host`, `cimd_fetch`, `mcp`, `guess:<secret>:subject_ip` / `:ip` / `:global` (lib/infra/guess_limit.ts) | the window |
  * | ["user", sub]                         | {@linkcode UserRecord}    | none (upserted at every sign-in) |
  * | ["user_grant", sub, grantId]          | createdAt (number): index from a user to their grants, written with the grant | as the grant |
  * | ["browser_session", sha256(id)]       | {@linkcode BrowserSessionRecord} (lib/identity/browser_session.ts) | 12 h |
  * | ["login_flow", sha256(state)]         | {@linkcode LoginFlowRecord}: a sign-in at an identity provider in progress (lib/identity/login_flow.ts) | 10 min, single use |
+ * | ["list_cache", backend, kind]        | {@linkcode ListCacheMeta}: a backend's cached tool or prompt list (lib/mcp/aggregate/list_cache.ts) | `catalog.cacheTtlSeconds` |
+ * | ["list_cache_part", backend, kind, generation, i] | one ≤ 30 000-character slice of that list's JSON | as its meta |
  * | ["audit", time, id]                   | {@linkcode StoredAuditRecord}: the audit trail, time-ordered (ms since epoch, then a per-isolate id); written in batches (lib/admin/audit.ts) | `audit.retentionDays` |
  * | ["grant_used", grantId]               | lastUsedAt (number): last bearer use of a grant, written at most once a minute per isolate (never in the grant record: rotation checks its versionstamp) | refresh-token lifetime |
  * | ["secret", "telemetry_user_salt"]     | 16 random bytes: salt of the hashed user ids in telemetry (lib/admin/telemetry.ts) | none |
@@ -239,6 +242,32 @@ export const sessionKey = (backend: string, sessionHash: string): Deno.KvKey => 
   backend,
   sessionHash,
 ];
+
+/** What a backend's cached list kind is. */
+export type ListCacheKind = "tools" | "prompts";
+
+/** Head of a cached backend list; the list's JSON is in `parts` slices of one generation. */
+export interface ListCacheMeta {
+  /** SHA-256 prefix of the backend URL the list came from (a changed URL misses). */
+  source: string;
+  generation: string;
+  parts: number;
+  expiresAt: number;
+}
+
+/** Key of a backend's cached list. */
+export const listCacheKey = (backend: string, kind: ListCacheKind): Deno.KvKey => [
+  "list_cache",
+  backend,
+  kind,
+];
+/** Key of one slice of a cached list. */
+export const listCachePartKey = (
+  backend: string,
+  kind: ListCacheKind,
+  generation: string,
+  i: number,
+): Deno.KvKey => ["list_cache_part", backend, kind, generation, i];
 
 /** Key of a user record. */
 export const userKey = (sub: string): Deno.KvKey => ["user", sub];

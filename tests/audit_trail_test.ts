@@ -508,3 +508,44 @@ Deno.test("audit trail: OAuth events", async (t) => {
     deps.kv.close();
   }
 });
+
+Deno.test("audit trail: a call through call_tool (catalog search mode)", async (t) => {
+  const alpha = modernBackend("alpha", (s) => {
+    s.registerTool(
+      "echo",
+      { inputSchema: z.object({ text: z.string() }) },
+      ({ text }) => ({ content: [{ type: "text", text }] }),
+    );
+  });
+  const gw = await serveGateway({
+    config: {
+      backends: [{ name: "alpha", url: alpha.url }],
+      catalog: { mode: "search" },
+      audit: { arguments: "redacted" },
+    },
+  });
+  const ann = await token(gw.deps, { user: "corp:ann" });
+  const client = await modernClient(gw, ann.token);
+  try {
+    await t.step("the record names the tool call_tool ran, with its arguments", async () => {
+      const before = (await records(gw.deps)).length;
+      await client.callTool({
+        name: "call_tool",
+        arguments: { name: "alpha__echo", arguments: { text: "found" } },
+      });
+      const r = await newRecord(gw.deps, before, (r) => r.event === "mcp");
+      assertEquals([r.backend, r.method, r.tool, r.outcome], [
+        "alpha",
+        "tools/call",
+        "alpha__echo",
+        "ok",
+      ]);
+      assertEquals(r.arguments, { text: "found" });
+    });
+  } finally {
+    await client.close();
+    await closeAggregate(gw.deps);
+    await gw.close();
+    await alpha.close();
+  }
+});

@@ -99,6 +99,20 @@ function targetAttributes(method: string, target: string | null): Record<string,
   };
 }
 
+/**
+ * The aggregated `/mcp`'s `call_tool` meta-tool (lib/mcp/aggregate/catalog.ts `CALL_TOOL`, not
+ * imported: that module loads the MCP SDK, which the pass-through never needs).
+ */
+const CALL_TOOL = "call_tool";
+
+/** The params of the call `call_tool` makes (`{ name, arguments }`), else `params` itself. */
+function viaSearch(params: Record<string, any> | undefined): Record<string, any> | undefined {
+  const inner = params?.arguments;
+  return params?.name === CALL_TOOL && isObject(inner) && typeof inner.name === "string"
+    ? { name: inner.name, arguments: inner.arguments }
+    : params;
+}
+
 /** `{mcp.method.name} {target}`: the target only for tools and prompts (low cardinality). */
 function spanName(method: string, target: string | null): string {
   return target && (method === "tools/call" || method === "prompts/get")
@@ -202,7 +216,7 @@ export class McpOperation {
     upstream?: string,
     options: { byStatus?: boolean } = {},
   ): BackendCall {
-    const params = this.#message?.method === method ? this.#message.params : undefined;
+    const params = viaSearch(this.#message?.method === method ? this.#message.params : undefined);
     const target = targetOf(method, params);
     const args = this.deps.config.audit?.arguments === "redacted"
       ? redactArguments(method === "completion/complete" ? params?.argument : params?.arguments)

@@ -9,11 +9,15 @@
  *   backend's response headers only.
  * - A backend 401/403 means the gateway's configured credentials are wrong: 502, and its
  *   `WWW-Authenticate` is dropped so that clients do not re-authenticate against the gateway.
+ * - A backend with curation rules, or a caller with per-user tool globs, takes the curated path
+ *   (curated_proxy.ts): the POST's messages are read, refused or rewritten, and list results are
+ *   filtered message by message. Everything else streams untouched.
  */
 import type { Principal } from "../oauth/bearer.ts";
 import type { BackendConfig, GatewayConfig } from "../config.ts";
 import type { Deps, RouteContext } from "../deps.ts";
 import { jsonRpcErrorResponse } from "../infra/http.ts";
+import { type CuratedPost, curatePost, needsCuration } from "./curated_proxy.ts";
 import { SESSION_ID, sessionBindings } from "./session_binding.ts";
 import type { McpOperation } from "../admin/mcp_operation.ts";
 import { passThroughCall, passThroughFetch } from "../admin/pass_through_audit.ts";
@@ -239,8 +243,18 @@ export async function proxyToBackend(
   const method = req.method;
   // Piped, never buffered: Deno hands a request body stream to fetch natively (reading it into
   // an ArrayBuffer first measured slower in bench/).
-  const body = method === "GET" || method === "DELETE" ? null : req.body;
+  let body: BodyInit | null = method === "GET" || method === "DELETE" ? null : req.body;
   const call = passThroughCall(operation, req, name);
+  let curated: CuratedPost | undefined;
+  if (method === "POST" && needsCuration(backend.config, principal)) {
+    const prepared = await curatePost(req, headers, backend.config, principal);
+    if (prepared instanceof Response) {
+      call?.end("denied");
+      return prepared;
+    }
+    curated = prepared;
+    body = prepared.body;
+  }
   const outcome = await passThroughFetch(
     call,
     () => fetchBackend(ctx.fetch, backend, method, headers, body, req.signal),
@@ -295,6 +309,7 @@ export async function proxyToBackend(
     await resBody.cancel().catch(() => {});
     resBody = null;
   }
+  if (curated) return curated.respond(status, relayed, resBody);
   return new Response(resBody, { status, headers: relayed });
 }
 

@@ -13,7 +13,10 @@
  *   (missing → 400, unknown/ended/foreign → 404, before any of this);
  * - `params.name` = `backend__tool` of a configured backend the principal's scope covers, whose
  *   connection in the pool is established and speaks the modern era (a first call, or an
- *   unknown or 2025-era backend, goes through the SDK, which connects and probes);
+ *   unknown or 2025-era backend, goes through the SDK, which connects and probes), and which the
+ *   curation and the principal's tool globs let through without a list lookup (catalog.ts
+ *   `resolveToolDirect`: renames undone, pinned `defaults` injected; a denied, unknown or
+ *   shortened name goes to the SDK path, which refuses or looks it up);
  * - no multi-round-trip retry (`inputResponses`/`requestState` need the sealed state opened).
  *
  * A modern client's message goes to the backend with `params.name` unprefixed and the client's
@@ -35,10 +38,12 @@
  */
 import type { BackendConfig, GatewayConfig } from "../../config.ts";
 import type { Deps } from "../../deps.ts";
+import { mcpHeaderValue } from "../jsonrpc_inspect.ts";
 import { Deadlines, fetchBackend } from "../proxy.ts";
 import { type BackendCall, type McpOperation, within } from "../../admin/mcp_operation.ts";
 import { cancelKey, type CancelRegistry } from "./cancel.ts";
-import { splitName } from "./naming.ts";
+import { type ResolvedTool, resolveToolDirect } from "./catalog.ts";
+import { LOG_LEVEL_KEY, logAllows, namedLog } from "./log_relay.ts";
 import { type BackendConnection, type BackendPool, RELAYED_CLIENT_CAPABILITIES } from "./pool.ts";
 import {
   GATEWAY_VERSION,
@@ -85,13 +90,7 @@ function targetOf(config: GatewayConfig, backend: BackendConfig): Target {
 const isObject = (v: unknown): v is Record<string, any> =>
   v !== null && typeof v === "object" && !Array.isArray(v);
 
-/** An HTTP header value: ASCII as is, anything else as `=?base64?…?=` (MCP 2026-07-28). */
-export function mcpHeaderValue(value: string): string {
-  if (/^[\x20-\x7e]*$/.test(value)) return value;
-  let s = "";
-  for (const b of new TextEncoder().encode(value)) s += String.fromCharCode(b);
-  return `=?base64?${btoa(s)}?=`;
-}
+export { mcpHeaderValue };
 
 /** What the fast path needs from the handler. */
 export interface FastCallContext {
@@ -100,6 +99,8 @@ export interface FastCallContext {
   /** Backends the principal's scope covers. */
   allowed: readonly BackendConfig[];
   principalId: string;
+  /** The principal's tool globs (`Principal.tools`); undefined = all. */
+  tools?: readonly string[];
   logFields?: Record<string, unknown>;
   /** Audit trail and telemetry of the request (lib/admin/mcp_operation.ts). */
   operation?: McpOperation;
@@ -110,6 +111,8 @@ export interface LegacySession {
   /** SHA-256 of the session id: the key of its in-flight calls in `cancels`. */
   sessionHash: string;
   cancels: CancelRegistry;
+  /** The level the session set with `logging/setLevel` (its calls' log messages at and above). */
+  logLevel?: string;
 }
 
 /**
@@ -132,11 +135,15 @@ export async function fastToolCall(
   const call: Call = { ctx, backend: route.backend.name, id, name: params.name, capabilities: {} };
   call.observed = ctx.operation?.backendCall(route.backend.name, "tools/call", route.tool);
   const headers = modernHeaders(route.tool);
+  const args = route.resolved.rules.withDefaults(route.tool, params.arguments);
   if (!legacy) {
     call.capabilities = params._meta;
     for (const entry of req.headers) if (entry[0].startsWith("mcp-param-")) headers.push(entry);
-    const _meta = { ...params._meta, ...call.observed?.meta() };
-    const body = JSON.stringify({ ...message, params: { ...params, name: route.tool, _meta } });
+    const forwarded: Record<string, unknown> = { ...params, name: route.tool };
+    if (args !== params.arguments) forwarded.arguments = args;
+    const trace = call.observed?.meta();
+    if (trace?.traceparent) forwarded._meta = { ...params._meta, ...trace };
+    const body = JSON.stringify({ ...message, params: forwarded });
     return await forward(call, route, headers, body, req.signal);
   }
   // What the pool's SDK client sends (server.ts, pool.ts): name and arguments only, a progress
@@ -147,6 +154,7 @@ export async function fastToolCall(
     [VERSION_KEY]: MODERN,
     [CAPABILITIES_KEY]: RELAYED_CLIENT_CAPABILITIES,
     [CLIENT_INFO_KEY]: { name: ctx.deps.config.serverName, version: GATEWAY_VERSION },
+    ...(legacy.logLevel ? { [LOG_LEVEL_KEY]: legacy.logLevel } : {}),
   };
   const body = JSON.stringify({
     jsonrpc: "2.0",
@@ -154,7 +162,7 @@ export async function fastToolCall(
     method: "tools/call",
     params: {
       name: route.tool,
-      arguments: params.arguments,
+      arguments: args,
       _meta: { ...call.capabilities, ...call.observed?.meta() },
     },
   });
@@ -219,22 +227,24 @@ function acceptsBoth(h: Headers): boolean {
 /** A fast-path destination: a connected modern backend the principal may call. */
 interface Route {
   backend: BackendConfig;
+  /** The backend's own tool name. */
   tool: string;
+  resolved: ResolvedTool;
   connection: BackendConnection;
   upstream: Target;
 }
 
 function modernRoute(ctx: FastCallContext, name: string): Route | undefined {
-  const target = splitName(name);
-  if (!target) return undefined;
-  const backend = ctx.allowed.find((b) => b.name === target.backend);
-  if (!backend) return undefined;
+  const resolved = resolveToolDirect({ backends: ctx.allowed, tools: ctx.tools }, name);
+  if (resolved === null || resolved === "lookup") return undefined;
+  const backend = resolved.backend;
   const connection = ctx.pool.connected(backend.name);
   if (connection?.era !== "modern") return undefined;
   if (ctx.logFields) ctx.logFields.fast_path = true;
   return {
     backend,
-    tool: target.name,
+    tool: resolved.original,
+    resolved,
     connection,
     upstream: targetOf(ctx.deps.config, backend),
   };
@@ -433,9 +443,10 @@ function legacyFinal(
 }
 
 /**
- * The SDK legacy leg's answer to an `input_required` result: per-request legacy serving cannot
- * send server-to-client requests, so its legacy shim fails the first embedded request that needs
- * a client capability with this `isError` result (the same text as the SDK's).
+ * The SDK path's answer to an `input_required` result toward a 2025-era client that declared
+ * neither elicitation nor sampling (the others take the SDK path, which relays the requests:
+ * input_relay.ts): the first embedded request that needs a capability fails with this `isError`
+ * result (the same text).
  */
 function legacyInputRequired(call: Call, requests: unknown): unknown {
   const [key, method] = Object.entries(isObject(requests) ? requests : {})
@@ -445,8 +456,7 @@ function legacyInputRequired(call: Call, requests: unknown): unknown {
     return errorMessage(call, INTERNAL_ERROR, unavailableMessage(call.backend));
   }
   const text = `Cannot request input '${key}' (${method}): the client on this 2025-era ` +
-    "connection did not declare the required capability (no client capabilities are available " +
-    "on this connection — per-request legacy serving cannot receive server-to-client requests)";
+    "connection did not declare the required capability";
   return {
     jsonrpc: "2.0",
     id: call.id,
@@ -491,9 +501,9 @@ const sseEvent = (message: unknown): Uint8Array => encoder.encode(sseText(messag
 
 /**
  * Rewrites a backend's SSE answer as it streams: progress notifications pass through (to a
- * 2025-era client under its own `progressToken`, or not at all when it gave none), the final
- * response is rewritten like a JSON answer and ends the stream. Other notifications are dropped
- * (the SDK path does not relay backend log messages). The backend's `timeoutMs` bounds the wait
+ * 2025-era client under its own `progressToken`, or not at all when it gave none), log messages
+ * at or above the caller's level pass through with the backend named (log_relay.ts), the final
+ * response is rewritten like a JSON answer and ends the stream. Other notifications are dropped. The backend's `timeoutMs` bounds the wait
  * for each next event, restarted by progress like the SDK path's. `broken()` ends the answer when
  * the backend's stream fails: "Request cancelled" after a legacy cancellation, else "Backend X is
  * unavailable" (and `onBroken`, which forgets the connection).
@@ -550,6 +560,12 @@ function sseRewriter(
           method: "notifications/progress",
           params: { ...progress, progressToken: call.legacy.progressToken },
         }));
+      }
+      return;
+    }
+    if (msg.method === "notifications/message" && isObject(msg.params)) {
+      if (logAllows(call.capabilities[LOG_LEVEL_KEY], msg.params.level)) {
+        controllerRef!.enqueue(sseEvent({ jsonrpc: "2.0", ...namedLog(call.backend, msg.params) }));
       }
       return;
     }

@@ -33,6 +33,12 @@ export interface RequestStateClaims {
   name: string;
   /** The backend's own `requestState`, echoed back to it verbatim. */
   backendState?: string;
+  /**
+   * A call parked while its client answers an input request of a 2025-era backend (see
+   * input_relay.ts): the parked call's id and the round the answer is for.
+   */
+  park?: string;
+  round?: number;
 }
 
 interface Sealed extends RequestStateClaims {
@@ -114,6 +120,15 @@ export async function openRequestState(
   token: unknown,
   expected: Omit<RequestStateClaims, "backendState">,
 ): Promise<string | undefined> {
+  return (await openRequestStateClaims(deps, token, expected)).backendState;
+}
+
+/** {@linkcode openRequestState}, returning every claim of the state. */
+export async function openRequestStateClaims(
+  deps: Pick<Deps, "kv" | "now">,
+  token: unknown,
+  expected: Pick<RequestStateClaims, "principal" | "backend" | "method" | "name">,
+): Promise<RequestStateClaims> {
   const bytes = typeof token === "string" ? fromBase64Url(token) : null;
   if (!bytes || bytes.length < 12 + 16) throw invalid();
   let body: Sealed;
@@ -134,5 +149,13 @@ export async function openRequestState(
   ) {
     throw invalid();
   }
-  return typeof body.backendState === "string" ? body.backendState : undefined;
+  return {
+    principal: body.principal,
+    backend: body.backend,
+    method: body.method,
+    name: body.name,
+    ...(typeof body.backendState === "string" ? { backendState: body.backendState } : {}),
+    ...(typeof body.park === "string" ? { park: body.park } : {}),
+    ...(typeof body.round === "number" ? { round: body.round } : {}),
+  };
 }
