@@ -9,11 +9,14 @@
  * `unavailable` when the backend does not answer). A 2025-era client's POST names its method only
  * in its body and is not audited yet.
  *
- * SEAM (pass-through inspection): when the tool-surface branch's JSON-RPC inspection module
- * (`lib/mcp/jsonrpc_inspect.ts`: `parseJsonRpcBody`, `transformMessages` with a `MessageHook`)
- * is in, {@linkcode passThroughCall} reads legacy bodies with `parseJsonRpcBody` (one call per
- * request message) and {@linkcode passThroughFetch}'s caller ends each call from its JSON-RPC
- * response through a `MessageHook` (`BackendCall.endWithMessage`), instead of by HTTP status.
+ * SEAM (pass-through inspection): the tool-surface branch's JSON-RPC inspection module
+ * (`lib/mcp/jsonrpc_inspect.ts`: `parseJsonRpcBody`, `transformMessages` with a `MessageHook`) is
+ * the way to the full audit: {@linkcode passThroughCall} would read a 2025-era POST's body with
+ * `parseJsonRpcBody` (one call per request message) and the answer would go through
+ * `transformMessages` whose hook ends each call from its JSON-RPC response
+ * (`BackendCall.endWithMessage`, matched by `idKey`), instead of by HTTP status. It costs reading
+ * every POST body whole and a transform of every answer on the pass-through's hot path, which the
+ * benchmarks keep streamed (docs/BENCHMARKS.md): left as a decision, not done by default.
  */
 import type { FetchOutcome } from "../mcp/proxy.ts";
 import { type BackendCall, type McpOperation, ROUTED_METHODS } from "./mcp_operation.ts";
