@@ -34,6 +34,7 @@ import * as signOut from "./routes/sign_out.ts";
 import * as token from "./routes/token.ts";
 import { printBanner, startFacts } from "./lib/startup/banner.ts";
 import { exitOnStartupError } from "./lib/startup/errors.ts";
+import { flushAuditOnShutdown, observeResponse } from "./lib/admin/router_hooks.ts";
 
 /** A route handler: reads its input, calls `lib/`, renders a response. */
 export type Handler = (req: Request, ctx: RouteContext) => Response | Promise<Response>;
@@ -227,6 +228,7 @@ export function createHandler(
 ): (req: Request, info?: Deno.ServeHandlerInfo) => Promise<Response> {
   return async (req, info) => {
     const started = performance.now();
+    const requestId = crypto.randomUUID();
     const url = new URL(req.url);
     const { candidates, params } = matchPath(url);
     const logFields: Record<string, unknown> = {};
@@ -260,6 +262,7 @@ export function createHandler(
             hops: deps.config.clientIpHeaderHops,
           }, remote),
           logFields,
+          requestId,
         };
         if (route.mcp) {
           const tool = toolOf(req);
@@ -282,11 +285,13 @@ export function createHandler(
         if (route.cors) res = withCors(res, req);
       }
     }
+    observeResponse(deps, routeName, res, logFields, requestId);
     deps.log({
       route: routeName,
       method: req.method,
       status: res.status,
       ms: Math.round((performance.now() - started) * 10) / 10,
+      request_id: requestId,
       ...logFields,
     });
     return res;
@@ -298,6 +303,8 @@ if (import.meta.main) {
   const defaultKvPath = Deno.args.find((a) => a.startsWith("--default-kv-path="))?.slice(18);
   // A bad config or variable: one line per problem on stderr, exit code 1, no stack trace.
   const deps = await loadDeps(defaultKvPath).catch(exitOnStartupError);
+  // Under `deno task dev` (`--watched`) a SIGTERM is the watcher's restart, not the end.
+  if (!Deno.args.includes("--watched")) flushAuditOnShutdown(deps);
   Deno.serve({
     port: deps.settings.port,
     onListen: (addr) => {

@@ -187,6 +187,7 @@ async function closeDeps(deps: Deps): Promise<void> {
     // best effort
   }
   d.tokenCache?.close();
+  await d.audit?.close().catch(() => {});
   deps.kv.close();
 }
 

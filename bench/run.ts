@@ -8,6 +8,7 @@
  * BENCH_CONNECTIONS (32), BENCH_LOAD_TOOL=deno (skip wrk), BENCH_SCALE_TOKENS (100000),
  * BENCH_PROFILE_S (4; 0 skips the CPU profile of the pass-through).
  */
+import { measureAuditCost } from "./audit.ts";
 import { type AuthLatency, authLatency } from "./auth_scale.ts";
 import { type BenchGateway, countAccessTokens, launchGateway, mint } from "./gateway.ts";
 import {
@@ -387,6 +388,81 @@ try {
       }
       : { name: "aggregated tools/call req/s", goal: "≥ 0.6 × bare", measured: "–", met: null },
   );
+
+  // (6) audit trail overhead ---------------------------------------------------------------------
+  // In process: the hooks' cost per routed call and a batch flush. Over HTTP: the same gateway
+  // with `audit.enabled: false`, interleaved with the main one (audit on) on /mcp tools/call.
+  const S6 = "6 audit trail overhead";
+  try {
+    const cost = await measureAuditCost();
+    rows.push({
+      section: S6,
+      config: "in process: audit hooks of one routed call",
+      note: `${cost.usPerCall.toFixed(2)} µs on the request path (operation, backend call, ` +
+        "record appended to the isolate's buffer)",
+    });
+    rows.push({
+      section: S6,
+      config: "in process: one flush of 100 records",
+      note: `${
+        cost.msPerBatch.toFixed(2)
+      } ms, off the request path (one atomic commit to a KV file)`,
+    });
+    raw[`${S6}: in process`] = cost;
+  } catch (e) {
+    unavailable(S6, "in process", (e as Error).message);
+  }
+  if (mainGw && token) {
+    let quiet: BenchGateway | null = null;
+    try {
+      quiet = await launchGateway(
+        "noaudit",
+        REPO_ROOT,
+        [{ name: "alpha", url: `${fast.url}/mcp` }],
+        undefined,
+        { audit: { enabled: false } },
+      );
+      gateways.push(quiet);
+      const quietToken = (await mint(quiet, 1, { resource: `${quiet.publicUrl}/mcp` }))
+        .accessTokens[0]!;
+      const args = { name: "alpha__echo", arguments: { text: "hi" } };
+      const specs = [
+        { config: "/mcp tools/call, audit on", gw: mainGw, bearer: token },
+        { config: "/mcp tools/call, audit.enabled false", gw: quiet, bearer: quietToken },
+      ].map((c) => {
+        const req = modernRequest("tools/call", args, `Bearer ${c.bearer}`);
+        return { config: c.config, url: `${c.gw.publicUrl}/mcp`, req };
+      });
+      for (const c of specs) {
+        const problem = await probe(c.url, c.req);
+        if (problem) throw new Error(reasonOf(problem, "/mcp"));
+      }
+      log(`${S6}: audit on and off interleaved (${ROUNDS} × ${ROUND_S} s each)`);
+      const [on, off] = await runInterleaved(tool, specs.map((c) => loadSpec(c.url, c.req)), {
+        warmupS: WARMUP_S,
+        rounds: ROUNDS,
+      });
+      const ratios = on!.rounds.map((q, k) => ratio(q.rps, off!.rounds[k]!.rps));
+      for (const [i, r] of [on!, off!].entries()) {
+        rows.push({
+          section: S6,
+          config: specs[i]!.config,
+          rps: r.rps,
+          p50Ms: r.p50Ms,
+          p99Ms: r.p99Ms,
+          note: errorNote(r) + (i === 0 ? ` ${x(median(ratios))} of audit off req/s` : ""),
+        });
+        raw[`${S6}: ${specs[i]!.config}`] = r;
+      }
+    } catch (e) {
+      unavailable(S6, "audit on vs off over HTTP", (e as Error).message);
+    } finally {
+      if (quiet) {
+        await quiet.stop();
+        gateways.splice(gateways.indexOf(quiet), 1);
+      }
+    }
+  }
 
   // (4a) auth latency with 1k and 100k live tokens ------------------------------------------
   // Two gateways side by side, one with 1k and one with 100k live tokens; rounds alternate

@@ -175,6 +175,17 @@ const rateLimitsSchema = z.strictObject({
     .describe("Open long-lived SSE streams per grant or API key (listen streams included)."),
 });
 
+const auditSchema = z.strictObject({
+  enabled: z.boolean().default(true)
+    .describe("Record MCP operations and OAuth events in the audit trail (KV and log lines)."),
+  retentionDays: z.int().min(1).max(3650).default(30)
+    .describe("Days an audit record is kept in KV (expireIn; also checked on read)."),
+  arguments: z.enum(["none", "redacted"]).default("none")
+    .describe(
+      "none: arguments are never recorded; redacted: recorded with secret-looking keys masked, size capped.",
+    ),
+});
+
 type RawConfig = {
   defaultScopes: string;
   clients: z.output<typeof preRegisteredClientSchema>[];
@@ -279,6 +290,7 @@ export const configSchema = z.strictObject({
     .describe("External authorization servers whose JWT access tokens are accepted."),
   rateLimits: rateLimitsSchema.prefault({}),
   login: loginSchema,
+  audit: auditSchema.prefault({}).describe("The audit trail (README: Operating the gateway)."),
   clientIpHeader: z.string().regex(/^[A-Za-z0-9-]+$/).optional()
     .describe("Header holding the client IP behind a proxy (e.g. x-forwarded-for)."),
   catalog: z.strictObject({
@@ -427,7 +439,19 @@ export function parseConfig(
       result.error.issues.map((i) => `${source}: ${pathString(i.path)}: ${i.message}`),
     );
   }
-  return deepFreeze(result.data) as GatewayConfig;
+  const config = deepFreeze(result.data) as GatewayConfig;
+  sources.set(config, raw);
+  return config;
+}
+
+const sources = new WeakMap<GatewayConfig, unknown>();
+
+/**
+ * The configuration as written, before `${VAR}` interpolation (for the admin views, which show
+ * `${VAR}` instead of its value); `undefined` for a config not made by {@linkcode parseConfig}.
+ */
+export function configSource(config: GatewayConfig): unknown {
+  return sources.get(config);
 }
 
 /** Reads and parses the JSON file at `path`. @throws {ConfigError} */

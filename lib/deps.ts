@@ -2,6 +2,8 @@
  * Everything a route needs, built once by {@linkcode loadDeps} (or by a test) and passed in.
  * Nothing here is read at import time.
  */
+import { AuditWriter } from "./admin/audit.ts";
+import { buildTelemetry, type Telemetry } from "./admin/telemetry.ts";
 import { type GatewayConfig, loadConfigFile } from "./config.ts";
 import { sha256Hex } from "./infra/crypto.ts";
 import { createExternalJwtVerifier, type ExternalJwtVerifier } from "./oauth/external_jwt.ts";
@@ -40,6 +42,10 @@ export interface Deps {
   mcpRateLimiter: BatchedRateLimiter;
   /** One verifier per `externalIssuers[]` entry, in config order. */
   externalJwtVerifiers: ExternalJwtVerifier[];
+  /** The audit trail's per-isolate writer (and of grants' last use), lib/admin/audit.ts. */
+  audit: AuditWriter;
+  /** OpenTelemetry spans and metrics (disabled unless the runtime exports them). */
+  telemetry: Telemetry;
 }
 
 /** Per-request context given to a route handler. */
@@ -49,6 +55,8 @@ export interface RouteContext extends Deps {
   clientIp: string;
   /** Set by the router: fields added to this request's log line. */
   logFields: Record<string, unknown>;
+  /** Set by the router: this request's id (its log line's `request_id`, its audit records'). */
+  requestId: string;
 }
 
 /**
@@ -115,6 +123,26 @@ export function buildMcpRateLimiter(config: GatewayConfig, log: Logger): Batched
         event: "rate_limit_flush_failed",
         error: error instanceof Error ? error.name : "unknown",
       }),
+  });
+}
+
+/**
+ * The audit writer of a config: batched, flushed `flushIntervalMs` after the first pending
+ * record (1 s in production; 0 in tests: only an explicit `flush()` writes).
+ */
+export function buildAuditWriter(
+  config: GatewayConfig,
+  deps: Pick<Deps, "kv" | "log" | "now">,
+  flushIntervalMs = 1000,
+): AuditWriter {
+  return new AuditWriter({
+    kv: deps.kv,
+    log: deps.log,
+    now: deps.now,
+    enabled: config.audit.enabled,
+    retentionMs: config.audit.retentionDays * 86_400_000,
+    grantUsedTtlMs: config.refreshTokenTtlSeconds * 1000,
+    flushIntervalMs,
   });
 }
 
@@ -189,5 +217,7 @@ export async function loadDeps(defaultKvPath?: string): Promise<Deps> {
     tokenCache: new TokenCache({ channel: new BroadcastChannel("gateway-token-revocations") }),
     mcpRateLimiter: buildMcpRateLimiter(config, log),
     externalJwtVerifiers: buildExternalJwtVerifiers(config, { now, fetch: fetchFn }),
+    audit: buildAuditWriter(config, { kv, log, now }),
+    telemetry: await buildTelemetry(kv),
   };
 }

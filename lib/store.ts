@@ -21,6 +21,9 @@
  * | ["login_flow", sha256(state)]         | {@linkcode LoginFlowRecord}: a sign-in at an identity provider in progress (lib/identity/login_flow.ts) | 10 min, single use |
  * | ["list_cache", backend, kind]        | {@linkcode ListCacheMeta}: a backend's cached tool or prompt list (lib/mcp/aggregate/list_cache.ts) | `catalog.cacheTtlSeconds` |
  * | ["list_cache_part", backend, kind, generation, i] | one ≤ 30 000-character slice of that list's JSON | as its meta |
+ * | ["audit", time, id]                   | {@linkcode StoredAuditRecord}: the audit trail, time-ordered (ms since epoch, then a per-isolate id); written in batches (lib/admin/audit.ts) | `audit.retentionDays` |
+ * | ["grant_used", grantId]               | lastUsedAt (number): last bearer use of a grant, written at most once a minute per isolate (never in the grant record: rotation checks its versionstamp) | refresh-token lifetime |
+ * | ["secret", "telemetry_user_salt"]     | 16 random bytes: salt of the hashed user ids in telemetry (lib/admin/telemetry.ts) | none |
  * | ["secret", "request_state_key"]       | 32 random bytes: AES-GCM key of relayed `requestState`s (lib/mcp/aggregate/request_state.ts; the one secret kept in the clear, because it must be used, not compared) | none |
  *
  * Every expiring record stores `expiresAt` (ms since epoch) and is checked on read: `expireIn`
@@ -164,6 +167,49 @@ export interface TokenRecord {
   rotatedAt?: number;
 }
 
+/** What happened, in the audit trail (README: Operating the gateway). */
+export type AuditEvent =
+  | "mcp"
+  | "sign_in"
+  | "consent"
+  | "token"
+  | "refresh"
+  | "reuse_detected"
+  | "revocation"
+  | "rate_limited";
+
+/**
+ * One audit record, as stored (without `expiresAt`) and exported (JSON Lines). Every field is
+ * present; `null` when it does not apply. Times are ISO 8601 (UTC).
+ */
+export interface AuditRecord {
+  time: string;
+  event: AuditEvent;
+  /** The user's `sub`; `"owner"` for grants without a user; the principal id for API keys. */
+  user: string | null;
+  clientId: string | null;
+  grantId: string | null;
+  backend: string | null;
+  /** The JSON-RPC method (event `mcp`), or what the event acted through (e.g. the grant type). */
+  method: string | null;
+  /** The tool, prompt, resource URI or completion reference, as the client named it. */
+  tool: string | null;
+  /** `ok`, `denied`, or an error code (JSON-RPC code, `tool_error`, `timeout`, OAuth error…). */
+  outcome: string;
+  latencyMs: number | null;
+  /** The gateway's id of the HTTP request (the `request_id` of its log line). */
+  requestId: string | null;
+  /** Only with `"audit": { "arguments": "redacted" }`: the call's arguments, redacted. */
+  arguments?: Record<string, unknown>;
+  /** Revocations by an administrator: who (`sub` of the console's user, or `"cli"`). */
+  actor?: string;
+}
+
+/** An audit record in KV: with its expiry (checked on read; `expireIn` is only clean-up). */
+export interface StoredAuditRecord extends AuditRecord {
+  expiresAt: number;
+}
+
 /** A legacy MCP session id bound to the principal that opened it. */
 export interface SessionRecord {
   principalId: string;
@@ -235,6 +281,11 @@ export const userGrantKey = (sub: string, grantId: string): Deno.KvKey => [
 export const browserSessionKey = (hash: string): Deno.KvKey => ["browser_session", hash];
 /** Key of a sign-in at an identity provider in progress, by hash of its `state`. */
 export const loginFlowKey = (stateHash: string): Deno.KvKey => ["login_flow", stateHash];
+
+/** Key of an audit record: time-ordered (ms since epoch), then unique per isolate. */
+export const auditKey = (time: number, id: string): Deno.KvKey => ["audit", time, id];
+/** Key of a grant's last bearer use (ms since epoch). */
+export const grantUsedKey = (grantId: string): Deno.KvKey => ["grant_used", grantId];
 
 /** Reads a record and returns it only if it has not expired (`expiresAt` checked on read). */
 export async function getLive<T extends { expiresAt: number }>(

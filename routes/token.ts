@@ -20,6 +20,7 @@ import {
 } from "../lib/oauth/endpoint_limits.ts";
 import { resolveResource } from "../lib/oauth/resources.ts";
 import { rotateRefreshToken, tokenResponseBody } from "../lib/oauth/tokens.ts";
+import { auditEvent, auditUser } from "../lib/admin/audit.ts";
 
 const GRANT_TYPES = ["authorization_code", "refresh_token"] as const;
 
@@ -75,6 +76,13 @@ async function issueTokens(
     minted = await rotateRefreshToken(ctx, client.clientId, r.refreshToken, r.scope, resource);
   }
   if (minted.user) ctx.logFields.user = minted.user.sub;
+  auditEvent(ctx, grantType === "authorization_code" ? "token" : "refresh", {
+    user: auditUser(minted.user),
+    clientId: client.clientId,
+    grantId: minted.grantId,
+    method: grantType,
+    outcome: "ok",
+  });
   const response = jsonResponse(tokenResponseBody(minted), 200, { pragma: "no-cache" });
   return { clientId: client.clientId, response };
 }

@@ -3,7 +3,9 @@
  * clock) and helpers to serve the gateway on a real port.
  */
 import { parseConfig } from "../lib/config.ts";
+import { noTelemetry } from "../lib/admin/telemetry.ts";
 import {
+  buildAuditWriter,
   buildExternalJwtVerifiers,
   buildMcpRateLimiter,
   type Deps,
@@ -50,8 +52,9 @@ export async function makeDeps(
   );
   const clock = testClock();
   const log = memoryLogger();
+  const kv = await Deno.openKv(options.kvPath ?? ":memory:");
   const deps: Deps & { clock: TestClock; logs: Record<string, unknown>[] } = {
-    kv: await Deno.openKv(options.kvPath ?? ":memory:"),
+    kv,
     config,
     settings: await readSettings((n) => env[n]),
     now: clock.now,
@@ -60,6 +63,9 @@ export async function makeDeps(
     tokenCache: new TokenCache({ ttlMs: options.cacheTtlMs ?? 1000 }),
     mcpRateLimiter: buildMcpRateLimiter(config, log),
     externalJwtVerifiers: [],
+    // Flushed only by the test (`await deps.audit.flush()`): nothing writes between steps.
+    audit: buildAuditWriter(config, { kv, log, now: () => deps.now() }, 0),
+    telemetry: noTelemetry(),
     clock,
     logs: log.records,
   };

@@ -17,6 +17,7 @@ import { type LoginTarget, targetQuery } from "./login_flow.ts";
 import { backToClient, pendingAuthorization, returnToUrl } from "./pending_request.ts";
 import { accessDeniedResponse, signInPageResponse } from "./sign_in_page.ts";
 import { upsertUser } from "./users.ts";
+import { auditEvent } from "../admin/audit.ts";
 
 /** A 303 redirect (after a form post or a callback) with cookies to set. */
 export function seeOther(location: string, cookies: string[] = []): Response {
@@ -51,6 +52,11 @@ export async function completeSignIn(
   const access = evaluateAccess(ctx.config, identity);
   ctx.logFields.user = identity.user.sub;
   ctx.logFields.sign_in = access ? "allowed" : "denied";
+  auditEvent(ctx, "sign_in", {
+    user: identity.user.sub,
+    method: identity.providerId,
+    outcome: access ? "ok" : "denied",
+  });
   if (!access) {
     const headers = new Headers();
     for (const c of cookies) headers.append("set-cookie", c);

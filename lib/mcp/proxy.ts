@@ -19,6 +19,8 @@ import type { Deps, RouteContext } from "../deps.ts";
 import { jsonRpcErrorResponse } from "../infra/http.ts";
 import { type CuratedPost, curatePost, needsCuration } from "./curated_proxy.ts";
 import { SESSION_ID, sessionBindings } from "./session_binding.ts";
+import type { McpOperation } from "../admin/mcp_operation.ts";
+import { passThroughCall, passThroughFetch } from "../admin/pass_through_audit.ts";
 
 /** JSON-RPC 2.0 §5.1 internal error, used for unreachable / failing backends. */
 export const INTERNAL_ERROR = -32603;
@@ -216,6 +218,7 @@ export async function proxyToBackend(
   ctx: RouteContext,
   name: string,
   principal: Principal,
+  operation?: McpOperation,
 ): Promise<Response> {
   const backend = plan(ctx.config, name)!;
   // One pass over the client's headers: the allow-list (never Authorization or Cookie).
@@ -241,14 +244,21 @@ export async function proxyToBackend(
   // Piped, never buffered: Deno hands a request body stream to fetch natively (reading it into
   // an ArrayBuffer first measured slower in bench/).
   let body: BodyInit | null = method === "GET" || method === "DELETE" ? null : req.body;
+  const call = passThroughCall(operation, req, name);
   let curated: CuratedPost | undefined;
   if (method === "POST" && needsCuration(backend.config, principal)) {
     const prepared = await curatePost(req, headers, backend.config, principal);
-    if (prepared instanceof Response) return prepared;
+    if (prepared instanceof Response) {
+      call?.end("denied");
+      return prepared;
+    }
     curated = prepared;
     body = prepared.body;
   }
-  const outcome = await fetchBackend(ctx.fetch, backend, method, headers, body, req.signal);
+  const outcome = await passThroughFetch(
+    call,
+    () => fetchBackend(ctx.fetch, backend, method, headers, body, req.signal),
+  );
   if (!outcome.ok) {
     ctx.logFields.upstream = outcome.reason;
     return outcome.reason === "timeout"

@@ -40,6 +40,7 @@ import type { BackendConfig, GatewayConfig } from "../../config.ts";
 import type { Deps } from "../../deps.ts";
 import { mcpHeaderValue } from "../jsonrpc_inspect.ts";
 import { Deadlines, fetchBackend } from "../proxy.ts";
+import { type BackendCall, type McpOperation, within } from "../../admin/mcp_operation.ts";
 import { cancelKey, type CancelRegistry } from "./cancel.ts";
 import { type ResolvedTool, resolveToolDirect } from "./catalog.ts";
 import { LOG_LEVEL_KEY, logAllows, namedLog } from "./log_relay.ts";
@@ -101,6 +102,8 @@ export interface FastCallContext {
   /** The principal's tool globs (`Principal.tools`); undefined = all. */
   tools?: readonly string[];
   logFields?: Record<string, unknown>;
+  /** Audit trail and telemetry of the request (lib/admin/mcp_operation.ts). */
+  operation?: McpOperation;
 }
 
 /** A 2025-era client's session, validated by the caller (handler.ts). */
@@ -130,6 +133,7 @@ export async function fastToolCall(
   const route = modernRoute(ctx, params.name);
   if (!route) return undefined;
   const call: Call = { ctx, backend: route.backend.name, id, name: params.name, capabilities: {} };
+  call.observed = ctx.operation?.backendCall(route.backend.name, "tools/call", route.tool);
   const headers = modernHeaders(route.tool);
   const args = route.resolved.rules.withDefaults(route.tool, params.arguments);
   if (!legacy) {
@@ -137,6 +141,8 @@ export async function fastToolCall(
     for (const entry of req.headers) if (entry[0].startsWith("mcp-param-")) headers.push(entry);
     const forwarded: Record<string, unknown> = { ...params, name: route.tool };
     if (args !== params.arguments) forwarded.arguments = args;
+    const trace = call.observed?.meta();
+    if (trace?.traceparent) forwarded._meta = { ...params._meta, ...trace };
     const body = JSON.stringify({ ...message, params: forwarded });
     return await forward(call, route, headers, body, req.signal);
   }
@@ -154,7 +160,11 @@ export async function fastToolCall(
     jsonrpc: "2.0",
     id,
     method: "tools/call",
-    params: { name: route.tool, arguments: args, _meta: call.capabilities },
+    params: {
+      name: route.tool,
+      arguments: args,
+      _meta: { ...call.capabilities, ...call.observed?.meta() },
+    },
   });
   const tracked = legacy.cancels.track(cancelKey(legacy.sessionHash, id));
   call.legacy = { progressToken, cancelled: tracked.signal, done: tracked.done };
@@ -269,13 +279,9 @@ async function forward(
   for (const entry of route.upstream.headers) headers.push(entry);
   let settled = false;
   try {
-    const outcome = await fetchBackend(
-      ctx.deps.fetch,
-      route.upstream,
-      "POST",
-      headers,
-      body,
-      signal,
+    const outcome = await within(
+      call.observed,
+      () => fetchBackend(ctx.deps.fetch, route.upstream, "POST", headers, body, signal),
     );
     if (!outcome.ok) {
       if (call.legacy?.cancelled.aborted) return answer(call, cancelledMessage(call));
@@ -326,6 +332,8 @@ interface Call {
   name: string;
   /** The `_meta` envelope sent to the backend (the declared client capabilities). */
   capabilities: Record<string, any>;
+  /** Its audit record and CLIENT span (lib/admin/mcp_operation.ts), ended with its answer. */
+  observed?: BackendCall;
   /** A 2025-era client's call: its own progress token, its cancellation, its settling. */
   legacy?: {
     progressToken: string | number | undefined;
@@ -336,6 +344,7 @@ interface Call {
 
 /** The client's answer holding one final message: JSON for a modern client, SSE for a legacy. */
 function answer(call: Call, message: unknown, status = 200): Response {
+  call.observed?.endWithMessage(message);
   if (call.legacy) return new Response(sseText(message), { status: 200, headers: SSE_HEADERS });
   return new Response(JSON.stringify(message), {
     status,
@@ -344,7 +353,10 @@ function answer(call: Call, message: unknown, status = 200): Response {
 }
 
 /** The SDK path's answer to a legacy call cancelled by `notifications/cancelled`. */
-const cancelledMessage = (call: Call) => errorMessage(call, INTERNAL_ERROR, "Request cancelled");
+function cancelledMessage(call: Call) {
+  call.observed?.end("cancelled");
+  return errorMessage(call, INTERNAL_ERROR, "Request cancelled");
+}
 
 function errorMessage(call: Call, code: number, message: string, data?: unknown) {
   return {
@@ -354,8 +366,9 @@ function errorMessage(call: Call, code: number, message: string, data?: unknown)
   };
 }
 
-/** Logs a failed backend call, as server.ts does. */
+/** Logs a failed backend call, as server.ts does (and ends its audit: timeout or unavailable). */
 function logFailure(call: Call, why: string): void {
+  call.observed?.end(why === "timeout" ? "timeout" : "unavailable", why);
   call.ctx.deps.log({
     level: "warn",
     event: "backend_call_failed",
@@ -558,8 +571,9 @@ function sseRewriter(
     }
     if (msg.id !== call.id || (!("result" in msg) && !("error" in msg))) return;
     const out = await finalMessage(call, msg);
-    if (out) finish(sseEvent(out.message));
-    else fail("malformed response", unavailableMessage);
+    if (!out) return fail("malformed response", unavailableMessage);
+    call.observed?.endWithMessage(out.message);
+    finish(sseEvent(out.message));
   };
   const stream = new TransformStream<Uint8Array, Uint8Array>({
     start(controller) {
@@ -581,6 +595,7 @@ function sseRewriter(
       clearTimeout(timer);
     },
     cancel() {
+      call.observed?.end("cancelled");
       done = true;
       clearTimeout(timer);
       call.legacy?.done();

@@ -48,6 +48,7 @@ import { openCappedStream, releaseWhenClosed } from "../stream_limits.ts";
 import { type AggregateRequest, createAggregateServer } from "./server.ts";
 import { endSession, loadSessionCached, openSession, type ValidatedSession } from "./session.ts";
 import { unwrapUri } from "./uri.ts";
+import type { McpOperation } from "../../admin/mcp_operation.ts";
 
 /** The backends a modern request's token covers, while the SDK serves it (listen streams). */
 const listenScope = new AsyncLocalStorage<ReadonlySet<string>>();
@@ -230,13 +231,15 @@ function insufficientScope(deps: Deps, backend: string): Response {
 
 /**
  * Serves an authenticated request to `/mcp` for `principal`. `logFields` (the router's fields of
- * this request's log line) receives `tool` for `tools/call`.
+ * this request's log line) receives `tool` for `tools/call`; `operation` (audit trail and
+ * telemetry, lib/admin/mcp_operation.ts) is told the message and each backend call.
  */
 export async function serveAggregate(
   req: Request,
   deps: Deps,
   principal: Principal,
   logFields?: Record<string, unknown>,
+  operation?: McpOperation,
 ): Promise<Response> {
   const allowed: BackendConfig[] = deps.config.backends.filter((b) =>
     scopeCoversBackend(principal.scope, b.name)
@@ -261,6 +264,8 @@ export async function serveAggregate(
           backend && deps.config.backends.some((b) => b.name === backend) &&
           !scopeCoversBackend(principal.scope, backend)
         ) {
+          operation?.describe(message, req.headers);
+          operation?.denied(backend);
           return insufficientScope(deps, backend);
         }
       }
@@ -270,6 +275,7 @@ export async function serveAggregate(
   const single = parsed && !Array.isArray(parsed) && typeof parsed === "object"
     ? parsed as { method?: unknown; params?: any }
     : undefined;
+  operation?.describe(single, req.headers);
   // Legacy clients send no Mcp-Name header: log the tool from the body (never its arguments).
   if (logFields && single?.method === "tools/call" && typeof single.params?.name === "string") {
     const inner = single.params.arguments?.name;
@@ -284,6 +290,7 @@ export async function serveAggregate(
     principalId: principal.id,
     tools: principal.tools,
     logFields,
+    operation,
   };
   if (single?.method === "tools/call") {
     // A call to a known modern backend skips both SDKs (fast_call.ts); else undefined. A legacy
@@ -317,6 +324,7 @@ export async function serveAggregate(
     method: typeof single?.method === "string" ? single.method : undefined,
     principalId: principal.id,
     tools: principal.tools,
+    operation,
   };
   const authInfo = {
     token: "",

@@ -21,6 +21,7 @@ import type { Deps } from "../../deps.ts";
 import { CallTap } from "./call_relay.ts";
 import { ChangeHub, type ListKind } from "./changes.ts";
 import { SDK_TIMEOUT_MS } from "./fanout.ts";
+import { propagateTraceContext } from "../../admin/telemetry.ts";
 
 /** A connected backend. */
 export interface BackendConnection {
@@ -175,6 +176,7 @@ export class BackendPool {
       fetch: tap.fetch(this.#deps.fetch),
       requestInit: { headers: { ...backend.headers } },
     });
+    propagateTraceContext(transport);
     try {
       await client.connect(transport, { timeout: backend.timeoutMs });
     } catch (error) {

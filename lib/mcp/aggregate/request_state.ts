@@ -13,6 +13,7 @@
  */
 import { ProtocolError, ProtocolErrorCode } from "@modelcontextprotocol/server";
 import type { Deps } from "../../deps.ts";
+import { kvSecretBytes } from "../../infra/kv_secret.ts";
 
 /** How long a relayed `input_required` round may wait for the client's retry. */
 export const REQUEST_STATE_TTL_MS = 10 * 60 * 1000;
@@ -66,19 +67,8 @@ export function requestStateKey(kv: Deno.Kv): Promise<CryptoKey> {
 }
 
 async function loadOrCreateKey(kv: Deno.Kv): Promise<CryptoKey> {
-  for (let attempt = 0; attempt < 3; attempt++) {
-    const entry = await kv.get<Uint8Array<ArrayBuffer>>(REQUEST_STATE_KEY_KEY);
-    let raw = entry.value;
-    if (!raw) {
-      const fresh = crypto.getRandomValues(new Uint8Array(32));
-      const res = await kv.atomic().check({ key: REQUEST_STATE_KEY_KEY, versionstamp: null })
-        .set(REQUEST_STATE_KEY_KEY, fresh).commit();
-      if (!res.ok) continue; // another isolate won: read its key
-      raw = fresh;
-    }
-    return await crypto.subtle.importKey("raw", raw, "AES-GCM", false, ["encrypt", "decrypt"]);
-  }
-  throw new Error("could not load the request-state key");
+  const raw = await kvSecretBytes(kv, REQUEST_STATE_KEY_KEY, 32);
+  return await crypto.subtle.importKey("raw", raw, "AES-GCM", false, ["encrypt", "decrypt"]);
 }
 
 function toBase64Url(bytes: Uint8Array): string {

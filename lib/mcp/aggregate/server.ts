@@ -57,6 +57,7 @@ import { sealRequestState } from "./request_state.ts";
 import type { RelayHub, RelaySession } from "./relay_hub.ts";
 import { registerSessionMethods } from "./session_methods.ts";
 import { unwrapUri, wrapContentUris, wrapUri } from "./uri.ts";
+import { type McpOperation, within } from "../../admin/mcp_operation.ts";
 
 /** Version reported in `serverInfo`. */
 export const GATEWAY_VERSION = "1.0.0";
@@ -78,6 +79,8 @@ export interface AggregateRequest {
   session?: RelaySession;
   /** The principal's tool globs over exposed names (`Principal.tools`); undefined = all. */
   tools?: readonly string[];
+  /** Audit trail and telemetry of the request: told each backend call (lib/admin/). */
+  operation?: McpOperation;
 }
 
 /** Shared, per-gateway parts of every server instance. */
@@ -331,10 +334,11 @@ function registerHandlers(
       (tracked ? AbortSignal.any([ctx.mcpReq.signal, tracked.signal]) : ctx.mcpReq.signal);
     const level = call?.relay.logLevel;
     const holder = `call:${crypto.randomUUID()}`;
+    const audited = request.operation?.backendCall(backend.name, ctx.mcpReq.method);
     try {
-      return await withDeadline(backend, parent, async (signal, keepAlive, hold) => {
+      const result = await withDeadline(backend, parent, async (signal, keepAlive, hold) => {
         const c = connection = await env.pool.get(backend.name);
-        if (!call) return await op(c, signal, keepAlive);
+        if (!call) return await within(audited, () => op(c, signal, keepAlive));
         call.relay.hold = hold;
         if (level && c.era === "legacy" && c.capabilities.logging) {
           // A backend refusing the level still serves the call (its messages may be filtered).
@@ -348,9 +352,12 @@ function registerHandlers(
           );
         }
         call.relay.owner = request.principalId;
-        return await runInCall(call.relay, () => op(c, signal, keepAlive));
+        return await within(audited, () => runInCall(call.relay, () => op(c, signal, keepAlive)));
       });
+      audited?.endWithResult(result);
+      return result;
     } catch (error) {
+      audited?.endWithError(error, parent.aborted);
       if (parent.aborted) {
         // Cancelled by the client: the SDK already told the backend; the connection is fine.
         throw new ProtocolError(ProtocolErrorCode.InternalError, "Request cancelled");
