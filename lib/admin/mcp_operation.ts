@@ -79,15 +79,6 @@ export function targetOf(method: string, params: Record<string, any> | undefined
   return null;
 }
 
-/** The backend's own name of an aggregated `backend__name` or `mcpgw-backend+uri` target. */
-function upstreamOf(backend: string, target: string | null): string | null {
-  if (target === null) return null;
-  for (const prefix of [`${backend}__`, `mcpgw-${backend}+`]) {
-    if (target.startsWith(prefix)) return target.slice(prefix.length);
-  }
-  return target;
-}
-
 /** Span attributes naming a method's target (MCP semantic conventions §Server, §Client). */
 function targetAttributes(method: string, target: string | null): Record<string, unknown> {
   return {
@@ -230,7 +221,7 @@ export class McpOperation {
       backend,
       method,
       target,
-      upstream: upstream ?? upstreamOf(backend, target),
+      upstream: upstream ?? target,
       arguments: args,
       parent: this.#spanContext,
     });

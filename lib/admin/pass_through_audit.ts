@@ -53,6 +53,17 @@ export function decodeMcpHeader(value: string | null): string | undefined {
 /** The key of a request known from its headers only: the POST's one response answers it. */
 const FROM_HEADERS = "headers";
 
+/**
+ * Calls of 2025-era sessions whose answer is streaming, by backend, session and request id, so
+ * that the client's `notifications/cancelled` (MCP 2025-11-25 Cancellation: sent in another POST)
+ * ends them `cancelled` at once. Per isolate: a notification that reaches another isolate leaves
+ * the call to end with its stream.
+ */
+const streaming = new Map<string, BackendCall>();
+
+const streamingKey = (backend: string, session: string, key: string) =>
+  `${backend}\n${session}\n${key}`;
+
 /** A routed request of the POST and, once sent, its backend call. */
 interface Routed {
   /** `idKey` of its JSON-RPC id, or {@linkcode FROM_HEADERS}. */
@@ -92,7 +103,7 @@ export async function passThroughAudit(
     const params = name === undefined ? {} : method === "resources/read" ? { uri: name } : { name };
     operation.describe({ jsonrpc: "2.0", method, params }, req.headers);
     if (!ROUTED_METHODS.has(method)) return undefined;
-    return new PassThroughAudit(operation, backend, req.signal, undefined, [
+    return new PassThroughAudit(operation, backend, req.signal, null, undefined, [
       { key: FROM_HEADERS, method, params },
     ]);
   }
@@ -100,7 +111,13 @@ export async function passThroughAudit(
   const body = await req.text();
   const parsed = parseJsonRpcBody(body);
   const routed: Routed[] = [];
+  const session = req.headers.get("mcp-session-id");
   for (const message of parsed?.messages ?? []) {
+    if (message.method === "notifications/cancelled" && session !== null) {
+      const key = streamingKey(backend, session, idKey(message.params?.requestId));
+      streaming.get(key)?.end("cancelled");
+      streaming.delete(key);
+    }
     if (!isRequest(message) || !ROUTED_METHODS.has(message.method)) continue;
     const params = isObject(message.params) ? message.params : {};
     routed.push({ key: idKey(message.id), method: message.method, params });
@@ -112,7 +129,7 @@ export async function passThroughAudit(
       logFields.tool ??= single.params.name.slice(0, 100);
     }
   }
-  return new PassThroughAudit(operation, backend, req.signal, body, routed);
+  return new PassThroughAudit(operation, backend, req.signal, session, body, routed);
 }
 
 /** The routed requests of one pass-through POST (see the module doc). */
@@ -122,6 +139,7 @@ export class PassThroughAudit implements CurationObserver {
   #op: McpOperation;
   #backend: string;
   #signal: AbortSignal;
+  #session: string | null;
   #routed: Routed[];
   /** Calls waiting for their response, by key. */
   #open = new Map<string, BackendCall>();
@@ -130,12 +148,14 @@ export class PassThroughAudit implements CurationObserver {
     operation: McpOperation,
     backend: string,
     signal: AbortSignal,
+    session: string | null,
     body: string | undefined,
     routed: Routed[],
   ) {
     this.#op = operation;
     this.#backend = backend;
     this.#signal = signal;
+    this.#session = session;
     this.body = body;
     this.#routed = routed;
   }
@@ -193,7 +213,12 @@ export class PassThroughAudit implements CurationObserver {
     body: ReadableStream<Uint8Array> | null,
   ): ReadableStream<Uint8Array> | null {
     if (this.#open.size === 0) return body;
-    for (const call of this.#open.values()) this.#op.answerRead(call);
+    for (const [key, call] of this.#open) {
+      this.#op.answerRead(call);
+      if (this.#session !== null) {
+        streaming.set(streamingKey(this.#backend, this.#session, key), call);
+      }
+    }
     const leftover = () => status >= 300 ? String(status) : "unavailable";
     if (!body) {
       this.#endAll(leftover());
@@ -213,20 +238,27 @@ export class PassThroughAudit implements CurationObserver {
   /** Ends the call `message` answers (an error with a null id: every open call, JSON-RPC §5). */
   #settle(message: JsonRpcMessage): void {
     if (message.id === null && isObject(message.error)) {
-      for (const call of this.#open.values()) call.endWithMessage(message);
-      this.#open.clear();
+      for (const key of [...this.#open.keys()]) this.#close(key)?.endWithMessage(message);
       return;
     }
     const key = this.#open.has(idKey(message.id)) ? idKey(message.id) : FROM_HEADERS;
-    const call = this.#open.get(key);
-    if (!call) return;
-    this.#open.delete(key);
-    call.endWithMessage(message);
+    this.#close(key)?.endWithMessage(message);
   }
 
   #endAll(outcome: string): void {
-    for (const call of this.#open.values()) call.end(outcome);
-    this.#open.clear();
+    for (const key of [...this.#open.keys()]) this.#close(key)?.end(outcome);
+  }
+
+  /** Forgets the open call of `key` (to end it). */
+  #close(key: string): BackendCall | undefined {
+    const call = this.#open.get(key);
+    if (!call) return undefined;
+    this.#open.delete(key);
+    if (this.#session !== null) {
+      const k = streamingKey(this.#backend, this.#session, key);
+      if (streaming.get(k) === call) streaming.delete(k);
+    }
+    return call;
   }
 }
 

@@ -41,6 +41,7 @@ import { type EndClientRelay, type MrtrMethod, relayedCall } from "./input_relay
 import { LOG_LEVEL_KEY } from "./log_relay.ts";
 import {
   CALL_TOOL,
+  excludedByGlobs,
   listedTools,
   resolvePrompt,
   resolveTool,
@@ -314,11 +315,14 @@ function registerHandlers(
   };
 
   /**
-   * Runs `op` on the backend that owns a routed request. With a `relay` (input_relay.ts), `op`
-   * runs in its call scope (call_relay.ts) and `parent` is the call's signal.
+   * Runs `op` on the backend that owns a routed request; `upstream` is the backend's own name of
+   * the target (tool, prompt, URI: what the request sent to it carries), for the CLIENT span.
+   * With a `relay` (input_relay.ts), `op` runs in its call scope (call_relay.ts) and `parent` is
+   * the call's signal.
    */
   const routed = async <T>(
     backendName: string,
+    upstream: string,
     ctx: ServerContext,
     notFound: string,
     op: (c: BackendConnection, signal: AbortSignal, keepAlive: () => void) => Promise<T>,
@@ -334,7 +338,7 @@ function registerHandlers(
       (tracked ? AbortSignal.any([ctx.mcpReq.signal, tracked.signal]) : ctx.mcpReq.signal);
     const level = call?.relay.logLevel;
     const holder = `call:${crypto.randomUUID()}`;
-    const audited = request.operation?.backendCall(backend.name, ctx.mcpReq.method);
+    const audited = request.operation?.backendCall(backend.name, ctx.mcpReq.method, upstream);
     try {
       const result = await withDeadline(backend, parent, async (signal, keepAlive, hold) => {
         const c = connection = await env.pool.get(backend.name);
@@ -377,6 +381,7 @@ function registerHandlers(
     method: MrtrMethod,
     backendName: string,
     name: string,
+    upstream: string,
     ctx: ServerContext,
     notFound: string,
     op: (
@@ -397,7 +402,7 @@ function registerHandlers(
       { ctx, server, principal: request.principalId ?? "", session: request.session },
       { method, backend: backendName, name, timeoutMs: byName.get(backendName)?.timeoutMs ?? 0 },
       ({ fields, relay, parent }) =>
-        routed(backendName, ctx, notFound, (c, signal, keepAlive) => {
+        routed(backendName, upstream, ctx, notFound, (c, signal, keepAlive) => {
           const extra: Record<string, unknown> = { ...fields };
           if (relay.logLevel && c.era === "modern") {
             extra._meta = { [LOG_LEVEL_KEY]: relay.logLevel };
@@ -421,13 +426,24 @@ function registerHandlers(
         : req.params;
       const notFound = `Unknown tool: ${name}`;
       const target = await resolveTool(env, request, name, ctx.mcpReq.signal);
-      if (!target) throw new ProtocolError(ProtocolErrorCode.InvalidParams, notFound);
+      if (!target) {
+        // Refused for the caller's tool globs (answered like an unknown tool): audited denied.
+        const excluded = excludedByGlobs(request, name);
+        if (excluded) {
+          request.operation?.denied(excluded, "tool_globs", {
+            method: "tools/call",
+            params: { name },
+          });
+        }
+        throw new ProtocolError(ProtocolErrorCode.InvalidParams, notFound);
+      }
       const backend = target.backend.name;
       const progressToken = req.params._meta?.progressToken;
       const outcome = await relayed(
         "tools/call",
         backend,
         name,
+        target.original,
         ctx,
         notFound,
         (c, signal, keepAlive, extra) =>
@@ -476,6 +492,7 @@ function registerHandlers(
         "prompts/get",
         target.backend,
         req.params.name,
+        target.name,
         ctx,
         notFound,
         (c, signal, _keepAlive, extra) =>
@@ -548,6 +565,7 @@ function registerHandlers(
         "resources/read",
         target.backend,
         req.params.uri,
+        target.uri,
         ctx,
         notFound,
         (c, signal, _keepAlive, extra) =>
@@ -597,6 +615,7 @@ function registerHandlers(
       }
       const result = await routed(
         backend,
+        upstreamRef.type === "ref/prompt" ? upstreamRef.name : upstreamRef.uri,
         ctx,
         notFound,
         (c, signal) =>
