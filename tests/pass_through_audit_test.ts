@@ -19,7 +19,7 @@ import type { AuditRecord } from "../lib/store.ts";
 import { REDACTED } from "../lib/infra/log.ts";
 import { type ServedGateway, serveGateway } from "./_helpers.ts";
 import { deadBackendUrl, legacyBackend, modernBackend } from "./_aggregate_backends.ts";
-import { newRecord, records, token } from "./_audit.ts";
+import { records, token } from "./_audit.ts";
 
 const NAP_MS = 60;
 const nap = () => new Promise((r) => setTimeout(r, NAP_MS));
