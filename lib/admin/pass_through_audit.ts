@@ -80,9 +80,10 @@ interface Routed {
 const isObject = (v: unknown): v is Record<string, any> =>
   v !== null && typeof v === "object" && !Array.isArray(v);
 
-const isJson = (req: Request) =>
-  (req.headers.get("content-type") ?? "").split(";")[0]!.trim().toLowerCase() ===
-    "application/json";
+const mediaType = (contentType: string | null) =>
+  (contentType ?? "").split(";")[0]!.trim().toLowerCase();
+
+const isJson = (req: Request) => mediaType(req.headers.get("content-type")) === "application/json";
 
 /**
  * Reads what a pass-through request asks (see the module doc) and describes the operation
@@ -204,14 +205,16 @@ export class PassThroughAudit implements CurationObserver {
   }
 
   /**
-   * The backend's answer body as the client gets it: unchanged bytes, read on the way to end
-   * each open call at its response (see the module doc).
+   * The backend's answer body as the client gets it, its bytes unchanged, read on the way to end
+   * each open call at its response (see the module doc). A JSON answer (one message or a batch,
+   * sent at once) is read whole and handed on as text, which Deno serves faster than a stream;
+   * SSE is read event by event as it streams.
    */
-  answer(
+  async answer(
     status: number,
     contentType: string | null,
     body: ReadableStream<Uint8Array> | null,
-  ): ReadableStream<Uint8Array> | null {
+  ): Promise<ReadableStream<Uint8Array> | string | null> {
     if (this.#open.size === 0) return body;
     for (const [key, call] of this.#open) {
       this.#op.answerRead(call);
@@ -220,19 +223,30 @@ export class PassThroughAudit implements CurationObserver {
       }
     }
     const leftover = () => status >= 300 ? String(status) : "unavailable";
+    const ended = (aborted: boolean) =>
+      this.#endAll(
+        aborted && this.#signal.aborted ? "cancelled" : aborted ? "unavailable" : leftover(),
+      );
     if (!body) {
-      this.#endAll(leftover());
+      ended(false);
       return body;
+    }
+    if (mediaType(contentType) === "application/json") {
+      let text: string;
+      try {
+        text = await new Response(body).text();
+      } catch (error) {
+        ended(true);
+        return new ReadableStream({ start: (c) => c.error(error) });
+      }
+      for (const m of parseJsonRpcBody(text)?.messages ?? []) if (isResponse(m)) this.#settle(m);
+      ended(false);
+      return text;
     }
     return transformMessages(body, contentType, (m) => {
       if (isResponse(m)) this.#settle(m);
       return m;
-    }, {
-      onEnd: (aborted) =>
-        this.#endAll(
-          aborted && this.#signal.aborted ? "cancelled" : aborted ? "unavailable" : leftover(),
-        ),
-    });
+    }, { onEnd: ended });
   }
 
   /** Ends the call `message` answers (an error with a null id: every open call, JSON-RPC §5). */

@@ -58,7 +58,11 @@ export interface CurationObserver {
 export interface CuratedPost {
   body: string;
   /** The backend's answer as the client gets it. */
-  respond: (status: number, headers: [string, string][], body: ReadableStream | null) => Response;
+  respond: (
+    status: number,
+    headers: [string, string][],
+    body: ReadableStream<Uint8Array> | string | null,
+  ) => Response;
 }
 
 /**
@@ -116,7 +120,8 @@ export async function curatePost(
   };
   return {
     body,
-    respond: (status, relayed, resBody) => {
+    respond: (status, relayed, answer) => {
+      const resBody = typeof answer === "string" ? new Response(answer).body : answer;
       if (refusals.length > 0 && (status === 202 || resBody === null)) {
         resBody?.cancel().catch(() => {});
         return jsonResponse(refusals, 200, relayed.filter(([h]) => h !== "content-type"));
@@ -129,7 +134,11 @@ export async function curatePost(
   };
 }
 
-function relay(status: number, headers: [string, string][], body: ReadableStream | null) {
+function relay(
+  status: number,
+  headers: [string, string][],
+  body: ReadableStream<Uint8Array> | string | null,
+) {
   return new Response(body, { status, headers });
 }
 

@@ -306,12 +306,12 @@ export async function proxyToBackend(
       }
     }
   }
-  let resBody: ReadableStream<Uint8Array> | null = upstream.body;
+  let resBody: ReadableStream<Uint8Array> | string | null = upstream.body;
   if (resBody && NULL_BODY.has(status)) {
     await resBody.cancel().catch(() => {});
     resBody = null;
   }
-  if (audit) resBody = audit.answer(status, upstream.headers.get("content-type"), resBody);
+  if (audit) resBody = await audit.answer(status, upstream.headers.get("content-type"), resBody);
   if (curated) return curated.respond(status, relayed, resBody);
   return new Response(resBody, { status, headers: relayed });
 }
