@@ -1,7 +1,7 @@
 /**
  * The audit trail as the gateway writes it (issue 12): one record per MCP operation that reaches a
  * backend — aggregated `/mcp` through the SDK path and the fast path, the pass-through
- * `/mcp/{backend}` from its headers — and per OAuth event, with who, what, outcome, latency and
+ * `/mcp/{backend}` (in depth: pass_through_audit_test.ts) — and per OAuth event, with who, what, outcome, latency and
  * the request id of the log line. Real backends (v1 and v2 SDK servers), real SDK clients, real KV.
  */
 import { assert, assertEquals } from "./_assert.ts";

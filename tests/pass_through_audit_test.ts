@@ -49,7 +49,14 @@ function v2Tools(s: V2McpServer): void {
     ({ text }) => ({ content: [{ type: "text", text }] }),
   );
   s.registerTool("fail", {}, () => ({ content: [{ type: "text", text: "no" }], isError: true }));
-  s.registerTool("nap", {}, async () => {
+  s.registerTool("nap", {}, async (ctx) => {
+    const progressToken = ctx.mcpReq._meta?.progressToken;
+    if (progressToken !== undefined) {
+      await ctx.mcpReq.notify({
+        method: "notifications/progress",
+        params: { progressToken, progress: 1, total: 2 },
+      });
+    }
     await nap();
     return { content: [{ type: "text", text: "rested" }] };
   });
@@ -166,6 +173,11 @@ Deno.test("audit trail: the pass-through /mcp/{backend}", async (t) => {
         { name: "modern", url: spies.modern.url },
         { name: "dead", url: deadBackendUrl() },
         { name: "curated", url: spies.json.url, tools: { deny: ["nap"] } },
+        {
+          name: "modcur",
+          url: spies.modern.url,
+          tools: { deny: ["nap"], rename: { echo: "say" } },
+        },
       ],
       audit: { arguments: "redacted" },
     },
@@ -231,7 +243,11 @@ Deno.test("audit trail: the pass-through /mcp/{backend}", async (t) => {
         const failed = await client.callTool({ name: "fail", arguments: {} });
         assertEquals(failed.isError, true);
         await client.callTool({ name: "nope", arguments: {} }).catch(() => {});
-        await client.callTool({ name: "nap", arguments: {} });
+        const progress: number[] = [];
+        await client.callTool({ name: "nap", arguments: {} }, {
+          onprogress: (p: { progress: number }) => void progress.push(p.progress),
+        });
+        assertEquals(progress, [1], "the progress notification streamed through");
         const found = await mcpRecords(gw, before);
         assertEquals(found.map(brief), [
           ["modern", "tools/call", "echo", "ok"],
@@ -241,8 +257,9 @@ Deno.test("audit trail: the pass-through /mcp/{backend}", async (t) => {
         ]);
         assertEquals(found[0]!.arguments, { text: "hi" }, "arguments read when asked for");
         assert(found[3]!.latencyMs! >= NAP_MS, `latency to the response: ${found[3]!.latencyMs}`);
-        const types = spies.modern.typesOf("tools/call");
-        assert(types.length >= 4 && types.every((t) => t), JSON.stringify(types));
+        const types = spies.modern.typesOf("tools/call").slice(-4);
+        assertEquals(types.at(-1), "text/event-stream", "with progress, the answer is SSE");
+        assertEquals(types[0], "application/json");
       } finally {
         await client.close();
       }
@@ -415,6 +432,19 @@ Deno.test("audit trail: the pass-through /mcp/{backend}", async (t) => {
         } finally {
           await curated.client.close();
         }
+        const v2 = await v2Client(gw, "/mcp/modcur", ann.token);
+        try {
+          const before = (await records(gw.deps)).length;
+          assert(await v2.callTool({ name: "nap", arguments: {} }).then(() => false, () => true));
+          const said = await v2.callTool({ name: "say", arguments: { text: "renamed" } });
+          assertEquals((said.content as { text: string }[])[0]!.text, "renamed");
+          assertEquals((await mcpRecords(gw, before)).map(brief), [
+            ["modcur", "tools/call", "nap", "denied"],
+            ["modcur", "tools/call", "say", "ok"],
+          ], "a 2026-07-28 call, known from its headers: the name the client used");
+        } finally {
+          await v2.close();
+        }
       },
     );
   } finally {
@@ -506,5 +536,43 @@ Deno.test("audit trail: /mcp refusals for the user's tool globs are denied", asy
     await gw.close();
     await alpha.close();
     await beta.close();
+  }
+});
+
+Deno.test("audit trail: a 2026-07-28 pass-through call known from its headers alone", async (t) => {
+  const modern = modernBackend("modern", v2Tools);
+  const watched = spy(modern.url);
+  // No `audit.arguments`: the body of a 2026-07-28 POST is not read.
+  const gw = await serveGateway({ config: { backends: [{ name: "modern", url: watched.url }] } });
+  const ann = await token(gw.deps, { user: "corp:ann" });
+  const client = await v2Client(gw, "/mcp/modern", ann.token);
+  try {
+    await t.step("outcomes and latency come from the answer, JSON or SSE", async () => {
+      const before = (await records(gw.deps)).length;
+      await client.callTool({ name: "echo", arguments: { text: "hi" } });
+      await client.callTool({ name: "fail", arguments: {} });
+      await client.callTool({ name: "nope", arguments: {} }).catch(() => {});
+      await client.callTool({ name: "nap", arguments: {} }, { onprogress: () => {} });
+      const found = await mcpRecords(gw, before);
+      assertEquals(found.map(brief), [
+        ["modern", "tools/call", "echo", "ok"],
+        ["modern", "tools/call", "fail", "tool_error"],
+        ["modern", "tools/call", "nope", "-32602"],
+        ["modern", "tools/call", "nap", "ok"],
+      ]);
+      assertEquals(found[0]!.arguments, undefined);
+      assert(found[3]!.latencyMs! >= NAP_MS, `latency to the response: ${found[3]!.latencyMs}`);
+      assertEquals(watched.typesOf("tools/call").slice(-4), [
+        "application/json",
+        "application/json",
+        "application/json",
+        "text/event-stream",
+      ]);
+    });
+  } finally {
+    await client.close();
+    await gw.close();
+    await watched.close();
+    await modern.close();
   }
 });
