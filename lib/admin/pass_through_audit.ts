@@ -10,17 +10,19 @@
  *   MCP body limit by main.ts), parsed with `parseJsonRpcBody` (lib/mcp/jsonrpc_inspect.ts) and
  *   sent upstream as the same text; every routed request of a batch is a call of its own. With
  *   `"audit": { "arguments": "redacted" }` a routed modern POST is read too, for its arguments.
- * - The outcome: only the answer of a POST with routed requests is read, message by message as
- *   it streams (`transformMessages` with a hook that never changes a message: JSON keeps its
- *   bytes, SSE its events). Each call ends at its response, matched by JSON-RPC id (a request
- *   known from its headers only: the POST's one response): `ok`, the JSON-RPC error code,
- *   `tool_error` for a result with `isError: true`; its latency runs to that message. A call
- *   whose answer ends without its response ends `cancelled` when the client went away, else
- *   with the answer's HTTP status (≥ 300) or `unavailable`; one the backend never answered ends
- *   `timeout` or `unavailable`; one refused by curation or the caller's tool globs
- *   (curated_proxy.ts) is `denied` and never reaches the backend (no CLIENT span).
+ * - The outcome: only the answer of a POST with routed requests is read, its bytes unchanged: a
+ *   JSON answer whole (it comes at once), SSE event by event as it streams (`transformMessages`
+ *   with a hook that never changes a message). Each call ends at its response, matched by
+ *   JSON-RPC id (a request known from its headers only: the POST's one response): `ok`, the
+ *   JSON-RPC error code, `tool_error` for a result with `isError: true`; its latency runs to that
+ *   message. A call whose answer ends without its response ends `cancelled` when the client went
+ *   away (or sent `notifications/cancelled` for it), else with the answer's HTTP status (≥ 300) or
+ *   `unavailable`; one the backend never answered ends `timeout` or `unavailable`; one refused by
+ *   curation or the caller's tool globs (curated_proxy.ts) is `denied` and never reaches the
+ *   backend (no CLIENT span).
  * - What stays untouched and unread: `tools/list` and the other lists, notifications and client
- *   responses (their answers stream through), GET streams and DELETE.
+ *   responses (their answers stream through), GET streams and DELETE; and everything when the
+ *   audit trail is off (`audit.enabled: false`) and OpenTelemetry too.
  *
  * The SERVER span (McpOperation.describe) comes from the single message (body or headers); a
  * batch has none. Trace context reaches the backend in the HTTP `traceparent` header only: the
@@ -74,7 +76,6 @@ interface Routed {
   /** The target as sent to the backend, when curation rewrote it (a rename undone). */
   upstream?: string | null;
   denied?: boolean;
-  call?: BackendCall;
 }
 
 const isObject = (v: unknown): v is Record<string, any> =>
@@ -97,6 +98,8 @@ export async function passThroughAudit(
   logFields?: Record<string, unknown>,
 ): Promise<PassThroughAudit | undefined> {
   if (!operation || req.method !== "POST") return undefined;
+  // Neither an audit trail nor telemetry to feed: the request streams through unread.
+  if (!operation.deps.audit?.enabled && !operation.deps.telemetry?.enabled) return undefined;
   const method = req.headers.get("mcp-method");
   const wantArguments = operation.deps.config.audit?.arguments === "redacted";
   if (method !== null && !(wantArguments && ROUTED_METHODS.has(method) && isJson(req))) {
@@ -192,11 +195,11 @@ export class PassThroughAudit implements CurationObserver {
     for (const r of this.#routed) {
       if (r.denied || this.#open.has(r.key)) continue;
       const upstream = r.upstream !== undefined ? r.upstream : targetOf(r.method, r.params);
-      r.call = this.#op.backendCall(this.#backend, r.method, upstream ?? undefined, {
+      const call = this.#op.backendCall(this.#backend, r.method, upstream ?? undefined, {
         byStatus: true,
         params: r.params,
       });
-      this.#open.set(r.key, r.call);
+      this.#open.set(r.key, call);
     }
     const first = this.#open.values().next().value;
     const outcome = first ? await first.run(fetchBackend) : await fetchBackend();
