@@ -834,6 +834,11 @@ notes.push(
   "Pass-through and aggregated loads send a 2026-07-28 (modern) `tools/call`: `_meta` envelope " +
     "plus `MCP-Protocol-Version`, `Mcp-Method`, `Mcp-Name`; the minimal backend answers at once. " +
     "The legacy load opens one session with `initialize` and sends every call on it.",
+  "Section 1 includes the audit trail of the pass-through (lib/admin/pass_through_audit.ts): " +
+    "the 2026-07-28 call's body is not read (its method and tool come from `Mcp-Method` and " +
+    "`Mcp-Name`), its JSON answer is read whole to end the call at its JSON-RPC response; the " +
+    "2025-era call's POST is read and parsed too (its method is only in the body). Each writes " +
+    "one audit record.",
   "The gateway runs as `deno run -A main.ts` with the runtime contract's environment (PORT, " +
     "PUBLIC_URL, KV_PATH = a temp file, GATEWAY_CONFIG = a temp config); its per-request JSON " +
     "log lines go to /dev/null. Tokens are minted into its KV file from the bench process with " +
