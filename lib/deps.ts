@@ -3,6 +3,8 @@
  * Nothing here is read at import time.
  */
 import { type GatewayConfig, loadConfigFile } from "./config.ts";
+import { requireEncryptionKey } from "./credentials/auth_config.ts";
+import { parseEncryptionKey } from "./credentials/encryption.ts";
 import { sha256Hex } from "./infra/crypto.ts";
 import { createExternalJwtVerifier, type ExternalJwtVerifier } from "./oauth/external_jwt.ts";
 import { consoleLogger, type Logger, stdoutLogger } from "./infra/log.ts";
@@ -20,6 +22,8 @@ export interface Settings {
   ownerPassword?: string;
   /** Whether cookies may use the `__Host-` prefix (https public URL). */
   secureCookies: boolean;
+  /** `GATEWAY_ENCRYPTION_KEY`: the AES-GCM key of stored per-user backend credentials. */
+  encryptionKey?: CryptoKey;
 }
 
 /** Dependencies shared by every route. */
@@ -72,12 +76,14 @@ export async function readSettings(env: (name: string) => string | undefined): P
     if (key.length < 16) throw new Error("GATEWAY_API_KEY: each key needs 16 characters or more");
   }
   const password = env("GATEWAY_OWNER_PASSWORD") || undefined;
+  const encryptionKey = env("GATEWAY_ENCRYPTION_KEY");
   return {
     port,
     publicUrl,
     apiKeyHashes: await Promise.all(keys.map(sha256Hex)),
     ownerPassword: password,
     secureCookies: url.protocol === "https:",
+    ...(encryptionKey ? { encryptionKey: await parseEncryptionKey(encryptionKey) } : {}),
   };
 }
 
@@ -115,6 +121,7 @@ export async function loadDeps(defaultKvPath?: string): Promise<Deps> {
   const env = (name: string) => Deno.env.get(name);
   const settings = await readSettings(env);
   const config = await loadConfigFile(env("GATEWAY_CONFIG") ?? "./gateway.config.json", env);
+  requireEncryptionKey(config, settings);
   const kvPath = env("KV_PATH") || defaultKvPath;
   // Deno Deploy collects console output; elsewhere a direct write to stdout is cheaper.
   const log = env("DENO_DEPLOYMENT_ID") ? consoleLogger : stdoutLogger;
