@@ -299,3 +299,27 @@ export async function clientRefused(
   const to = client.method === "configured" ? "(none: fix auth.clientId)" : "dynamic registration";
   logFallback(deps, backend, issuer, client.method, to, `refused: ${why.slice(0, 120)}`);
 }
+
+/**
+ * The gateway's Client ID Metadata Document (served at `/oauth/client.json`): a public client
+ * (`none`, PKCE) whose redirect URIs are the callbacks of the `oauth` backends, or `null` when
+ * there is none. Its `client_id` is its own URL (MCP 2025-11-25 §Client ID Metadata Documents).
+ */
+export function clientMetadataDocument(
+  deps: Pick<Deps, "config" | "settings">,
+): Record<string, unknown> | null {
+  const base = deps.settings.publicUrl;
+  const redirectUris = deps.config.backends.filter((b) => b.auth?.type === "oauth")
+    .map((b) => connectCallbackUrl(base, b.name));
+  if (redirectUris.length === 0) return null;
+  return {
+    client_id: clientMetadataDocumentUrl(base),
+    client_name: deps.config.serverName,
+    client_uri: base,
+    redirect_uris: redirectUris,
+    grant_types: ["authorization_code", "refresh_token"],
+    response_types: ["code"],
+    token_endpoint_auth_method: "none",
+    application_type: "web",
+  };
+}
