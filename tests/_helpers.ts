@@ -3,6 +3,7 @@
  * clock) and helpers to serve the gateway on a real port.
  */
 import { parseConfig } from "../lib/config.ts";
+import { requireEncryptionKey } from "../lib/credentials/auth_config.ts";
 import {
   buildExternalJwtVerifiers,
   buildMcpRateLimiter,
@@ -50,10 +51,12 @@ export async function makeDeps(
   );
   const clock = testClock();
   const log = memoryLogger();
+  const settings = await readSettings((n) => env[n]);
+  requireEncryptionKey(config, settings); // as loadDeps does at start
   const deps: Deps & { clock: TestClock; logs: Record<string, unknown>[] } = {
     kv: await Deno.openKv(options.kvPath ?? ":memory:"),
     config,
-    settings: await readSettings((n) => env[n]),
+    settings,
     now: clock.now,
     fetch: globalThis.fetch.bind(globalThis),
     log,

@@ -19,6 +19,7 @@ import {
   type OAuthSecrets,
   type UserSecret,
 } from "./connections.ts";
+import { BackendAuthError } from "./outbound.ts";
 import { needsRefresh, refreshConnection } from "./refresh.ts";
 
 /** A credential ready to send. */
@@ -118,4 +119,13 @@ export function isNotConnected(error: unknown): boolean {
     e = (e as { cause?: unknown }).cause;
   }
   return false;
+}
+
+/** The `BackendAuthError` behind `error` (itself or one of its causes), if any. */
+export function authFailure(error: unknown): BackendAuthError | undefined {
+  for (let e = error, depth = 0; e && depth < 5; depth++) {
+    if (e instanceof BackendAuthError) return e;
+    e = (e as { cause?: unknown }).cause;
+  }
+  return undefined;
 }

@@ -9,11 +9,15 @@
  *   backend's response headers only.
  * - A backend 401/403 means the gateway's configured credentials are wrong: 502, and its
  *   `WWW-Authenticate` is dropped so that clients do not re-authenticate against the gateway.
+ * - A per-user backend (`auth`) gets the caller's own credential instead (POST bodies are read
+ *   for it); not connected, or a 401 (the credential is then dropped), gets the connect answer
+ *   (lib/credentials/pass_through.ts).
  */
 import type { Principal } from "../oauth/bearer.ts";
 import type { BackendConfig, GatewayConfig } from "../config.ts";
 import type { Deps, RouteContext } from "../deps.ts";
 import { jsonRpcErrorResponse } from "../infra/http.ts";
+import { type PerUserRequest, preparePerUserRequest } from "../credentials/pass_through.ts";
 import { SESSION_ID, sessionBindings } from "./session_binding.ts";
 
 /** JSON-RPC 2.0 §5.1 internal error, used for unreachable / failing backends. */
@@ -235,7 +239,15 @@ export async function proxyToBackend(
   const method = req.method;
   // Piped, never buffered: Deno hands a request body stream to fetch natively (reading it into
   // an ArrayBuffer first measured slower in bench/).
-  const body = method === "GET" || method === "DELETE" ? null : req.body;
+  let body: BodyInit | null = method === "GET" || method === "DELETE" ? null : req.body;
+  let perUser: PerUserRequest | undefined;
+  if (backend.config.auth) {
+    const prepared = await preparePerUserRequest(req, ctx, backend.config, principal);
+    if (prepared instanceof Response) return prepared;
+    perUser = prepared;
+    headers.push(prepared.header);
+    body = prepared.body;
+  }
   const outcome = await fetchBackend(ctx.fetch, backend, method, headers, body, req.signal);
   if (!outcome.ok) {
     ctx.logFields.upstream = outcome.reason;
@@ -248,10 +260,13 @@ export async function proxyToBackend(
   ctx.logFields.upstreamStatus = status;
   if (status === 401 || status === 403) {
     await upstream.body?.cancel().catch(() => {});
+    if (perUser && status === 401) return await perUser.rejected();
     return jsonRpcErrorResponse(
       502,
       INTERNAL_ERROR,
-      `backend ${name} rejected the gateway's credentials (HTTP ${status})`,
+      perUser
+        ? `backend ${name} refused this request with your account (HTTP ${status})`
+        : `backend ${name} rejected the gateway's credentials (HTTP ${status})`,
     );
   }
   const garbage = unexpectedAnswer(upstream, method, name);

@@ -32,9 +32,20 @@
  * Failures give the SDK path's JSON-RPC errors: "Backend X timed out" (the backend's
  * `timeoutMs`, restarted by each progress notification), "Backend X is unavailable" and
  * "Request cancelled".
+ *
+ * A per-user backend (`auth`, issue 9) is called with the caller's own client connection and
+ * credential (lib/credentials/credential.ts). Without a usable credential the SDK path answers
+ * (with the connect answer); a 401 drops the credential and hands the call to the SDK path too.
  */
 import type { BackendConfig, GatewayConfig } from "../../config.ts";
 import type { Deps } from "../../deps.ts";
+import {
+  type BackendCredential,
+  backendCredential,
+  credentialRejected,
+} from "../../credentials/credential.ts";
+import { BackendAuthError } from "../../credentials/outbound.ts";
+import type { UserRef } from "../../store.ts";
 import { Deadlines, fetchBackend } from "../proxy.ts";
 import { cancelKey, type CancelRegistry } from "./cancel.ts";
 import { splitName } from "./naming.ts";
@@ -100,6 +111,8 @@ export interface FastCallContext {
   allowed: readonly BackendConfig[];
   principalId: string;
   logFields?: Record<string, unknown>;
+  /** The caller's user (per-user backends use their connection); absent: acts for no user. */
+  user?: UserRef;
 }
 
 /** A 2025-era client's session, validated by the caller (handler.ts). */
@@ -126,6 +139,14 @@ export async function fastToolCall(
   }
   const route = modernRoute(ctx, params.name);
   if (!route) return undefined;
+  if (route.backend.auth) {
+    try {
+      route.credential = await backendCredential(ctx.deps, ctx.user!, route.backend) ?? undefined;
+    } catch (e) {
+      if (!(e instanceof BackendAuthError)) throw e;
+    }
+    if (!route.credential) return undefined; // the SDK path gives the connect answer
+  }
   const call: Call = { ctx, backend: route.backend.name, id, name: params.name, capabilities: {} };
   const headers = modernHeaders(route.tool);
   if (!legacy) {
@@ -213,6 +234,8 @@ interface Route {
   tool: string;
   connection: BackendConnection;
   upstream: Target;
+  /** A per-user backend: the caller's credential. */
+  credential?: BackendCredential;
 }
 
 function modernRoute(ctx: FastCallContext, name: string): Route | undefined {
@@ -220,7 +243,8 @@ function modernRoute(ctx: FastCallContext, name: string): Route | undefined {
   if (!target) return undefined;
   const backend = ctx.allowed.find((b) => b.name === target.backend);
   if (!backend) return undefined;
-  const connection = ctx.pool.connected(backend.name);
+  if (backend.auth && !ctx.user) return undefined;
+  const connection = ctx.pool.connected(backend.name, ctx.user);
   if (connection?.era !== "modern") return undefined;
   if (ctx.logFields) ctx.logFields.fast_path = true;
   return {
@@ -255,9 +279,10 @@ async function forward(
   headers: [string, string][],
   body: string,
   signal: AbortSignal,
-): Promise<Response> {
+): Promise<Response | undefined> {
   const { ctx } = call;
   for (const entry of route.upstream.headers) headers.push(entry);
+  if (route.credential) headers.push([route.credential.header, route.credential.value]);
   let settled = false;
   try {
     const outcome = await fetchBackend(
@@ -275,6 +300,13 @@ async function forward(
       return failed(call, "unreachable", unavailableMessage);
     }
     const res = outcome.response;
+    if (route.credential && res.status === 401) {
+      // The backend refused the user's credential: drop it, and let the SDK path answer.
+      await res.body?.cancel().catch(() => {});
+      await credentialRejected(ctx.deps, ctx.user!, route.backend, route.credential);
+      ctx.pool.invalidate(route.connection);
+      return undefined;
+    }
     const type = (res.headers.get("content-type") ?? "").split(";")[0]!.trim().toLowerCase();
     if (type === "text/event-stream" && res.ok && res.body) {
       const rewriter = sseRewriter(call, route.backend.timeoutMs, () => {

@@ -29,10 +29,12 @@ import type { BackendConfig } from "../../config.ts";
 import type { Deps } from "../../deps.ts";
 import { jsonResponse, mediaType, readBodyText } from "../../infra/http.ts";
 import { aggregateResource, backendScope, scopeCoversBackend } from "../../oauth/resources.ts";
+import { credentialUser } from "../../credentials/lazy_consent.ts";
 import { splitName } from "./naming.ts";
 import { cancelKey, CancelRegistry } from "./cancel.ts";
 import { legacyChangeStream } from "./changes.ts";
 import { fastToolCall, isFastLegacyCall } from "./fast_call.ts";
+import { requestCredentials } from "./per_user.ts";
 import { backendPool, closeBackendPool } from "./pool.ts";
 import { type AggregateRequest, createAggregateServer } from "./server.ts";
 import { endSession, loadSessionCached, openSession, type ValidatedSession } from "./session.ts";
@@ -156,6 +158,23 @@ async function checkSession(
   return { ...session, id };
 }
 
+/** Methods whose answer depends on the caller's per-user backend connections. */
+const PER_USER_METHODS = new Set([
+  undefined,
+  "initialize",
+  "server/discover",
+  "tools/list",
+  "prompts/list",
+  "resources/list",
+  "resources/templates/list",
+  "tools/call",
+  "prompts/get",
+  "resources/read",
+  "completion/complete",
+]);
+
+const CAPABILITIES_KEY = "io.modelcontextprotocol/clientCapabilities";
+
 function insufficientScope(deps: Deps, backend: string): Response {
   const scope = backendScope(backend);
   const description = `scope ${scope} (or mcp) is required for backend ${backend}`;
@@ -213,7 +232,15 @@ export async function serveAggregate(
   if (logFields && single?.method === "tools/call" && typeof single.params?.name === "string") {
     logFields.tool = single.params.name.slice(0, 100);
   }
-  const fastCall = { deps, pool: backendPool(deps), allowed, principalId: principal.id, logFields };
+  const user = credentialUser(principal);
+  const fastCall = {
+    deps,
+    pool: backendPool(deps),
+    allowed,
+    principalId: principal.id,
+    logFields,
+    ...(user ? { user } : {}),
+  };
   if (single?.method === "tools/call") {
     // A call to a known modern backend skips both SDKs (fast_call.ts); else undefined. A legacy
     // one has its session checked first, as below (same answers, before any SDK work).
@@ -248,12 +275,29 @@ export async function serveAggregate(
   };
   const h = handlersFor(deps);
   const legacy = await isLegacyRequest(request, parsed, { maxRequestBodySize: MAX_BODY_BYTES });
+  const perUser = req.method === "POST" && PER_USER_METHODS.has(aggregateRequest.method);
   if (!legacy) {
     if (aggregateRequest.method === "subscriptions/listen") connectAll(deps, allowed);
+    if (perUser) {
+      aggregateRequest.credentials = await requestCredentials(
+        deps,
+        allowed,
+        user,
+        "modern",
+        single?.params?._meta?.[CAPABILITIES_KEY],
+      );
+    }
     return await h.modern.fetch(request, { parsedBody: parsed, authInfo });
   }
 
   if (req.method === "POST" && single?.method === "initialize") {
+    aggregateRequest.credentials = await requestCredentials(
+      deps,
+      allowed,
+      user,
+      "legacy",
+      single.params?.capabilities,
+    );
     const res = await h.legacy(request, { parsedBody: parsed, authInfo });
     if (!res.ok) return res;
     const sessionId = await openSession(deps, principal.id, {
@@ -280,6 +324,15 @@ export async function serveAggregate(
   }
   const sessionHash = session.hash;
   aggregateRequest.sessionHash = sessionHash;
+  if (perUser) {
+    aggregateRequest.credentials = await requestCredentials(
+      deps,
+      allowed,
+      user,
+      "legacy",
+      session.record.clientCapabilities,
+    );
+  }
   if (single?.method === "notifications/cancelled" && single.params?.requestId !== undefined) {
     h.cancels.cancel(cancelKey(sessionHash, single.params.requestId));
   }

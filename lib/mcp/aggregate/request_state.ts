@@ -32,6 +32,8 @@ export interface RequestStateClaims {
   name: string;
   /** The backend's own `requestState`, echoed back to it verbatim. */
   backendState?: string;
+  /** The gateway's own round: the user was asked to connect a per-user backend (per_user.ts). */
+  connect?: true;
 }
 
 interface Sealed extends RequestStateClaims {
@@ -122,8 +124,17 @@ function invalid(): ProtocolError {
 export async function openRequestState(
   deps: Pick<Deps, "kv" | "now">,
   token: unknown,
-  expected: Omit<RequestStateClaims, "backendState">,
+  expected: Omit<RequestStateClaims, "backendState" | "connect">,
 ): Promise<string | undefined> {
+  return (await openRequestStateClaims(deps, token, expected)).backendState;
+}
+
+/** {@linkcode openRequestState}, with every claim of the state. */
+export async function openRequestStateClaims(
+  deps: Pick<Deps, "kv" | "now">,
+  token: unknown,
+  expected: Omit<RequestStateClaims, "backendState" | "connect">,
+): Promise<RequestStateClaims> {
   const bytes = typeof token === "string" ? fromBase64Url(token) : null;
   if (!bytes || bytes.length < 12 + 16) throw invalid();
   let body: Sealed;
@@ -144,5 +155,9 @@ export async function openRequestState(
   ) {
     throw invalid();
   }
-  return typeof body.backendState === "string" ? body.backendState : undefined;
+  return {
+    ...expected,
+    ...(typeof body.backendState === "string" ? { backendState: body.backendState } : {}),
+    ...(body.connect === true ? { connect: true } : {}),
+  };
 }

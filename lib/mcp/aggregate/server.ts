@@ -14,6 +14,9 @@
  *   backend's unsealed state go back to the same backend. The SDK checks the embedded requests
  *   against the client's declared capabilities (-32021) and, for a 2025-era client on the
  *   per-request legacy leg, answers with a clear error (no server-to-client requests there).
+ * - per-user backends (`auth`, issue 9) are reached with the caller's own client (pool.ts
+ *   `forUser`); one the caller cannot use yet lists only `{backend}__connect`, and a routed
+ *   request to it gets the connect answer of per_user.ts.
  * - `initialize` / `server/discover` are answered by the SDK from this server's info:
  *   `serverInfo.name` = `serverName`, capabilities = union of the backends, instructions of
  *   each backend under a `[backend]` heading.
@@ -29,12 +32,19 @@ import {
   type ServerContext,
 } from "@modelcontextprotocol/server";
 import type { BackendConfig } from "../../config.ts";
+import { authFailure, isNotConnected } from "../../credentials/credential.ts";
 import type { Logger } from "../../infra/log.ts";
 import { fanOut, SDK_TIMEOUT_MS, withDeadline } from "./fanout.ts";
 import { exposedName, splitName } from "./naming.ts";
 import { cancelKey, type CancelRegistry } from "./cancel.ts";
+import {
+  connectRequired,
+  placeholderTools,
+  type RequestCredentials,
+  type RoutedMethod,
+} from "./per_user.ts";
 import type { BackendConnection, BackendPool } from "./pool.ts";
-import { openRequestState, sealRequestState } from "./request_state.ts";
+import { openRequestStateClaims, sealRequestState } from "./request_state.ts";
 import { unwrapUri, wrapContentUris, wrapUri } from "./uri.ts";
 
 /** Version reported in `serverInfo`. */
@@ -53,6 +63,8 @@ export interface AggregateRequest {
   sessionHash?: string;
   /** Principal id (grant id for OAuth tokens): relayed `requestState`s are bound to it. */
   principalId?: string;
+  /** Per-user backends among `backends`: the caller's user and what they cannot use yet. */
+  credentials?: RequestCredentials;
 }
 
 /** Shared, per-gateway parts of every server instance. */
@@ -86,15 +98,20 @@ export async function createAggregateServer(
   let capabilities = FULL_CAPABILITIES;
   let instructions: string | undefined;
   if (request.method === undefined || HANDSHAKES.has(request.method)) {
+    const disconnected = request.credentials?.disconnected;
     const live = await fanOut(
-      env.pool,
-      request.backends,
+      env.pool.forUser(request.credentials?.user),
+      request.backends.filter((b) => !disconnected?.has(b.name)),
       env.log,
       "connect",
       (c) => Promise.resolve(c),
     );
     capabilities = unionCapabilities(live.map((l) => l.value));
     instructions = joinInstructions(live.map((l) => l.value));
+    if (request.credentials?.user) {
+      // `{backend}__connect` while disconnected; the list changes once the user connects.
+      capabilities = { ...capabilities, tools: { ...capabilities.tools, listChanged: true } };
+    }
   }
   const server = new Server(
     { name: env.serverName, version: GATEWAY_VERSION },
@@ -193,6 +210,11 @@ function relayError(
   backend: string,
   error: unknown,
 ): never {
+  if (isNotConnected(error)) {
+    // The backend refused the user's credential (dropped): the caller answers with a connect.
+    if (connection) env.pool.invalidate(connection);
+    throw error;
+  }
   if (error instanceof ProtocolError) {
     if (error.code === ProtocolErrorCode.MissingRequiredClientCapability) {
       // The backend wants a capability the gateway does not declare to it (e.g. roots).
@@ -204,6 +226,17 @@ function relayError(
       );
     }
     throw new ProtocolError(error.code, error.message, error.data);
+  }
+  const auth = authFailure(error);
+  if (auth) {
+    // The user's token needed a refresh and the backend's authorization server failed.
+    env.log({
+      level: "warn",
+      event: "backend_auth_failed",
+      backend,
+      error: auth.message.slice(0, 200),
+    });
+    throw new ProtocolError(ProtocolErrorCode.InternalError, `Backend ${backend}: ${auth.message}`);
   }
   const message = error instanceof Error ? error.message : String(error);
   env.log({ level: "warn", event: "backend_call_failed", backend, error: message.slice(0, 200) });
@@ -230,16 +263,19 @@ async function retryFields(
   method: MrtrMethod,
   backend: string,
   name: string,
-): Promise<{ inputResponses?: Record<string, unknown>; requestState?: string }> {
+): Promise<{ inputResponses?: Record<string, unknown>; requestState?: string; connect?: true }> {
   const state = ctx.mcpReq.requestState<unknown>();
   const responses = ctx.mcpReq.inputResponses;
   if (state === undefined) return responses ? { inputResponses: responses } : {};
-  const backendState = await openRequestState(env, state, {
+  const claims = await openRequestStateClaims(env, state, {
     principal: request.principalId ?? "",
     backend,
     method,
     name,
   });
+  // The retry of a connect round (per_user.ts): nothing of it goes to the backend.
+  if (claims.connect) return { connect: true };
+  const backendState = claims.backendState;
   return {
     ...(responses ? { inputResponses: responses } : {}),
     ...(backendState !== undefined ? { requestState: backendState } : {}),
@@ -283,6 +319,8 @@ function registerHandlers(
 ): void {
   const backends = request.backends;
   const byName = new Map(backends.map((b) => [b.name, b]));
+  const pool = env.pool.forUser(request.credentials?.user);
+  const disconnected = request.credentials?.disconnected;
   const warned = new Set<string>();
   const rename = (backend: string, name: string, kind: string): string | null => {
     const exposed = exposedName(backend, name);
@@ -310,14 +348,19 @@ function registerHandlers(
     key: string,
     list: (c: BackendConnection, signal: AbortSignal) => Promise<T[]>,
     present: (backend: string, item: T) => U | null,
+    placeholders: (backend: BackendConfig) => U[] = () => [],
   ) =>
   async (req: { params?: { cursor?: string } }, ctx: ServerContext) => {
-    const lists = await fanOut(env.pool, backends, env.log, method, list, ctx.mcpReq.signal);
-    const items = lists.flatMap(({ backend, value }) =>
-      value.flatMap((item) => {
-        const shown = present(backend, item);
-        return shown === null ? [] : [shown];
-      })
+    const live = backends.filter((b) => !disconnected?.has(b.name));
+    const lists = await fanOut(pool, live, env.log, method, list, ctx.mcpReq.signal);
+    const byBackend = new Map(lists.map((l) => [l.backend, l.value]));
+    const items = backends.flatMap((b) =>
+      disconnected?.has(b.name)
+        ? placeholders(b)
+        : (byBackend.get(b.name) ?? []).flatMap((item) => {
+          const shown = present(b.name, item);
+          return shown === null ? [] : [shown];
+        })
     );
     const p = page(items, req.params?.cursor);
     return { [key]: p.items, ...(p.nextCursor ? { nextCursor: p.nextCursor } : {}) } as any;
@@ -341,7 +384,7 @@ function registerHandlers(
       : ctx.mcpReq.signal;
     try {
       return await withDeadline(backend, parent, async (signal, keepAlive) => {
-        connection = await env.pool.get(backend.name);
+        connection = await pool.get(backend.name);
         return await op(connection, signal, keepAlive);
       });
     } catch (error) {
@@ -352,6 +395,41 @@ function registerHandlers(
       relayError(env, connection, backend.name, error);
     } finally {
       tracked?.done();
+    }
+  };
+
+  /**
+   * Runs `call` unless the caller cannot use per-user `backend` (yet), or the backend refuses the
+   * user's credential meanwhile: then the connect answer (per_user.ts; thrown when an error).
+   * `connectRound`: this request retries a connect round.
+   */
+  const reach = async <T>(
+    method: RoutedMethod,
+    backend: string,
+    name: string,
+    connectRound: boolean | undefined,
+    call: () => Promise<T>,
+  ): Promise<{ answer: any } | { result: T }> => {
+    const credentials = request.credentials;
+    const answer = async (retried: boolean) => ({
+      answer: await connectRequired(
+        env,
+        credentials!,
+        request.principalId ?? "",
+        method,
+        backend,
+        name,
+        retried,
+      ),
+    });
+    if (credentials?.disconnected.has(backend) && byName.has(backend)) {
+      return await answer(connectRound === true);
+    }
+    try {
+      return { result: await call() };
+    } catch (error) {
+      if (credentials && isNotConnected(error)) return await answer(false);
+      throw error;
     }
   };
 
@@ -369,6 +447,7 @@ function registerHandlers(
           const name = rename(backend, t.name, "tool");
           return name ? { ...t, name } : null;
         },
+        (backend) => placeholderTools(request.credentials, backend),
       ),
     );
     server.setRequestHandler("tools/call", async (req, ctx) => {
@@ -376,7 +455,7 @@ function registerHandlers(
       const notFound = `Unknown tool: ${req.params.name}`;
       if (!target) throw new ProtocolError(ProtocolErrorCode.InvalidParams, notFound);
       const progressToken = req.params._meta?.progressToken;
-      const retry = await retryFields(
+      const { connect: connectRound, ...retry } = await retryFields(
         env,
         request,
         ctx,
@@ -384,28 +463,37 @@ function registerHandlers(
         target.backend,
         req.params.name,
       );
-      const result = await routed(
+      const reached = await reach(
+        "tools/call",
         target.backend,
-        ctx,
-        notFound,
-        (c, signal, keepAlive) =>
-          c.client.callTool(
-            { name: target.name, arguments: req.params.arguments, ...retry } as any,
-            {
-              signal,
-              timeout: SDK_TIMEOUT_MS,
-              allowInputRequired: true,
-              onprogress: (p) => {
-                keepAlive();
-                if (progressToken === undefined) return;
-                ctx.mcpReq.notify({
-                  method: "notifications/progress",
-                  params: { ...p, progressToken },
-                }).catch(() => {});
-              },
-            },
+        req.params.name,
+        connectRound,
+        () =>
+          routed(
+            target.backend,
+            ctx,
+            notFound,
+            (c, signal, keepAlive) =>
+              c.client.callTool(
+                { name: target.name, arguments: req.params.arguments, ...retry } as any,
+                {
+                  signal,
+                  timeout: SDK_TIMEOUT_MS,
+                  allowInputRequired: true,
+                  onprogress: (p) => {
+                    keepAlive();
+                    if (progressToken === undefined) return;
+                    ctx.mcpReq.notify({
+                      method: "notifications/progress",
+                      params: { ...p, progressToken },
+                    }).catch(() => {});
+                  },
+                },
+              ),
           ),
       );
+      if ("answer" in reached) return reached.answer;
+      const result = reached.result;
       if (isInputRequiredResult(result)) {
         return await relayInputRequired(
           env,
@@ -440,7 +528,7 @@ function registerHandlers(
       const target = splitName(req.params.name);
       const notFound = `Unknown prompt: ${req.params.name}`;
       if (!target) throw new ProtocolError(ProtocolErrorCode.InvalidParams, notFound);
-      const retry = await retryFields(
+      const { connect: connectRound, ...retry } = await retryFields(
         env,
         request,
         ctx,
@@ -448,16 +536,25 @@ function registerHandlers(
         target.backend,
         req.params.name,
       );
-      const result = await routed(
+      const reached = await reach(
+        "prompts/get",
         target.backend,
-        ctx,
-        notFound,
-        (c, signal) =>
-          c.client.getPrompt(
-            { name: target.name, arguments: req.params.arguments, ...retry } as any,
-            { signal, timeout: SDK_TIMEOUT_MS, allowInputRequired: true },
+        req.params.name,
+        connectRound,
+        () =>
+          routed(
+            target.backend,
+            ctx,
+            notFound,
+            (c, signal) =>
+              c.client.getPrompt(
+                { name: target.name, arguments: req.params.arguments, ...retry } as any,
+                { signal, timeout: SDK_TIMEOUT_MS, allowInputRequired: true },
+              ),
           ),
       );
+      if ("answer" in reached) return reached.answer;
+      const result = reached.result;
       if (isInputRequiredResult(result)) {
         return await relayInputRequired(
           env,
@@ -507,7 +604,7 @@ function registerHandlers(
       const target = unwrapUri(req.params.uri);
       const notFound = `Resource not found: ${req.params.uri}`;
       if (!target) throw new ProtocolError(ProtocolErrorCode.InvalidParams, notFound);
-      const retry = await retryFields(
+      const { connect: connectRound, ...retry } = await retryFields(
         env,
         request,
         ctx,
@@ -515,16 +612,25 @@ function registerHandlers(
         target.backend,
         req.params.uri,
       );
-      const result = await routed(
+      const reached = await reach(
+        "resources/read",
         target.backend,
-        ctx,
-        notFound,
-        (c, signal) =>
-          c.client.readResource(
-            { uri: target.uri, ...retry } as any,
-            { signal, timeout: SDK_TIMEOUT_MS, allowInputRequired: true },
+        req.params.uri,
+        connectRound,
+        () =>
+          routed(
+            target.backend,
+            ctx,
+            notFound,
+            (c, signal) =>
+              c.client.readResource(
+                { uri: target.uri, ...retry } as any,
+                { signal, timeout: SDK_TIMEOUT_MS, allowInputRequired: true },
+              ),
           ),
       );
+      if ("answer" in reached) return reached.answer;
+      const result = reached.result;
       if (isInputRequiredResult(result)) {
         return await relayInputRequired(
           env,
@@ -559,17 +665,20 @@ function registerHandlers(
       if (!backend || !upstreamRef) {
         throw new ProtocolError(ProtocolErrorCode.InvalidParams, notFound);
       }
-      const result = await routed(
-        backend,
-        ctx,
-        notFound,
-        (c, signal) =>
-          c.client.complete({ ...req.params, ref: upstreamRef! }, {
-            signal,
-            timeout: SDK_TIMEOUT_MS,
-          }),
-      );
-      return stripReservedMeta(result) as any;
+      const name = ref.type === "ref/prompt" ? ref.name : ref.uri;
+      const reached = await reach("completion/complete", backend, name, false, () =>
+        routed(
+          backend!,
+          ctx,
+          notFound,
+          (c, signal) =>
+            c.client.complete({ ...req.params, ref: upstreamRef! }, {
+              signal,
+              timeout: SDK_TIMEOUT_MS,
+            }),
+        ));
+      if ("answer" in reached) return reached.answer;
+      return stripReservedMeta(reached.result) as any;
     });
   }
 }
