@@ -86,13 +86,18 @@ export interface ServedGateway {
  * `configFor` may use the port to build its config.
  */
 export async function serveGateway(
-  options: Omit<TestDepsOptions, "env"> & { env?: Record<string, string> } = {},
+  options: Omit<TestDepsOptions, "env"> & {
+    env?: Record<string, string>;
+    /** Builds the config once the gateway's URL is known (instead of `config`). */
+    configFor?: (url: string) => Record<string, unknown> | Promise<Record<string, unknown>>;
+  } = {},
 ): Promise<ServedGateway> {
   const probe = Deno.listen({ hostname: "127.0.0.1", port: 0 });
   const port = (probe.addr as Deno.NetAddr).port;
   probe.close();
   const url = `http://127.0.0.1:${port}`;
-  const deps = await makeDeps({ ...options, env: { PUBLIC_URL: url, ...options.env } });
+  const config = options.configFor ? await options.configFor(url) : options.config;
+  const deps = await makeDeps({ ...options, config, env: { PUBLIC_URL: url, ...options.env } });
   const server = Deno.serve(
     { hostname: "127.0.0.1", port, onListen: () => {} },
     createHandler(deps),
