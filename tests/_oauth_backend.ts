@@ -169,7 +169,7 @@ export async function startNotesBackend(options: NotesBackendOptions = {}): Prom
     features: {
       devInteractions: { enabled: true },
       registration: { enabled: true },
-      revocation: { enabled: true },
+      revocation: { enabled: true, allowedPolicy: () => true },
       clientIdMetadataDocument: { enabled: options.cimd === true },
       resourceIndicators: {
         enabled: true,

@@ -4,8 +4,9 @@
  * beside what is not secret (when connected, when the access token expires, where to refresh).
  *
  * A row that does not open (altered, copied from another row, or sealed under another key) is
- * refused: deleted, logged, and the user is asked to connect again. Changes are announced to the
- * isolate's listeners (the aggregated endpoint's per-user clients, see pool.ts).
+ * refused: deleted, logged, and the user is asked to connect again. Connects and drops (not
+ * refreshes) are announced to the isolate's listeners (the aggregated endpoint's per-user
+ * clients, see pool.ts).
  */
 import type { Deps } from "../deps.ts";
 import {
@@ -123,7 +124,8 @@ export async function saveOAuthConnection(
   const op = deps.kv.atomic();
   if (previous) op.check(previous.entry);
   const { ok } = await op.set(rowKey, record).commit();
-  if (ok) announce(deps.kv, sub, backend);
+  // A refresh changes no client: each request reads the current credential.
+  if (ok && !previous) announce(deps.kv, sub, backend);
   return ok;
 }
 
