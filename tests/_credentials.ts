@@ -40,6 +40,8 @@ export interface CredentialsSetup {
   idp: TestIdp;
   notes: NotesBackend;
   gw: ServedGateway;
+  /** The raw config the gateway was started with. */
+  config: Record<string, unknown>;
   close(): Promise<void>;
 }
 
@@ -55,15 +57,19 @@ export async function startCredentialsSetup(
     backends?: (notes: NotesBackend) => Record<string, unknown>[];
     env?: Record<string, string>;
     configFor?: (url: string, notes: NotesBackend) => Record<string, unknown>;
+    /** A Deno KV file instead of `:memory:` (to share it with a second instance). */
+    kvPath?: string;
   } = {},
 ): Promise<CredentialsSetup> {
   const idp = await startIdp(USERS);
   const notes = await startNotesBackend(options.notes);
   const extra = options.backends?.(notes) ?? [];
+  let config: Record<string, unknown> = {};
   const gw = await serveGateway({
     env: { GATEWAY_ENCRYPTION_KEY: ENCRYPTION_KEY, ...options.env },
+    ...(options.kvPath ? { kvPath: options.kvPath } : {}),
     configFor: (url) =>
-      options.configFor?.(url, notes) ?? {
+      config = options.configFor?.(url, notes) ?? {
         backends: [
           { name: "notes", url: notes.url, auth: options.notesAuth ?? { type: "oauth" } },
           ...extra,
@@ -82,6 +88,7 @@ export async function startCredentialsSetup(
     idp,
     notes,
     gw,
+    config,
     async close() {
       await closeAggregate(gw.deps);
       await gw.close();
