@@ -56,7 +56,10 @@ export async function startCredentialsSetup(
     notesAuth?: Record<string, unknown>;
     backends?: (notes: NotesBackend) => Record<string, unknown>[];
     env?: Record<string, string>;
-    configFor?: (url: string, notes: NotesBackend) => Record<string, unknown>;
+    configFor?: (
+      url: string,
+      notes: NotesBackend,
+    ) => Record<string, unknown> | Promise<Record<string, unknown>>;
     /** A Deno KV file instead of `:memory:` (to share it with a second instance). */
     kvPath?: string;
   } = {},
@@ -68,8 +71,8 @@ export async function startCredentialsSetup(
   const gw = await serveGateway({
     env: { GATEWAY_ENCRYPTION_KEY: ENCRYPTION_KEY, ...options.env },
     ...(options.kvPath ? { kvPath: options.kvPath } : {}),
-    configFor: (url) =>
-      config = options.configFor?.(url, notes) ?? {
+    configFor: async (url) =>
+      config = await options.configFor?.(url, notes) ?? {
         backends: [
           { name: "notes", url: notes.url, auth: options.notesAuth ?? { type: "oauth" } },
           ...extra,

@@ -47,6 +47,8 @@ export interface NotesBackendOptions {
   accessTokenTtl?: number;
   /** Advertise and accept Client ID Metadata Documents. */
   cimd?: boolean;
+  /** Whether a metadata-document client is accepted on `route` (default: everywhere). */
+  cimdAllowed?: (route: string) => boolean;
   /** The `fetch` the provider uses for metadata documents (e.g. to reach an in-process gateway). */
   cimdFetch?: (url: string | URL, init?: RequestInit) => Promise<Response>;
   /** Clients registered by hand. */
@@ -170,7 +172,10 @@ export async function startNotesBackend(options: NotesBackendOptions = {}): Prom
       devInteractions: { enabled: true },
       registration: { enabled: true },
       revocation: { enabled: true, allowedPolicy: () => true },
-      clientIdMetadataDocument: { enabled: options.cimd === true },
+      clientIdMetadataDocument: {
+        enabled: options.cimd === true,
+        allowClient: (ctx: any) => options.cimdAllowed?.(String(ctx?.oidc?.route)) ?? true,
+      },
       resourceIndicators: {
         enabled: true,
         defaultResource: () => url,
