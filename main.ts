@@ -26,6 +26,7 @@ import * as connections from "./routes/connections.ts";
 import * as disconnect from "./routes/disconnect.ts";
 import * as health from "./routes/health.ts";
 import * as healthz from "./routes/healthz.ts";
+import * as home from "./routes/home.ts";
 import * as mcpBackend from "./routes/mcp_backend.ts";
 import * as oauthClientMetadata from "./routes/oauth_client_metadata.ts";
 import * as protectedResource from "./routes/protected_resource.ts";
@@ -37,7 +38,8 @@ import * as signIn from "./routes/sign_in.ts";
 import * as signInPassword from "./routes/sign_in_password.ts";
 import * as signOut from "./routes/sign_out.ts";
 import * as token from "./routes/token.ts";
-import { signInMethods } from "./lib/identity/startup.ts";
+import { printBanner, startFacts } from "./lib/startup/banner.ts";
+import { exitOnStartupError } from "./lib/startup/errors.ts";
 
 /** A route handler: reads its input, calls `lib/`, renders a response. */
 export type Handler = (req: Request, ctx: RouteContext) => Response | Promise<Response>;
@@ -69,6 +71,7 @@ const MCP_METHODS = ["GET", "POST", "DELETE"];
 
 /** The gateway's routes, matched in order. */
 export const routes: Route[] = [
+  { name: "home", pattern: p("/"), method: "GET", handler: home.handler },
   { name: "healthz", pattern: p("/healthz"), method: "GET", handler: healthz.handler },
   { name: "health", pattern: p("/health"), method: "GET", handler: health.handler, cors: true },
   {
@@ -285,7 +288,10 @@ export function createHandler(
         const ctx: RouteContext = {
           ...deps,
           params: { ...params.get(route) },
-          clientIp: clientIp(req.headers, deps.config.clientIpHeader, remote),
+          clientIp: clientIp(req.headers, {
+            header: deps.config.clientIpHeader,
+            hops: deps.config.clientIpHeaderHops,
+          }, remote),
           logFields,
         };
         if (route.mcp) {
@@ -323,11 +329,13 @@ export function createHandler(
 if (import.meta.main) {
   // `--default-kv-path=<file>` (deno task dev): the KV file when KV_PATH is unset.
   const defaultKvPath = Deno.args.find((a) => a.startsWith("--default-kv-path="))?.slice(18);
-  const deps = await loadDeps(defaultKvPath);
-  for (const line of signInMethods(deps)) {
-    (line.level === "warn" ? console.warn : console.log)(
-      `${line.level === "warn" ? "warning: " : ""}${line.message}`,
-    );
-  }
-  Deno.serve({ port: deps.settings.port }, createHandler(deps));
+  // A bad config or variable: one line per problem on stderr, exit code 1, no stack trace.
+  const deps = await loadDeps(defaultKvPath).catch(exitOnStartupError);
+  Deno.serve({
+    port: deps.settings.port,
+    onListen: (addr) => {
+      const env = (name: string) => Deno.env.get(name);
+      void printBanner(deps, startFacts(addr, env, defaultKvPath));
+    },
+  }, createHandler(deps));
 }

@@ -7,6 +7,11 @@ import { backendAuthSchema, checkBackendAuth } from "./credentials/auth_config.t
 import { checkLogin, type LoginConfig, loginSchema } from "./identity/login_config.ts";
 import { OAuthError } from "./oauth/oauth_error.ts";
 import { validateRedirectUri } from "./oauth/redirect_uri.ts";
+import {
+  DEFAULT_ALLOWED_PRIVATE_USE_SCHEMES,
+  isDangerousScheme,
+  PRIVATE_USE_SCHEME,
+} from "./oauth/redirect_schemes.ts";
 
 /** Asymmetric JWS algorithms (RFC 7518 §3.1, RFC 8037) an operator may allow for external JWTs. */
 export const ASYMMETRIC_ALGORITHMS = [
@@ -63,12 +68,44 @@ const externalIssuerSchema = z.strictObject({
   clockToleranceSeconds: z.int().min(0).max(300).default(30),
 });
 
+const perMinute = (fallback: number, what: string) =>
+  z.int().min(1).default(fallback).describe(what);
+
 const rateLimitsSchema = z.strictObject({
-  registerPerIpPerHour: z.int().min(1).default(20),
-  tokenPerClientPerMinute: z.int().min(1).default(60),
-  authorizePerIpPerMinute: z.int().min(1).default(60),
-  mcpPerGrantPerMinute: z.int().min(1).default(1200),
-  passwordFailuresPer15Minutes: z.int().min(1).default(5),
+  registerPerIpPerHour: z.int().min(1).default(20)
+    .describe("POST /register per client IP and hour."),
+  tokenPerIpPerMinute: perMinute(
+    120,
+    "POST /token per client IP and minute, counted before any client lookup.",
+  ),
+  tokenPerClientPerMinute: perMinute(
+    60,
+    "Successful POST /token answers (tokens issued) per client and minute.",
+  ),
+  tokenFailuresPerClientAndIpPerMinute: perMinute(
+    30,
+    "Failed POST /token requests per (client_id, client IP) and minute.",
+  ),
+  revokePerIpPerMinute: perMinute(
+    60,
+    "POST /revoke per client IP and minute, counted before any client lookup.",
+  ),
+  authorizePerIpPerMinute: perMinute(60, "GET /authorize per client IP and minute."),
+  mcpPerGrantPerMinute: perMinute(1200, "MCP requests per grant (or external principal)."),
+  healthPerPrincipalPerMinute: perMinute(
+    60,
+    "GET /health per caller (grant or API key) and minute.",
+  ),
+  passwordFailuresPer15Minutes: z.int().min(1).default(5)
+    .describe("Wrong owner passwords per (client, client IP) in 15 minutes."),
+  passwordFailuresPerIpPer15Minutes: z.int().min(1).default(10)
+    .describe("Wrong owner passwords per client IP, across all clients, in 15 minutes."),
+  passwordFailuresGlobalPer15Minutes: z.int().min(1).default(100)
+    .describe("Wrong owner passwords from everyone in 15 minutes; then password sign-in pauses."),
+  openStreamsPerSession: z.int().min(1).max(1000).default(4)
+    .describe("Open long-lived SSE streams (GET /mcp, GET /mcp/<backend>) per MCP session."),
+  openStreamsPerPrincipal: z.int().min(1).max(10_000).default(32)
+    .describe("Open long-lived SSE streams per grant or API key (listen streams included)."),
 });
 
 type RawConfig = {
@@ -76,6 +113,7 @@ type RawConfig = {
   clients: z.output<typeof preRegisteredClientSchema>[];
   backends: { name: string }[];
   login: LoginConfig;
+  allowedPrivateUseSchemes: string[];
 };
 
 /**
@@ -93,6 +131,15 @@ function checkClientsAndScopes(c: RawConfig, ctx: z.RefinementCtx): void {
   };
   unknownScope(c.defaultScopes.split(" "), ["defaultScopes"]);
   checkLogin(c.login, known, ctx);
+  c.allowedPrivateUseSchemes.forEach((scheme, i) => {
+    if (isDangerousScheme(scheme)) {
+      ctx.addIssue({
+        code: "custom",
+        path: ["allowedPrivateUseSchemes", i],
+        message: `"${scheme}" hands the URI to another program; it cannot be allowed`,
+      });
+    }
+  });
   const ids = new Set<string>();
   c.clients.forEach((client, i) => {
     const at = (...rest: PropertyKey[]) => ["clients", i, ...rest];
@@ -103,7 +150,7 @@ function checkClientsAndScopes(c: RawConfig, ctx: z.RefinementCtx): void {
     unknownScope(client.scopes ?? [], at("scopes"));
     client.redirectUris.forEach((uri, j) => {
       try {
-        validateRedirectUri(uri);
+        validateRedirectUri(uri, c.allowedPrivateUseSchemes);
       } catch (e) {
         if (!(e instanceof OAuthError)) throw e;
         ctx.addIssue({ code: "custom", path: at("redirectUris", j), message: e.message });
@@ -156,6 +203,10 @@ export const configSchema = z.strictObject({
     enabled: z.boolean().default(true),
     allowLoopback: z.boolean().default(false)
       .describe("Development only: allow http/loopback client_id URLs."),
+    fetchesPerHostPerMinute: z.int().min(1).default(30)
+      .describe("Metadata documents fetched per document host and minute."),
+    fetchesPerMinute: z.int().min(1).default(120)
+      .describe("Metadata documents fetched per minute, all hosts together."),
   }).prefault({}),
   externalIssuers: z.array(externalIssuerSchema).default([])
     .describe("External authorization servers whose JWT access tokens are accepted."),
@@ -163,6 +214,17 @@ export const configSchema = z.strictObject({
   login: loginSchema,
   clientIpHeader: z.string().regex(/^[A-Za-z0-9-]+$/).optional()
     .describe("Header holding the client IP behind a proxy (e.g. x-forwarded-for)."),
+  clientIpHeaderHops: z.int().min(1).max(10).default(1)
+    .describe(
+      "Which entry of clientIpHeader is the client, counted from the right: the number of " +
+        "your own proxies that append to it (entries further left are client-supplied).",
+    ),
+  allowedPrivateUseSchemes: z.array(z.string().regex(PRIVATE_USE_SCHEME, "is not a URI scheme"))
+    .default([...DEFAULT_ALLOWED_PRIVATE_USE_SCHEMES])
+    .describe(
+      "Private-use redirect URI schemes allowed without a period (RFC 8252 §7.1 asks for a " +
+        "reverse domain name such as com.example.app).",
+    ),
   backends: z.array(backendSchema).min(1).superRefine((backends, ctx) => {
     const seen = new Set<string>();
     backends.forEach((b, i) => {
@@ -182,11 +244,18 @@ export type GatewayConfig = Readonly<Omit<z.output<typeof configSchema>, "backen
   readonly backends: readonly BackendConfig[];
 };
 
-/** Thrown when the configuration cannot be used; the message names file and field. */
+/**
+ * Thrown when the configuration cannot be used. Each problem is one line of the form
+ * `<file>: <field>: <message>` ({@linkcode ConfigError.problems}); the message joins them.
+ */
 export class ConfigError extends Error {
-  constructor(message: string) {
-    super(message);
+  /** One line per problem, each naming the file and the field. */
+  readonly problems: string[];
+  constructor(problems: string | string[]) {
+    const lines = typeof problems === "string" ? problems.split("\n") : problems;
+    super(lines.join("\n"));
     this.name = "ConfigError";
+    this.problems = lines;
   }
 }
 
@@ -198,30 +267,53 @@ function pathString(path: readonly PropertyKey[]): string {
   return out || "(root)";
 }
 
-/** Replaces `${VAR}` in every string of a JSON value with the environment's value. */
+const ENV_REFERENCE = /\$\{([A-Za-z_][A-Za-z0-9_]*)\}/g;
+
+/** One `${VAR}` of a config file: the variable and the field it sits in. */
+export interface EnvReference {
+  name: string;
+  /** e.g. `backends[0].headers.Authorization`. */
+  field: string;
+}
+
+/** Every `${VAR}` in the strings of a JSON value, in document order. */
+export function envReferences(value: unknown, path: PropertyKey[] = []): EnvReference[] {
+  if (typeof value === "string") {
+    return [...value.matchAll(ENV_REFERENCE)].map((m) => ({
+      name: m[1]!,
+      field: pathString(path),
+    }));
+  }
+  if (Array.isArray(value)) return value.flatMap((v, i) => envReferences(v, [...path, i]));
+  if (value && typeof value === "object") {
+    return Object.entries(value).flatMap(([k, v]) => envReferences(v, [...path, k]));
+  }
+  return [];
+}
+
+/**
+ * Replaces `${VAR}` in every string of a JSON value with the environment's value.
+ * @throws {ConfigError} one line per unset variable, naming the field.
+ */
 export function interpolateEnv(
   value: unknown,
   env: (name: string) => string | undefined,
-  path: PropertyKey[] = [],
 ): unknown {
-  if (typeof value === "string") {
-    return value.replace(/\$\{([A-Za-z_][A-Za-z0-9_]*)\}/g, (_, name: string) => {
-      const v = env(name);
-      if (v === undefined) {
-        throw new ConfigError(
-          `${pathString(path)}: environment variable ${name} is not set`,
-        );
-      }
-      return v;
-    });
-  }
-  if (Array.isArray(value)) return value.map((v, i) => interpolateEnv(v, env, [...path, i]));
-  if (value && typeof value === "object") {
-    return Object.fromEntries(
-      Object.entries(value).map(([k, v]) => [k, interpolateEnv(v, env, [...path, k])]),
+  const missing = envReferences(value).filter((r) => env(r.name) === undefined);
+  if (missing.length > 0) {
+    throw new ConfigError(
+      missing.map((r) => `${r.field}: environment variable ${r.name} is not set`),
     );
   }
-  return value;
+  const replace = (v: unknown): unknown => {
+    if (typeof v === "string") return v.replace(ENV_REFERENCE, (_, name: string) => env(name)!);
+    if (Array.isArray(v)) return v.map(replace);
+    if (v && typeof v === "object") {
+      return Object.fromEntries(Object.entries(v).map(([k, x]) => [k, replace(x)]));
+    }
+    return v;
+  };
+  return replace(value);
 }
 
 function deepFreeze<T>(value: T): T {
@@ -245,12 +337,14 @@ export function parseConfig(
   try {
     interpolated = interpolateEnv(raw, env);
   } catch (e) {
-    throw new ConfigError(`${source}: ${(e as Error).message}`);
+    if (!(e instanceof ConfigError)) throw e;
+    throw new ConfigError(e.problems.map((p) => `${source}: ${p}`));
   }
   const result = configSchema.safeParse(interpolated);
   if (!result.success) {
-    const lines = result.error.issues.map((i) => `  ${pathString(i.path)}: ${i.message}`);
-    throw new ConfigError(`${source} is invalid:\n${lines.join("\n")}`);
+    throw new ConfigError(
+      result.error.issues.map((i) => `${source}: ${pathString(i.path)}: ${i.message}`),
+    );
   }
   return deepFreeze(result.data) as GatewayConfig;
 }
@@ -264,7 +358,8 @@ export async function loadConfigFile(
   try {
     text = await Deno.readTextFile(path);
   } catch (e) {
-    throw new ConfigError(`${path}: cannot read the config file (${(e as Error).message})`);
+    const reason = e instanceof Deno.errors.NotFound ? "no such file" : (e as Error).message;
+    throw new ConfigError(`${path}: cannot read the config file (${reason})`);
   }
   let raw: unknown;
   try {

@@ -10,6 +10,8 @@ import { createExternalJwtVerifier, type ExternalJwtVerifier } from "./oauth/ext
 import { consoleLogger, type Logger, stdoutLogger } from "./infra/log.ts";
 import { BatchedRateLimiter } from "./infra/rate_limit.ts";
 import { TokenCache } from "./oauth/token_cache.ts";
+import { SettingsError } from "./startup/errors.ts";
+import { kvLocation, kvOpenPath } from "./startup/kv_location.ts";
 
 /** Settings read from the environment (the runtime contract in README.md). */
 export interface Settings {
@@ -52,28 +54,52 @@ export interface RouteContext extends Deps {
   logFields: Record<string, unknown>;
 }
 
-/** Parses the environment into {@linkcode Settings}. @throws {Error} naming the variable. */
+/** The URL Deno Deploy gives an app's production timeline, from its predefined variables. */
+function deployProductionUrl(env: (name: string) => string | undefined): string {
+  const app = env("DENO_DEPLOY_APP_SLUG") ?? "<app>";
+  const org = env("DENO_DEPLOY_ORG_SLUG") ?? "<org>";
+  return `https://${app}.${org}.deno.net`;
+}
+
+/**
+ * Parses the environment into {@linkcode Settings}. On Deno Deploy (`DENO_DEPLOYMENT_ID` set)
+ * `PUBLIC_URL` is required: the OAuth issuer must be the URL clients use (RFC 8414 §3.3), and
+ * guessing `http://localhost:8000` there would publish unusable metadata.
+ * @throws {SettingsError} naming the variable.
+ */
 export async function readSettings(env: (name: string) => string | undefined): Promise<Settings> {
   const portText = env("PORT") ?? "8000";
   const port = Number(portText);
   if (!Number.isInteger(port) || port < 0 || port > 65535) {
-    throw new Error(`PORT: "${portText}" is not a port number`);
+    throw new SettingsError(`PORT: "${portText}" is not a port number`);
   }
-  const rawUrl = env("PUBLIC_URL") ?? `http://localhost:${port}`;
+  if (!env("PUBLIC_URL") && env("DENO_DEPLOYMENT_ID")) {
+    const url = deployProductionUrl(env);
+    throw new SettingsError(
+      `PUBLIC_URL is required on Deno Deploy: set it to the app's public https URL, e.g. ` +
+        `deno deploy env add PUBLIC_URL ${url} (or in the app's settings, Environment ` +
+        `Variables, for the Production and Development contexts), then deploy again`,
+    );
+  }
+  const rawUrl = env("PUBLIC_URL") || `http://localhost:${port}`;
   let url: URL;
   try {
     url = new URL(rawUrl);
   } catch {
-    throw new Error(`PUBLIC_URL: "${rawUrl}" is not a URL`);
+    throw new SettingsError(`PUBLIC_URL: "${rawUrl}" is not a URL`);
   }
   if (url.protocol !== "https:" && url.protocol !== "http:") {
-    throw new Error(`PUBLIC_URL: must be http(s), got "${rawUrl}"`);
+    throw new SettingsError(`PUBLIC_URL: must be http(s), got "${rawUrl}"`);
   }
-  if (url.search || url.hash) throw new Error("PUBLIC_URL: must not have a query or fragment");
+  if (url.search || url.hash) {
+    throw new SettingsError("PUBLIC_URL: must not have a query or fragment");
+  }
   const publicUrl = `${url.origin}${url.pathname.replace(/\/+$/, "")}`;
   const keys = (env("GATEWAY_API_KEY") ?? "").split(",").map((k) => k.trim()).filter(Boolean);
   for (const key of keys) {
-    if (key.length < 16) throw new Error("GATEWAY_API_KEY: each key needs 16 characters or more");
+    if (key.length < 16) {
+      throw new SettingsError("GATEWAY_API_KEY: each key needs 16 characters or more");
+    }
   }
   const password = env("GATEWAY_OWNER_PASSWORD") || undefined;
   const encryptionKey = env("GATEWAY_ENCRYPTION_KEY");
@@ -83,7 +109,7 @@ export async function readSettings(env: (name: string) => string | undefined): P
     apiKeyHashes: await Promise.all(keys.map(sha256Hex)),
     ownerPassword: password,
     secureCookies: url.protocol === "https:",
-    ...(encryptionKey ? { encryptionKey: await parseEncryptionKey(encryptionKey) } : {}),
+    ...(encryptionKey ? { encryptionKey: await encryptionKeyOf(encryptionKey) } : {}),
   };
 }
 
@@ -112,20 +138,71 @@ export function buildExternalJwtVerifiers(
   return config.externalIssuers.map((issuer) => createExternalJwtVerifier(issuer, deps));
 }
 
+/** Opens KV; a failure names `KV_PATH` (or, on Deno Deploy, the missing database). */
+async function openKv(path: string | undefined, onDeploy: boolean): Promise<Deno.Kv> {
+  try {
+    return await Deno.openKv(path);
+  } catch (e) {
+    const reason = e instanceof Error ? e.message : String(e);
+    throw new SettingsError(
+      onDeploy && path === undefined
+        ? `Deno KV: cannot open the app's database (${reason}); assign one: deno deploy ` +
+          "database provision <name> --kind denokv, then deno deploy database assign <name>"
+        : `KV_PATH: cannot open ${path ?? "Deno's default database"} (${reason})`,
+    );
+  }
+}
+
+/**
+ * Reads settings, the config file and the KV location, reporting every problem at once (an
+ * `AggregateError` when there are several) instead of stopping at the first.
+ */
+async function readStartInputs(
+  env: (name: string) => string | undefined,
+  defaultKvPath: string | undefined,
+): Promise<{ settings: Settings; config: GatewayConfig; kvPath: string | undefined }> {
+  const [settings, config, location] = await Promise.allSettled([
+    readSettings(env),
+    loadConfigFile(env("GATEWAY_CONFIG") || "./gateway.config.json", env),
+    Promise.resolve().then(() => kvLocation(env, defaultKvPath)),
+  ]);
+  if (
+    settings.status === "rejected" || config.status === "rejected" ||
+    location.status === "rejected"
+  ) {
+    const errors = [settings, config, location].flatMap((r) =>
+      r.status === "rejected" ? [r.reason] : []
+    );
+    throw errors.length === 1 ? errors[0] : new AggregateError(errors, "the gateway cannot start");
+  }
+  try {
+    requireEncryptionKey(config.value, settings.value);
+  } catch (e) {
+    throw new SettingsError((e as Error).message);
+  }
+  return { settings: settings.value, config: config.value, kvPath: kvOpenPath(location.value) };
+}
+
+/** `GATEWAY_ENCRYPTION_KEY` as an AES-GCM key. @throws {SettingsError} naming the variable */
+async function encryptionKeyOf(text: string): Promise<CryptoKey> {
+  try {
+    return await parseEncryptionKey(text);
+  } catch (e) {
+    throw new SettingsError((e as Error).message);
+  }
+}
+
 /**
  * Builds the production dependencies from the environment. `defaultKvPath` is used when
  * `KV_PATH` is unset (`deno task dev` passes `./.data/gateway.kv`; on Deno Deploy there is none,
- * so `Deno.openKv()` opens the project's database).
+ * so `Deno.openKv()` opens the database assigned to the app).
  */
 export async function loadDeps(defaultKvPath?: string): Promise<Deps> {
   const env = (name: string) => Deno.env.get(name);
-  const settings = await readSettings(env);
-  const config = await loadConfigFile(env("GATEWAY_CONFIG") ?? "./gateway.config.json", env);
-  requireEncryptionKey(config, settings);
-  const kvPath = env("KV_PATH") || defaultKvPath;
+  const { settings, config, kvPath } = await readStartInputs(env, defaultKvPath);
   // Deno Deploy collects console output; elsewhere a direct write to stdout is cheaper.
   const log = env("DENO_DEPLOYMENT_ID") ? consoleLogger : stdoutLogger;
-  const kv = await Deno.openKv(kvPath || undefined);
+  const kv = await openKv(kvPath, Boolean(env("DENO_DEPLOYMENT_ID")));
   const now = Date.now;
   const fetchFn = globalThis.fetch.bind(globalThis);
   return {

@@ -12,8 +12,8 @@
  * | ["grant_token", grantId, kind, hash]  | expiresAt (number)    | as the token            |
  * | ["session", backend, sha256(id)]      | {@linkcode SessionRecord} | 24 h                |
  * | ["mcp_session", sha256(id)]           | aggregate /mcp legacy session (lib/mcp/aggregate/session.ts) | 24 h |
- * | ["cimd", clientIdUrl]                 | validated metadata document (lib/oauth/client_id_metadata.ts) | Cache-Control, 60 s–24 h |
- * | ["rate", bucket, subject, window]     | count (Deno.KvU64)    | the window              |
+ * | ["cimd", clientIdUrl]                 | validated metadata document, written only once a code was issued to its client (lib/oauth/client_id_metadata.ts) | Cache-Control, 60 s–24 h |
+ * | ["rate", bucket, subject, window]     | count (Deno.KvU64); buckets: `register`, `authorize`, `login`, `token_ip`, `revoke_ip` (per IP, IPv6 /64), `token` (successes per client), `token_fail` ("clientId ip"), `health` (per principal), `cimd_fetch_host`, `cimd_fetch`, `mcp`, `guess:<secret>:subject_ip` / `:ip` / `:global` (lib/infra/guess_limit.ts) | the window |
  * | ["user", sub]                         | {@linkcode UserRecord}    | none (upserted at every sign-in) |
  * | ["user_grant", sub, grantId]          | createdAt (number): index from a user to their grants, written with the grant | as the grant |
  * | ["browser_session", sha256(id)]       | {@linkcode BrowserSessionRecord} (lib/identity/browser_session.ts) | 12 h |

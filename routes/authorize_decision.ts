@@ -15,6 +15,7 @@ import {
   issueCode,
   parseDecisionForm,
 } from "../lib/oauth/authorization.ts";
+import { confirmClientUse } from "../lib/oauth/clients.ts";
 import { renderErrorPage } from "../lib/oauth/consent_page.ts";
 import { approveRequest } from "../lib/identity/authorize_sign_in.ts";
 import { csrfCookieName, serializeCookie } from "../lib/infra/cookies.ts";
@@ -73,5 +74,6 @@ export async function handler(req: Request, ctx: RouteContext): Promise<Response
   ctx.logFields.user = approval.user.sub;
   const code = await issueCode(ctx.kv, entry, now, { ...approval.grant, user: approval.user });
   if (!code) return page("Request expired", "This authorization request was already used.", 400);
+  await confirmClientUse(ctx, record.clientId);
   return redirect(codeRedirectUrl(record, code, issuer), clear, approval.setCookie);
 }

@@ -1,7 +1,9 @@
 /**
  * `GET /health`: backend status for operators. Authenticated by any live access token of this
- * gateway (any audience) or an API key (RFC 6750 §2.1); otherwise 401 with a Bearer challenge
- * (RFC 6750 §3). Every backend is probed in parallel within its own `timeoutMs`.
+ * gateway or an API key (RFC 6750 §2.1); otherwise 401 with a Bearer challenge (RFC 6750 §3).
+ * Lists only the backends the caller's scope and audience cover, from probes shared for a few
+ * seconds, and answers at most `rateLimits.healthPerPrincipalPerMinute` times per caller (429
+ * with `Retry-After`, RFC 6585 §4) — lib/mcp/health.ts.
  */
 import {
   bearerChallenge,
@@ -11,18 +13,27 @@ import {
 } from "../lib/oauth/bearer.ts";
 import type { RouteContext } from "../lib/deps.ts";
 import { jsonResponse } from "../lib/infra/http.ts";
-import { probeBackend } from "../lib/mcp/proxy.ts";
+import {
+  backendHealth,
+  type HealthCaller,
+  limitHealthRequests,
+  visibleBackends,
+} from "../lib/mcp/health.ts";
 import { aggregateResource } from "../lib/oauth/resources.ts";
 
-async function isAuthorized(req: Request, ctx: RouteContext): Promise<boolean> {
+async function caller(req: Request, ctx: RouteContext): Promise<HealthCaller | null> {
   const token = bearerToken(req.headers.get("authorization"));
-  if (token === null) return false;
-  return matchApiKey(ctx, token) !== null || (await lookupAccessToken(ctx, token)) !== null;
+  if (token === null) return null;
+  const apiKey = matchApiKey(ctx, token);
+  if (apiKey) return { id: apiKey.id };
+  const record = await lookupAccessToken(ctx, token);
+  return record ? { id: record.grantId, token: record } : null;
 }
 
-/** `{ status: "ok" | "degraded", backends: [...] }`; "degraded" when any backend is down. */
+/** `{ status: "ok" | "degraded", backends: [...] }`; "degraded" when any listed one is down. */
 export async function handler(req: Request, ctx: RouteContext): Promise<Response> {
-  if (!(await isAuthorized(req, ctx))) {
+  const who = await caller(req, ctx);
+  if (!who) {
     const hasCredentials = req.headers.has("authorization");
     return jsonResponse(
       {
@@ -41,8 +52,20 @@ export async function handler(req: Request, ctx: RouteContext): Promise<Response
       },
     );
   }
-  const backends = await Promise.all(
-    ctx.config.backends.map((b) => probeBackend(ctx, ctx.config, b)),
+  const limit = await limitHealthRequests(ctx, who);
+  if (!limit.allowed) {
+    return jsonResponse(
+      {
+        error: "temporarily_unavailable",
+        error_description: `too many /health requests; retry after ${limit.retryAfterSeconds} s`,
+      },
+      429,
+      { "retry-after": String(limit.retryAfterSeconds) },
+    );
+  }
+  const backends = await backendHealth(
+    ctx,
+    visibleBackends(ctx.config, ctx.settings.publicUrl, who),
   );
   const status = backends.every((b) => b.status === "up") ? "ok" : "degraded";
   return jsonResponse({ status, backends });

@@ -16,6 +16,7 @@ import { boundPendingRequest, parseReturnTo } from "../lib/identity/pending_requ
 import { ProviderError } from "../lib/identity/providers/provider_http.ts";
 import { seeOther } from "../lib/identity/sign_in.ts";
 import { linkedPageResponse } from "../lib/identity/sign_in_page.ts";
+import { ipLimitSubject } from "../lib/infra/client_ip.ts";
 import { hit } from "../lib/infra/rate_limit.ts";
 
 async function targetOf(req: Request, ctx: RouteContext): Promise<LoginTarget> {
@@ -40,7 +41,14 @@ export async function handler(req: Request, ctx: RouteContext): Promise<Response
   }
   ctx.logFields.provider = provider.id;
   const limit = ctx.config.rateLimits.authorizePerIpPerMinute;
-  const r = await hit(ctx.kv, "login", ctx.clientIp, limit, AUTHORIZE_WINDOW_MS, ctx.now());
+  const r = await hit(
+    ctx.kv,
+    "login",
+    ipLimitSubject(ctx.clientIp),
+    limit,
+    AUTHORIZE_WINDOW_MS,
+    ctx.now(),
+  );
   if (!r.allowed) {
     const headers = { "retry-after": String(r.retryAfterSeconds) };
     const message = "Too many sign-ins from your address. Try again in a minute.";

@@ -27,7 +27,7 @@ export async function handler(req: Request, ctx: RouteContext): Promise<Response
   } catch {
     throw new OAuthError("invalid_client_metadata", "the body is not valid JSON");
   }
-  const meta = parseClientMetadata(body);
+  const meta = parseClientMetadata(body, ctx.config.allowedPrivateUseSchemes);
   const client = await registerClient(ctx.kv, meta, ctx.now(), clientIdleMs(ctx.config));
   ctx.logFields.client_id = client.record.clientId;
   return jsonResponse(registrationResponse(client), 201);

@@ -5,6 +5,7 @@
 import { z } from "zod";
 import { authenticateClient, parseFormFields } from "../lib/oauth/client_auth.ts";
 import { sha256Hex } from "../lib/infra/crypto.ts";
+import { limitPerIp } from "../lib/oauth/endpoint_limits.ts";
 import type { Deps, RouteContext } from "../lib/deps.ts";
 import { jsonResponse, readForm } from "../lib/infra/http.ts";
 import { accessKey, grantTokenKey, refreshKey, type TokenRecord } from "../lib/store.ts";
@@ -42,8 +43,9 @@ async function revokeToken(deps: Deps, clientId: string, token: string): Promise
   }
 }
 
-/** Handles `POST /revoke`. */
+/** Handles `POST /revoke`: limited per client IP before any client lookup. */
 export async function handler(req: Request, ctx: RouteContext): Promise<Response> {
+  await limitPerIp(ctx, "revoke", ctx.clientIp, ctx.config.rateLimits.revokePerIpPerMinute);
   const form = await readForm(req);
   const client = await authenticateClient(ctx, req, form);
   ctx.logFields.client_id = client.clientId;

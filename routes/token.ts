@@ -3,12 +3,21 @@
  * Form-encoded only; the client authenticates as registered; every answer is `no-store`.
  */
 import { z } from "zod";
-import { authenticateClient, parseFormFields } from "../lib/oauth/client_auth.ts";
+import {
+  authenticateClient,
+  parseFormFields,
+  presentedClientId,
+} from "../lib/oauth/client_auth.ts";
 import { codeRequestSchema, exchangeCode } from "../lib/oauth/code_exchange.ts";
 import type { RouteContext } from "../lib/deps.ts";
 import { jsonResponse, readForm } from "../lib/infra/http.ts";
 import { OAuthError } from "../lib/oauth/oauth_error.ts";
-import { hit } from "../lib/infra/rate_limit.ts";
+import {
+  checkTokenLimits,
+  countTokenFailure,
+  countTokenSuccess,
+  limitPerIp,
+} from "../lib/oauth/endpoint_limits.ts";
 import { resolveResource } from "../lib/oauth/resources.ts";
 import { rotateRefreshToken, tokenResponseBody } from "../lib/oauth/tokens.ts";
 
@@ -42,32 +51,16 @@ function clientMayUse(registered: string[], grantType: (typeof GRANT_TYPES)[numb
   return grantType === "refresh_token" && registered.includes("authorization_code");
 }
 
-/**
- * `rateLimits.tokenPerClientPerMinute`, counted in KV per authenticated client (so it holds
- * across isolates). Over the limit: 429 (RFC 6585 §4) with `Retry-After` (RFC 9110 §10.2.3)
- * and the RFC 6749 §5.2 body `temporarily_unavailable` (RFC 6749 §4.1.2.1's code for "cannot
- * handle the request now", the closest registered one; the status tells it from a 503).
- */
-async function limitTokenRequests(ctx: RouteContext, clientId: string): Promise<void> {
-  const perMinute = ctx.config.rateLimits.tokenPerClientPerMinute;
-  const result = await hit(ctx.kv, "token", clientId, perMinute, 60_000, ctx.now());
-  if (result.allowed) return;
-  throw new OAuthError(
-    "temporarily_unavailable",
-    `too many token requests for this client (at most ${perMinute} per minute); ` +
-      `retry after ${result.retryAfterSeconds} s`,
-    { status: 429, headers: { "retry-after": String(result.retryAfterSeconds) } },
-  );
-}
-
-/** Handles `POST /token`. */
-export async function handler(req: Request, ctx: RouteContext): Promise<Response> {
-  const form = await readForm(req);
+/** Authenticates the client and runs its grant; returns the client and the tokens' answer. */
+async function issueTokens(
+  req: Request,
+  ctx: RouteContext,
+  form: Map<string, string>,
+): Promise<{ clientId: string; response: Response }> {
   const grantType = parseGrantType(form);
   ctx.logFields.grant_type = grantType;
   const client = await authenticateClient(ctx, req, form);
   ctx.logFields.client_id = client.clientId;
-  await limitTokenRequests(ctx, client.clientId);
   if (!clientMayUse(client.grantTypes, grantType)) {
     throw new OAuthError("unauthorized_client", `client is not registered for ${grantType}`);
   }
@@ -82,5 +75,29 @@ export async function handler(req: Request, ctx: RouteContext): Promise<Response
     minted = await rotateRefreshToken(ctx, client.clientId, r.refreshToken, r.scope, resource);
   }
   if (minted.user) ctx.logFields.user = minted.user.sub;
-  return jsonResponse(tokenResponseBody(minted), 200, { pragma: "no-cache" });
+  const response = jsonResponse(tokenResponseBody(minted), 200, { pragma: "no-cache" });
+  return { clientId: client.clientId, response };
+}
+
+/**
+ * Handles `POST /token`: the per-IP limit before anything else (no client lookup, so no
+ * metadata document fetch, for a flood), then failures counted per (stated client, IP) and
+ * issued tokens per client (lib/oauth/endpoint_limits.ts).
+ */
+export async function handler(req: Request, ctx: RouteContext): Promise<Response> {
+  await limitPerIp(ctx, "token", ctx.clientIp, ctx.config.rateLimits.tokenPerIpPerMinute);
+  const form = await readForm(req);
+  const stated = presentedClientId(req, form);
+  if (stated !== undefined) await checkTokenLimits(ctx, stated, ctx.clientIp);
+  try {
+    const { clientId, response } = await issueTokens(req, ctx, form);
+    await countTokenSuccess(ctx, clientId);
+    return response;
+  } catch (e) {
+    // Client mistakes (4xx below 429) count; storage outages and limits do not.
+    if (e instanceof OAuthError && e.status < 429 && stated !== undefined) {
+      await countTokenFailure(ctx, stated, ctx.clientIp);
+    }
+    throw e;
+  }
 }

@@ -10,6 +10,7 @@ import {
   McpServer as V2McpServer,
   Server as V2Server,
 } from "@modelcontextprotocol/server";
+import { childEnv } from "./_process.ts";
 import type { Deps } from "../lib/deps.ts";
 import { aggregateResource } from "../lib/oauth/resources.ts";
 import { mintTokens, putGrant } from "../lib/oauth/tokens.ts";
@@ -255,7 +256,8 @@ export async function everythingBackend(readyTimeoutMs = 60_000): Promise<TestBa
   probe.close();
   const child = new Deno.Command(Deno.execPath(), {
     args: ["run", "--allow-all", "--quiet", EVERYTHING_SPECIFIER, "streamableHttp"],
-    env: { PORT: String(port), NO_COLOR: "1" },
+    clearEnv: true,
+    env: childEnv({ PORT: String(port) }),
     stdin: "null",
     stdout: "null",
     stderr: "null",

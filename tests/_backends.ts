@@ -34,13 +34,31 @@ export interface TestBackend {
   close: () => Promise<void>;
 }
 
+/**
+ * A failure a test backend produces on purpose (e.g. a stream cut mid-response). Deno.serve
+ * reports errors of response streams on stderr; these are expected, so they are not printed.
+ */
+export class DeliberateFault extends Error {
+  constructor(message: string) {
+    super(message);
+    this.name = "DeliberateFault";
+  }
+}
+
+/** Deno.serve's default error report, minus {@linkcode DeliberateFault}s. */
+function reportUnexpected(error: unknown): Response {
+  if (!(error instanceof DeliberateFault)) console.error(error);
+  return new Response("Internal Server Error", { status: 500 });
+}
+
 /** Serves `handler` on a free loopback port at path `/mcp`, recording every request. */
 export function startRawBackend(
   handler: (req: Request) => Response | Promise<Response>,
   onClose: () => Promise<void> | void = () => {},
 ): TestBackend {
   const requests: RecordedRequest[] = [];
-  const server = Deno.serve({ hostname: "127.0.0.1", port: 0, onListen: () => {} }, (req) => {
+  const options = { hostname: "127.0.0.1", port: 0, onListen: () => {}, onError: reportUnexpected };
+  const server = Deno.serve(options, (req) => {
     requests.push({ method: req.method, headers: Object.fromEntries(req.headers) });
     return handler(req);
   });

@@ -83,6 +83,15 @@ export async function startIdp(accounts: Record<string, TestAccount>): Promise<T
         features: { devInteractions: { enabled: true } },
         pkce: { required: () => true },
         cookies: { keys: ["test-cookie-key-0123456789"] },
+        // Explicit lifetimes: the defaults print a NOTICE each, noise in the test output.
+        ttl: {
+          AccessToken: 600,
+          AuthorizationCode: 60,
+          Grant: 3600,
+          IdToken: 600,
+          Interaction: 600,
+          Session: 3600,
+        },
       });
     },
     sign: (payload) =>

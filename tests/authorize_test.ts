@@ -1,5 +1,6 @@
 import { assert, assertEquals, assertMatch, assertStringIncludes } from "./_assert.ts";
 import { makeDeps } from "./_helpers.ts";
+import { putClient } from "./_kv_fixtures.ts";
 import {
   authorizeCode,
   authorizeUrl,
@@ -16,7 +17,14 @@ import { authzKey, type AuthzRequestRecord, codeKey, type CodeRecord } from "../
 import { createHandler } from "../main.ts";
 
 const BASE = "http://localhost:8000";
+/** Pre-registered (operator-trusted) clients: phase-2 errors are redirected at once for them. */
+const PRE_REGISTERED = "pre-registered-app";
+const PRE_REGISTERED_QUERY = "pre-registered-query";
 const CONFIG = {
+  clients: [
+    { clientId: PRE_REGISTERED, redirectUris: ["http://127.0.0.1:3000/callback"] },
+    { clientId: PRE_REGISTERED_QUERY, redirectUris: ["https://app.example/cb?tenant=t1"] },
+  ],
   backends: [
     { name: "alpha", url: "http://127.0.0.1:9/mcp" },
     { name: "beta", url: "http://127.0.0.1:9/mcp" },
@@ -93,7 +101,8 @@ Deno.test("GET /authorize", async (t) => {
       const html = await expectPage(res, 200);
       assertStringIncludes(html, "Claude &lt;script&gt;x&lt;/script&gt;");
       assert(!html.includes("<script>"));
-      assertStringIncludes(html, `<span class="host" id="redirect-host">127.0.0.1:3000</span>`);
+      assertStringIncludes(html, `<span class="host" id="redirect-uri">${REDIRECT}</span>`);
+      assertStringIncludes(html, `on the web site <b id="redirect-host">127.0.0.1:3000</b>`);
       assertStringIncludes(html, "<code>mcp:alpha</code>");
       assertStringIncludes(html, `<code>${BASE}/mcp</code>`);
       assertStringIncludes(html, `type="password"`);
@@ -184,6 +193,37 @@ Deno.test("GET /authorize", async (t) => {
   });
 
   await t.step(
+    "phase 1: a loopback port outside 1–65535 → error page, no 500, nothing stored",
+    async () => {
+      for (const port of ["99999", "65536", "0"]) {
+        const redirect_uri = `http://127.0.0.1:${port}/callback`;
+        const html = await expectPage(await handle(get({ ...valid, redirect_uri })), 400);
+        assertStringIncludes(html, "<h1>Invalid redirect URI</h1>");
+      }
+      const pending = await Array.fromAsync(deps.kv.list({ prefix: ["authz"] }));
+      const stored = pending.map((e) => (e.value as AuthzRequestRecord).redirectUri);
+      assert(!stored.some((u) => /:(99999|65536|0)\//.test(u)), stored.join(" "));
+    },
+  );
+
+  await t.step(
+    "phase 1: a registered redirect URI that today's rules refuse (microsoft-edge:) → error page",
+    async () => {
+      const old = await putClient(deps, { redirectUri: "microsoft-edge:https://evil.example/cb" });
+      const html = await expectPage(
+        await handle(get({
+          ...valid,
+          client_id: old.client.clientId,
+          redirect_uri: "microsoft-edge:https://evil.example/cb",
+        })),
+        400,
+      );
+      assertStringIncludes(html, "<h1>Invalid redirect URI</h1>");
+      assertStringIncludes(html, "must not use the microsoft-edge: scheme");
+    },
+  );
+
+  await t.step(
     "phase 1: redirect_uri omitted while several are registered → error page",
     async () => {
       const two = await registerClient(fetchLike, {
@@ -195,29 +235,32 @@ Deno.test("GET /authorize", async (t) => {
     },
   );
 
+  // Phase-2 errors of pre-registered clients are redirected (RFC 6749 §4.1.2.1).
+  const pre = { ...valid, client_id: PRE_REGISTERED };
+
   await t.step("phase 2: response_type must be code (OAuth 2.1 §4.1.1)", async () => {
     await expectErrorRedirect(
-      await handle(get({ ...valid, response_type: "token" })),
+      await handle(get({ ...pre, response_type: "token" })),
       "unsupported_response_type",
       "st-1",
     );
-    const { response_type: _, ...rest } = valid;
+    const { response_type: _, ...rest } = pre;
     await expectErrorRedirect(await handle(get(rest)), "invalid_request", "st-1");
   });
 
   await t.step(
     "phase 2: PKCE S256 required; plain or missing → invalid_request (RFC 7636 §4.4.1)",
     async () => {
-      const { code_challenge: _c, ...noChallenge } = valid;
-      const { code_challenge_method: _m, ...noMethod } = valid;
+      const { code_challenge: _c, ...noChallenge } = pre;
+      const { code_challenge_method: _m, ...noMethod } = pre;
       for (
         const params of [
           noChallenge,
           noMethod,
-          { ...valid, code_challenge_method: "plain" },
-          { ...valid, code_challenge_method: "s256" },
-          { ...valid, code_challenge: "short" },
-          { ...valid, code_challenge: challenge.slice(0, 42) + "=" },
+          { ...pre, code_challenge_method: "plain" },
+          { ...pre, code_challenge_method: "s256" },
+          { ...pre, code_challenge: "short" },
+          { ...pre, code_challenge: challenge.slice(0, 42) + "=" },
         ]
       ) {
         await expectErrorRedirect(await handle(get(params)), "invalid_request", "st-1");
@@ -227,7 +270,7 @@ Deno.test("GET /authorize", async (t) => {
 
   await t.step("phase 2: unknown scope → invalid_scope", async () => {
     await expectErrorRedirect(
-      await handle(get({ ...valid, scope: "mcp:gamma" })),
+      await handle(get({ ...pre, scope: "mcp:gamma" })),
       "invalid_scope",
       "st-1",
     );
@@ -236,7 +279,7 @@ Deno.test("GET /authorize", async (t) => {
   await t.step("phase 2: foreign resource → invalid_target (RFC 8707 §2)", async () => {
     for (const resource of ["https://other.example/mcp", `${BASE}/mcp/gamma`, "not-a-uri"]) {
       await expectErrorRedirect(
-        await handle(get({ ...valid, resource })),
+        await handle(get({ ...pre, resource })),
         "invalid_target",
         "st-1",
       );
@@ -247,12 +290,12 @@ Deno.test("GET /authorize", async (t) => {
     "phase 2: repeated parameter → invalid_request; repeated state not echoed",
     async () => {
       await expectErrorRedirect(
-        await handle(get({ ...valid, scope: ["mcp", "mcp"] })),
+        await handle(get({ ...pre, scope: ["mcp", "mcp"] })),
         "invalid_request",
         "st-1",
       );
       await expectErrorRedirect(
-        await handle(get({ ...valid, state: ["a", "b"] })),
+        await handle(get({ ...pre, state: ["a", "b"] })),
         "invalid_request",
         null,
       );
@@ -262,14 +305,11 @@ Deno.test("GET /authorize", async (t) => {
   await t.step(
     "phase 2: error redirect keeps the redirect URI's query; no state when none sent",
     async () => {
-      const withQuery = await registerClient(fetchLike, {
-        redirect_uris: ["https://app.example/cb?tenant=t1"],
-      });
-      const { state: _, ...rest } = valid;
+      const { state: _, ...rest } = pre;
       const url = await expectErrorRedirect(
         await handle(get({
           ...rest,
-          client_id: withQuery.client_id,
+          client_id: PRE_REGISTERED_QUERY,
           redirect_uri: "https://app.example/cb?tenant=t1",
           response_type: "token",
         })),
@@ -278,6 +318,29 @@ Deno.test("GET /authorize", async (t) => {
         "https://app.example/cb",
       );
       assertEquals(url.searchParams.get("tenant"), "t1");
+    },
+  );
+
+  await t.step(
+    "phase 2, registered or metadata-document client: an error page linking to the error " +
+      "response, never an automatic redirect (RFC 9700 §4.11.2, open redirector)",
+    async () => {
+      const res = await handle(get({ ...valid, code_challenge_method: "plain" }));
+      const html = await expectPage(res, 400);
+      assertStringIncludes(html, "The application&#39;s request is invalid");
+      const href = /<a class="provider" href="([^"]+)">Return to /.exec(html)?.[1];
+      assert(href, "the page links back to the application");
+      const url = new URL(href.replaceAll("&amp;", "&"));
+      assertEquals(`${url.origin}${url.pathname}`, REDIRECT);
+      assertEquals(url.searchParams.get("error"), "invalid_request");
+      assertEquals(url.searchParams.get("state"), "st-1");
+      assertEquals(url.searchParams.get("iss"), BASE);
+      // The same request from the pre-registered client is redirected at once.
+      await expectErrorRedirect(
+        await handle(get({ ...pre, code_challenge_method: "plain" })),
+        "invalid_request",
+        "st-1",
+      );
     },
   );
 

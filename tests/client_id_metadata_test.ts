@@ -2,8 +2,10 @@ import {
   allRedirectUrisLoopback,
   cacheLifetimeSeconds,
   CIMD_MAX_BYTES,
+  CIMD_UNCONFIRMED_TTL_SECONDS,
   cimdKey,
   type ClientIdMetadataDeps,
+  confirmClientIdMetadata,
   isClientIdMetadataUrl,
   resolveClientIdMetadata,
   validateClientIdUrl,
@@ -108,7 +110,6 @@ async function testDeps(): Promise<ClientIdMetadataDeps & { advance: (ms: number
     kv: await Deno.openKv(":memory:"),
     now: () => t,
     advance: (ms) => void (t += ms),
-    fetch: globalThis.fetch.bind(globalThis),
   };
 }
 
@@ -228,31 +229,52 @@ Deno.test("resolveClientIdMetadata", async (t) => {
       await refused("/missing", /HTTP 404/);
     });
 
-    await t.step("valid documents are cached for max-age, by the clock", async () => {
-      assertEquals(server.hits["/valid"], 1);
-      await resolve("/valid");
-      assertEquals(server.hits["/valid"], 1);
-      const stored = await deps.kv.get<{ expiresAt: number }>(cimdKey(`${server.base}/valid`));
-      assertEquals(stored.value?.expiresAt, deps.now() + 120_000);
-      deps.advance(119_000);
-      await resolve("/valid");
-      assertEquals(server.hits["/valid"], 1);
-      deps.advance(2_000);
-      await resolve("/valid");
-      assertEquals(server.hits["/valid"], 2);
-    });
+    await t.step(
+      "a fetched document stays in memory for 60 s, never in KV, until used",
+      async () => {
+        assertEquals(server.hits["/valid"], 1);
+        await resolve("/valid");
+        assertEquals(server.hits["/valid"], 1);
+        assertEquals((await deps.kv.get(cimdKey(`${server.base}/valid`))).value, null);
+        deps.advance(CIMD_UNCONFIRMED_TTL_SECONDS * 1000 - 1000);
+        await resolve("/valid");
+        assertEquals(server.hits["/valid"], 1);
+        deps.advance(2_000);
+        await resolve("/valid");
+        assertEquals(server.hits["/valid"], 2, "fetched again after the short memory TTL");
+        assertEquals((await deps.kv.get(cimdKey(`${server.base}/valid`))).value, null);
+      },
+    );
+    await t.step(
+      "once a code was issued to it, KV keeps it for max-age, by the clock",
+      async () => {
+        await confirmClientIdMetadata(deps, `${server.base}/valid`, dev);
+        const stored = await deps.kv.get<{ expiresAt: number }>(cimdKey(`${server.base}/valid`));
+        assertEquals(stored.value?.expiresAt, deps.now() + 120_000);
+        deps.advance(119_000);
+        await resolve("/valid");
+        assertEquals(server.hits["/valid"], 2);
+        deps.advance(2_000);
+        await resolve("/valid");
+        assertEquals(server.hits["/valid"], 3);
+      },
+    );
     await t.step("lifetime defaults to 5 min and is capped at 24 h", async () => {
-      await resolve("/default-ttl");
-      await resolve("/long-ttl");
+      for (const path of ["/default-ttl", "/long-ttl"]) {
+        await resolve(path);
+        await confirmClientIdMetadata(deps, `${server.base}${path}`, dev);
+      }
       const a = await deps.kv.get<{ expiresAt: number }>(cimdKey(`${server.base}/default-ttl`));
       const b = await deps.kv.get<{ expiresAt: number }>(cimdKey(`${server.base}/long-ttl`));
       assertEquals(a.value?.expiresAt, deps.now() + 300_000);
       assertEquals(b.value?.expiresAt, deps.now() + 86_400_000);
     });
-    await t.step("no-store is not cached", async () => {
+    await t.step("no-store is not cached, not even once used", async () => {
       await resolve("/no-store");
       await resolve("/no-store");
       assertEquals(server.hits["/no-store"], 2);
+      await confirmClientIdMetadata(deps, `${server.base}/no-store`, dev);
+      assertEquals(server.hits["/no-store"], 3, "confirming an uncached document fetches it");
       assertEquals((await deps.kv.get(cimdKey(`${server.base}/no-store`))).value, null);
     });
     await t.step("errors and invalid documents are never cached (draft §4.3)", async () => {
@@ -280,16 +302,8 @@ Deno.test("resolveClientIdMetadata", async (t) => {
 });
 
 Deno.test("resolveClientIdMetadata refuses special-purpose addresses before any connection", async () => {
-  let fetched = 0;
   const kv = await Deno.openKv(":memory:");
-  const deps: ClientIdMetadataDeps = {
-    kv,
-    now: Date.now,
-    fetch: () => {
-      fetched++;
-      return Promise.reject(new Error("must not fetch"));
-    },
-  };
+  const deps: ClientIdMetadataDeps = { kv, now: Date.now };
   const noDns = () => Promise.reject(new Error("must not resolve"));
   try {
     for (
@@ -314,7 +328,6 @@ Deno.test("resolveClientIdMetadata refuses special-purpose addresses before any 
       () => resolveClientIdMetadata(deps, "https://[::ffff:127.0.0.1]/c", { resolveDns: noDns }),
       OAuthError,
     );
-    assertEquals(fetched, 0);
   } finally {
     kv.close();
   }

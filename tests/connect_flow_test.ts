@@ -225,7 +225,7 @@ Deno.test("GET /connect/{backend}", async (t) => {
       });
     });
 
-    await t.step("no token, code or secret in the logs", async () => {
+    await t.step("no token, code or secret in the logs", () => {
       const text = JSON.stringify(s.gw.deps.logs);
       assert(!/eyJ[A-Za-z0-9_-]{10,}/.test(text), "no JWT");
       for (const line of s.gw.deps.logs) {

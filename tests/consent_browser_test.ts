@@ -5,12 +5,10 @@
  *
  * Needs /usr/bin/chromium (`apt-get install -y chromium`); without it this test FAILS.
  */
-import { type Browser, chromium } from "playwright-core";
+import { launchChromium } from "./_browser.ts";
 import { assert, assertEquals, assertStringIncludes } from "./_assert.ts";
 import { serveGateway } from "./_helpers.ts";
 import { authorizeUrl, DEFAULT_PASSWORD, pkcePair, registerClient } from "./_oauth_flow.ts";
-
-const CHROMIUM = "/usr/bin/chromium";
 
 /** A tiny client callback server on 127.0.0.1:0 that records what it receives. */
 function callbackServer() {
@@ -24,29 +22,6 @@ function callbackServer() {
   return { url: `http://127.0.0.1:${server.addr.port}/callback`, hits, server };
 }
 
-async function launch(): Promise<Browser> {
-  try {
-    await Deno.stat(CHROMIUM);
-  } catch {
-    throw new Error(
-      `${CHROMIUM} is missing: install it with "apt-get install -y chromium" (CI does).`,
-    );
-  }
-  return await chromium.launch({
-    executablePath: CHROMIUM,
-    args: [
-      "--no-sandbox",
-      "--headless",
-      "--disable-gpu",
-      "--disable-background-networking",
-      "--disable-component-update",
-      "--disable-sync",
-      "--no-first-run",
-      "--disable-quic",
-    ],
-  });
-}
-
 Deno.test({
   name: "consent page in a browser",
   // playwright keeps its pipe and child process in ways Deno's sanitizers do not follow.
@@ -55,7 +30,7 @@ Deno.test({
   fn: async (t) => {
     const gateway = await serveGateway();
     const callback = callbackServer();
-    const browser = await launch();
+    const browser = await launchChromium();
     try {
       const fetchLike = (r: Request) => fetch(r);
       const client = await registerClient(fetchLike, {
@@ -84,6 +59,7 @@ Deno.test({
             assertEquals(response?.headers()["content-type"], "text/html; charset=utf-8");
             assertStringIncludes(await page.locator("h1").innerText(), "Browser Test App");
             assertEquals(await page.locator("#redirect-host").innerText(), callbackHost);
+            assertEquals(await page.locator("#redirect-uri").innerText(), callback.url);
             await page.screenshot({ path: "/tmp/consent.png", fullPage: true });
             await page.fill("#password", DEFAULT_PASSWORD);
             await Promise.all([
@@ -98,6 +74,45 @@ Deno.test({
             assertEquals(
               received.at(-1)?.searchParams.get("code"),
               landed.searchParams.get("code"),
+            );
+          } finally {
+            await context.close();
+          }
+        },
+      );
+
+      await t.step(
+        "a private-use redirect URI is shown in full, prominently, not only its scheme",
+        async () => {
+          const uri = "com.example.gateway-test:/oauth/callback?tenant=t1";
+          const native = await registerClient(fetchLike, {
+            client_name: "Native App",
+            redirect_uris: [uri],
+          }, gateway.url);
+          const context = await browser.newContext();
+          try {
+            const page = await context.newPage();
+            const response = await page.goto(
+              authorizeUrl({
+                baseUrl: gateway.url,
+                clientId: native.client_id,
+                redirectUri: uri,
+                codeChallenge: challenge,
+              }).href,
+            );
+            assertEquals(response?.status(), 200);
+            assertEquals(response?.headers()["content-type"], "text/html; charset=utf-8");
+            const shown = page.locator("#redirect-uri");
+            assert(await shown.isVisible(), "the full redirect URI is visible");
+            assertEquals(await shown.innerText(), uri);
+            // Runs in the page (a DOM global, not Deno's).
+            const size = await shown.evaluate((el) =>
+              parseFloat((globalThis as any).getComputedStyle(el).fontSize)
+            );
+            assert(size >= 16, `the redirect URI is prominent (font-size ${size}px)`);
+            assertEquals(
+              await page.locator("#redirect-host").innerText(),
+              "com.example.gateway-test:",
             );
           } finally {
             await context.close();

@@ -282,7 +282,7 @@ Deno.test("backends[].auth config", async (t) => {
   await t.step("bad values fail the start naming file and field", () => {
     fails(
       { type: "oauth", clientSecret: "x" },
-      /gateway\.config\.json is invalid:\n {2}backends\[0\]\.auth\.clientSecret: needs auth\.clientId/,
+      /gateway\.config\.json: backends\[0\]\.auth\.clientSecret: needs auth\.clientId/,
     );
     fails(
       { type: "oauth", clientId: "a", tokenEndpointAuthMethod: "client_secret_post" },

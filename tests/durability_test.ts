@@ -20,6 +20,7 @@
 import { assert, assertEquals } from "./_assert.ts";
 import { startRawBackend } from "./_backends.ts";
 import { authorizeCode, authorizeUrl, pkcePair, registerClient } from "./_oauth_flow.ts";
+import { childEnv } from "./_process.ts";
 
 const ROOT = new URL("..", import.meta.url).pathname;
 const PASSWORD = "durability test owner password";
@@ -49,7 +50,8 @@ async function startGateway(env: Record<string, string>, base: string): Promise<
   const child = new Deno.Command(Deno.execPath(), {
     args: ["run", "-A", "--quiet", "main.ts"],
     cwd: ROOT,
-    env,
+    clearEnv: true,
+    env: childEnv(env),
     stdin: "null",
     stdout: "null",
     stderr: "null",
@@ -79,6 +81,7 @@ Deno.test("durability: SIGKILL under load, restart on the same KV file", async (
     backends: [{ name: "raw", url: backend.url, timeoutMs: 2000 }],
     rateLimits: {
       registerPerIpPerHour: 100_000,
+      tokenPerIpPerMinute: 100_000,
       tokenPerClientPerMinute: 100_000,
       authorizePerIpPerMinute: 100_000,
     },

@@ -12,7 +12,12 @@ import { z } from "zod";
 import { closeAggregate } from "../lib/mcp/aggregate/handler.ts";
 import { assert, assertEquals, assertStringIncludes } from "./_assert.ts";
 import { deadBackendUrl } from "./_aggregate_backends.ts";
-import { startModernBackend, startRawBackend, type TestBackend } from "./_backends.ts";
+import {
+  DeliberateFault,
+  startModernBackend,
+  startRawBackend,
+  type TestBackend,
+} from "./_backends.ts";
 import { serveGateway } from "./_helpers.ts";
 import { issueAccessToken } from "./_tokens.ts";
 
@@ -80,7 +85,7 @@ function faultyBackend(fault: Fault): TestBackend {
               'event: message\ndata: {"jsonrpc":"2.0","method":"notifications/message",' +
                 '"params":{"level":"info","data":"starting"}}\n\n',
             ));
-            timer = setTimeout(() => controller.error(new Error("backend dropped")), 30);
+            timer = setTimeout(() => controller.error(new DeliberateFault("backend dropped")), 30);
           },
           cancel() {
             clearTimeout(timer);

@@ -268,7 +268,10 @@ async function check(shape: Shape, req: Request, res: Response): Promise<string 
   }
   if (req.method === "HEAD") return null;
   if (type === "text/html") {
-    if (shape !== "authorize_page" && shape !== "consent_post") return "HTML outside /authorize";
+    // A path that normalizes to "/" (e.g. "/healthz/%2e%2e") reaches the home page, also HTML.
+    const page = shape === "authorize_page" || shape === "consent_post" ||
+      new URL(req.url).pathname === "/";
+    if (!page) return "HTML outside /authorize and /";
     if (!/^<!doctype html>/i.test(text.trimStart())) return "HTML page without a doctype";
     if (!(res.headers.get("content-security-policy") ?? "").includes("frame-ancestors 'none'")) {
       return "HTML page without frame-ancestors 'none'";

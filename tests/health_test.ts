@@ -2,7 +2,8 @@
  * `GET /health`: authenticated backend status, on a real gateway with real backends (a live
  * MCP server, a dead port, a backend answering 500 and one that never answers).
  */
-import { assertEquals, assertStringIncludes } from "./_assert.ts";
+import { HEALTH_CACHE_MS } from "../lib/mcp/health.ts";
+import { assertEquals, assertMatch, assertStringIncludes } from "./_assert.ts";
 import { startModernBackend, startRawBackend } from "./_backends.ts";
 import { serveGateway } from "./_helpers.ts";
 import { issueAccessToken } from "./_tokens.ts";
@@ -36,6 +37,7 @@ Deno.test("GET /health", async (t) => {
         { name: "failing", url: failing.url },
         { name: "hang", url: hanging.url, timeoutMs: 150 },
       ],
+      rateLimits: { healthPerPrincipalPerMinute: 25 },
     },
     env: { GATEWAY_API_KEY: API_KEY },
   });
@@ -75,40 +77,91 @@ Deno.test("GET /health", async (t) => {
       await res.body?.cancel();
     });
 
+    await t.step("an API key lists each backend up or down", async () => {
+      const before = live.requests.length;
+      const res = await fetch(`${all.url}/health`, {
+        headers: { authorization: `Bearer ${API_KEY}` },
+      });
+      assertEquals(res.status, 200);
+      assertEquals(res.headers.get("content-type"), "application/json");
+      const body = await res.json();
+      assertEquals(body.status, "degraded");
+      const byName = Object.fromEntries(
+        body.backends.map((b: { name: string }) => [b.name, b]),
+      );
+      assertEquals(Object.keys(byName).sort(), ["alpha", "dead", "failing", "hang"]);
+      assertEquals(byName.alpha.status, "up");
+      assertEquals(typeof byName.alpha.latencyMs, "number");
+      assertEquals(byName.alpha.httpStatus < 500, true);
+      assertEquals(byName.dead.status, "down");
+      assertEquals(byName.dead.error, "unreachable");
+      assertEquals(byName.failing.status, "down");
+      assertEquals(byName.failing.httpStatus, 500);
+      assertEquals(byName.hang.status, "down");
+      assertEquals(byName.hang.error, "timeout");
+      const probe = live.requests[before]!;
+      assertEquals(probe.method, "POST");
+      assertEquals(probe.headers["x-backend-key"], "alpha-secret");
+      assertEquals(probe.headers.authorization, undefined);
+    });
+
     await t.step(
-      "any live token (here one for /mcp/alpha only) lists each backend up or down",
+      "a token lists only the backends its scope and audience cover; others are never probed",
       async () => {
+        all.deps.clock.advance(HEALTH_CACHE_MS);
         const { accessToken } = await issueAccessToken(all.deps, {
-          scope: "mcp:alpha",
+          scope: "mcp",
           resource: `${all.url}/mcp/alpha`,
         });
-        const before = live.requests.length;
+        const [liveBefore, failingBefore] = [live.requests.length, failing.requests.length];
+        for (let i = 0; i < 20; i++) {
+          const res = await fetch(`${all.url}/health`, {
+            headers: { authorization: `Bearer ${accessToken}` },
+          });
+          assertEquals(res.status, 200);
+          assertEquals(res.headers.get("content-type"), "application/json");
+          const body = await res.json();
+          assertEquals(body.backends.map((b: { name: string }) => b.name), ["alpha"]);
+          assertEquals(body.status, "ok");
+        }
+        assertEquals(failing.requests.length, failingBefore, "out of scope: never probed");
+        assertEquals(live.requests.length, liveBefore + 1, "one probe, cached for a few seconds");
+        const two = await issueAccessToken(all.deps, {
+          scope: "mcp:alpha mcp:failing",
+          resource: `${all.url}/mcp`,
+        });
         const res = await fetch(`${all.url}/health`, {
-          headers: { authorization: `Bearer ${accessToken}` },
+          headers: { authorization: `Bearer ${two.accessToken}` },
         });
         assertEquals(res.status, 200);
-        assertEquals(res.headers.get("content-type"), "application/json");
-        const body = await res.json();
-        assertEquals(body.status, "degraded");
-        const byName = Object.fromEntries(
-          body.backends.map((b: { name: string }) => [b.name, b]),
-        );
-        assertEquals(Object.keys(byName).sort(), ["alpha", "dead", "failing", "hang"]);
-        assertEquals(byName.alpha.status, "up");
-        assertEquals(typeof byName.alpha.latencyMs, "number");
-        assertEquals(byName.alpha.httpStatus < 500, true);
-        assertEquals(byName.dead.status, "down");
-        assertEquals(byName.dead.error, "unreachable");
-        assertEquals(byName.failing.status, "down");
-        assertEquals(byName.failing.httpStatus, 500);
-        assertEquals(byName.hang.status, "down");
-        assertEquals(byName.hang.error, "timeout");
-        const probe = live.requests[before]!;
-        assertEquals(probe.method, "POST");
-        assertEquals(probe.headers["x-backend-key"], "alpha-secret");
-        assertEquals(probe.headers.authorization, undefined);
+        const names = (await res.json()).backends.map((b: { name: string }) => b.name);
+        assertEquals(names, ["alpha", "failing"]);
       },
     );
+
+    await t.step("rate-limited per caller: 429 with Retry-After", async () => {
+      const { accessToken } = await issueAccessToken(all.deps, {
+        scope: "mcp:alpha",
+        resource: `${all.url}/mcp/alpha`,
+      });
+      const call = () =>
+        fetch(`${all.url}/health`, { headers: { authorization: `Bearer ${accessToken}` } });
+      for (let i = 0; i < 25; i++) {
+        const res = await call();
+        assertEquals(res.status, 200);
+        await res.body?.cancel();
+      }
+      const res = await call();
+      assertEquals(res.status, 429);
+      assertEquals(res.headers.get("content-type"), "application/json");
+      assertMatch(res.headers.get("retry-after") ?? "", /^[1-9][0-9]*$/);
+      assertEquals((await res.json()).error, "temporarily_unavailable");
+      const byKey = await fetch(`${all.url}/health`, {
+        headers: { authorization: `Bearer ${API_KEY}` },
+      });
+      assertEquals(byKey.status, 200, "another caller has its own budget");
+      await byKey.body?.cancel();
+    });
 
     await t.step("the API key works; all backends up → ok", async () => {
       const res = await fetch(`${all.url}/health`, {

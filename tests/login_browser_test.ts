@@ -7,31 +7,11 @@
  *
  * Needs /usr/bin/chromium (`apt-get install -y chromium`); without it this test FAILS.
  */
-import { type Browser, chromium, type Page } from "playwright-core";
+import type { Browser, Page } from "playwright-core";
+import { launchChromium } from "./_browser.ts";
 import { assert, assertEquals, assertStringIncludes } from "./_assert.ts";
 import { authorizeUrl, pkcePair, registerClient } from "./_oauth_flow.ts";
 import { listTools, type SignInSetup, startSignInSetup } from "./_sign_in.ts";
-
-const CHROMIUM = "/usr/bin/chromium";
-
-async function launch(): Promise<Browser> {
-  await Deno.stat(CHROMIUM).catch(() => {
-    throw new Error(`${CHROMIUM} is missing: install it with "apt-get install -y chromium".`);
-  });
-  return await chromium.launch({
-    executablePath: CHROMIUM,
-    args: [
-      "--no-sandbox",
-      "--headless",
-      "--disable-gpu",
-      "--disable-background-networking",
-      "--disable-component-update",
-      "--disable-sync",
-      "--no-first-run",
-      "--disable-quic",
-    ],
-  });
-}
 
 /** The MCP client's redirect URI: a tiny page on 127.0.0.1:0. */
 function callbackServer() {
@@ -102,7 +82,7 @@ Deno.test({
   fn: async (t) => {
     const s = await startSignInSetup();
     const callback = callbackServer();
-    const browser = await launch();
+    const browser = await launchChromium();
     try {
       await t.step(
         "allowed user: consent names the user, asks no password; tokens work",

@@ -11,6 +11,7 @@ import { UnauthorizedError as V1Unauthorized } from "@modelcontextprotocol/sdk/c
 import {
   Client,
   type OAuthClientProvider,
+  type OAuthDiscoveryState,
   StreamableHTTPClientTransport,
   UnauthorizedError,
 } from "@modelcontextprotocol/client";
@@ -66,6 +67,14 @@ class MemoryProvider implements OAuthClientProvider {
   }
   codeVerifier() {
     return this.verifier;
+  }
+  // Kept so the v2 SDK binds the callback leg to the authorization server (SEP-2352).
+  discovery?: OAuthDiscoveryState;
+  saveDiscoveryState(state: OAuthDiscoveryState) {
+    this.discovery = state;
+  }
+  discoveryState() {
+    return this.discovery;
   }
 }
 

@@ -110,3 +110,103 @@ Deno.test("/mcp relays list_changed", async (t) => {
     await gw.close();
   }
 });
+
+Deno.test("/mcp announces only the list changes of backends in the session's scope", async (t) => {
+  const alphaServers: V1McpServer[] = [];
+  let alphaExtra = 0;
+  const alpha = legacyBackend("alpha", (s) => {
+    alphaServers.push(s);
+    s.registerTool("base", {}, () => ({ content: [{ type: "text", text: "base" }] }));
+  });
+  const beta = modernBackend("beta", (s) => {
+    s.registerTool("base", {}, () => ({ content: [{ type: "text", text: "base" }] }));
+  });
+  const changeAlpha = () => {
+    const name = `extra${++alphaExtra}`;
+    for (const s of alphaServers) {
+      s.registerTool(name, {}, () => ({ content: [{ type: "text", text: name }] }));
+    }
+  };
+  const changeBeta = () =>
+    (beta as { handler: { notify: { toolsChanged(): void } } }).handler.notify.toolsChanged();
+  const gw = await serveGateway({
+    config: { backends: [{ name: "alpha", url: alpha.url }, { name: "beta", url: beta.url }] },
+  });
+  const init = async (scope: string) => ({
+    headers: { authorization: `Bearer ${await mintAccessToken(gw.deps, { scope })}` },
+  });
+  /** Changes beta until the unscoped control stream hears of it (its backend link is async). */
+  const betaChangeHeardBy = async (heard: () => number) => {
+    for (let i = 0; i < 20 && heard() === 0; i++) {
+      changeBeta();
+      await until(() => heard() > 0, DEBOUNCE_MS * 3);
+    }
+    assert(heard() > 0, "the unscoped control stream heard beta's change");
+    await sleep(DEBOUNCE_MS * 2);
+  };
+  try {
+    await t.step(
+      "legacy GET stream of an mcp:alpha session: beta's changes are not announced",
+      async () => {
+        const scoped = new V1Client({ name: "scoped", version: "1" });
+        const control = new V1Client({ name: "control", version: "1" });
+        let scopedHeard = 0;
+        let controlHeard = 0;
+        scoped.setNotificationHandler(ToolListChangedNotificationSchema, () => void scopedHeard++);
+        control.setNotificationHandler(
+          ToolListChangedNotificationSchema,
+          () => void controlHeard++,
+        );
+        const url = new URL(`${gw.url}/mcp`);
+        await scoped.connect(new V1ClientTransport(url, { requestInit: await init("mcp:alpha") }));
+        await control.connect(new V1ClientTransport(url, { requestInit: await init("mcp") }));
+        try {
+          await sleep(100); // the clients open their GET streams after initialize
+          await betaChangeHeardBy(() => controlHeard);
+          assertEquals(scopedHeard, 0, "a change outside the scope is not announced");
+          changeAlpha();
+          assert(await until(() => scopedHeard > 0), "a change inside the scope is announced");
+        } finally {
+          await scoped.close();
+          await control.close();
+        }
+      },
+    );
+
+    await t.step("modern subscriptions/listen of an mcp:alpha token: the same", async () => {
+      const client = (name: string) =>
+        new Client({ name, version: "1" }, { versionNegotiation: { mode: "auto" } });
+      const scoped = client("scoped");
+      const control = client("control");
+      let scopedHeard = 0;
+      let controlHeard = 0;
+      scoped.setNotificationHandler("notifications/tools/list_changed", () => void scopedHeard++);
+      control.setNotificationHandler("notifications/tools/list_changed", () => void controlHeard++);
+      const url = new URL(`${gw.url}/mcp`);
+      await scoped.connect(
+        new StreamableHTTPClientTransport(url, { requestInit: await init("mcp:alpha") }),
+      );
+      await control.connect(
+        new StreamableHTTPClientTransport(url, { requestInit: await init("mcp") }),
+      );
+      const scopedSub = await scoped.listen({ toolsListChanged: true });
+      const controlSub = await control.listen({ toolsListChanged: true });
+      try {
+        await betaChangeHeardBy(() => controlHeard);
+        assertEquals(scopedHeard, 0, "a change outside the scope is not announced");
+        changeAlpha();
+        assert(await until(() => scopedHeard > 0), "a change inside the scope is announced");
+      } finally {
+        await scopedSub.close();
+        await controlSub.close();
+        await scoped.close();
+        await control.close();
+      }
+    });
+  } finally {
+    await closeAggregate(gw.deps);
+    await alpha.close();
+    await beta.close();
+    await gw.close();
+  }
+});

@@ -465,6 +465,105 @@ Deno.test("/mcp/{backend}", async (t) => {
   }
 });
 
+Deno.test("/mcp/{backend}: a session id handed to two callers stays with the first", async (t) => {
+  // A backend that gives every initialize the same session id (a bug, or an attack).
+  const backend = startRawBackend(async (req) => {
+    const body = req.method === "POST" ? await req.json() : {};
+    return Response.json({ jsonrpc: "2.0", id: body.id ?? null, result: {} }, {
+      headers: { "mcp-session-id": "same-session-for-everyone" },
+    });
+  });
+  const gw = await serveGateway({ config: { backends: [{ name: "alpha", url: backend.url }] } });
+  const resource = `${gw.url}/mcp/alpha`;
+  const post = (token: string, body: string, session?: string) =>
+    fetch(resource, {
+      method: "POST",
+      headers: {
+        authorization: `Bearer ${token}`,
+        "content-type": "application/json",
+        accept: ACCEPT,
+        ...(session ? { "mcp-session-id": session } : {}),
+      },
+      body,
+    });
+  const ping = JSON.stringify({ jsonrpc: "2.0", id: 2, method: "ping" });
+  try {
+    const first = await issueAccessToken(gw.deps, { scope: "mcp", resource });
+    const second = await issueAccessToken(gw.deps, { scope: "mcp", resource });
+
+    await t.step("the first caller's initialize binds the id", async () => {
+      const res = await post(first.accessToken, initialize());
+      assertEquals(res.status, 200);
+      assertEquals(res.headers.get("content-type"), "application/json");
+      assertEquals(res.headers.get("mcp-session-id"), "same-session-for-everyone");
+      await res.body?.cancel();
+    });
+
+    await t.step("the second caller's initialize is refused with a JSON-RPC error", async () => {
+      const res = await post(second.accessToken, initialize());
+      assertEquals(res.status, 502);
+      assertEquals(res.headers.get("content-type"), "application/json");
+      assertEquals(res.headers.get("mcp-session-id"), null, "the id is not handed out");
+      const body = await res.json();
+      assertEquals(body.jsonrpc, "2.0");
+      assertEquals(body.error.code, -32603);
+      assertStringIncludes(body.error.message, "bound to another caller");
+    });
+
+    await t.step("the binding did not move: first works, second gets 404", async () => {
+      const mine = await post(first.accessToken, ping, "same-session-for-everyone");
+      assertEquals(mine.status, 200);
+      assertEquals(mine.headers.get("content-type"), "application/json");
+      await mine.body?.cancel();
+      const theirs = await post(second.accessToken, ping, "same-session-for-everyone");
+      assertEquals(theirs.status, 404);
+      assertEquals(theirs.headers.get("content-type"), "application/json");
+      assertEquals((await theirs.json()).error.code, -32001);
+    });
+
+    await t.step("concurrent initializes of two callers: exactly one binds", async () => {
+      const fresh = startRawBackend(async (req) => {
+        const body = await req.json();
+        return Response.json({ jsonrpc: "2.0", id: body.id, result: {} }, {
+          headers: { "mcp-session-id": "raced-session" },
+        });
+      });
+      const raced = await serveGateway({
+        config: { backends: [{ name: "alpha", url: fresh.url }] },
+      });
+      try {
+        const r = `${raced.url}/mcp/alpha`;
+        const tokens = await Promise.all(
+          Array.from(
+            { length: 6 },
+            () => issueAccessToken(raced.deps, { scope: "mcp", resource: r }),
+          ),
+        );
+        const answers = await Promise.all(tokens.map((tk) =>
+          fetch(r, {
+            method: "POST",
+            headers: {
+              authorization: `Bearer ${tk.accessToken}`,
+              "content-type": "application/json",
+              accept: ACCEPT,
+            },
+            body: initialize(),
+          })
+        ));
+        const statuses = answers.map((a) => a.status).sort();
+        await Promise.all(answers.map((a) => a.body?.cancel()));
+        assertEquals(statuses, [200, 502, 502, 502, 502, 502]);
+      } finally {
+        await raced.close();
+        await fresh.close();
+      }
+    });
+  } finally {
+    await gw.close();
+    await backend.close();
+  }
+});
+
 Deno.test("lib/proxy Deadlines", async (t) => {
   await t.step(
     "one timer serves many deadlines; settled ones never fire; the timer stops when none is pending",

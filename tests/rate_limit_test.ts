@@ -1,15 +1,15 @@
 /**
- * Rate limits (issue 5 "Abuse limits"): the batched per-isolate MCP limiter on a real KV,
- * `/token` per client (RFC 6585 §4 429 + `Retry-After`, RFC 9110 §10.2.3), MCP calls per grant
- * through the real router and a real backend, and the client IP header.
+ * Rate limits (issue 5 "Abuse limits"): the batched per-isolate MCP limiter on a real KV, MCP
+ * calls per grant through the real router and a real backend (RFC 6585 §4 429 + `Retry-After`,
+ * RFC 9110 §10.2.3), and the client IP header (right-most entry, IPv6 /64). The OAuth endpoints'
+ * limits are in endpoint_limits_test.ts.
  */
-import { clientIp } from "../lib/infra/client_ip.ts";
+import { clientIp, ipLimitSubject } from "../lib/infra/client_ip.ts";
 import { BatchedRateLimiter, hit, peek, rateKey } from "../lib/infra/rate_limit.ts";
 import { createHandler } from "../main.ts";
 import { assert, assertEquals, assertMatch, assertStringIncludes } from "./_assert.ts";
 import { startRawBackend } from "./_backends.ts";
 import { makeDeps } from "./_helpers.ts";
-import { expectOAuthError, formRequest, putClient } from "./_kv_fixtures.ts";
 import { issueAccessToken } from "./_tokens.ts";
 
 const MINUTE = 60_000;
@@ -125,57 +125,6 @@ Deno.test("BatchedRateLimiter (per-isolate counts, flushed to KV with sum)", asy
   }
 });
 
-Deno.test("POST /token rate limit per client", async (t) => {
-  const deps = await makeDeps({
-    config: {
-      backends: [{ name: "alpha", url: "http://127.0.0.1:9/mcp" }],
-      rateLimits: { tokenPerClientPerMinute: 2 },
-    },
-  });
-  const handle = createHandler(deps);
-  const refresh = (clientId: string) =>
-    handle(formRequest("/token", {
-      grant_type: "refresh_token",
-      client_id: clientId,
-      refresh_token: "gwrt_not-a-real-token",
-    }));
-  try {
-    const { client } = await putClient(deps);
-    const { client: other } = await putClient(deps);
-
-    await t.step("requests within the limit reach the grant logic", async () => {
-      await expectOAuthError(await refresh(client.clientId), 400, "invalid_grant");
-      await expectOAuthError(await refresh(client.clientId), 400, "invalid_grant");
-    });
-
-    await t.step("the next one is 429 temporarily_unavailable with Retry-After", async () => {
-      const res = await refresh(client.clientId);
-      assertMatch(res.headers.get("retry-after") ?? "", /^[1-9][0-9]*$/);
-      await expectOAuthError(res, 429, "temporarily_unavailable", "too many token requests");
-    });
-
-    await t.step("another client has its own budget", async () => {
-      await expectOAuthError(await refresh(other.clientId), 400, "invalid_grant");
-    });
-
-    await t.step("an unknown client is refused (401) before any counting", async () => {
-      const res = await handle(formRequest("/token", {
-        grant_type: "refresh_token",
-        client_id: "no-such-client",
-        refresh_token: "x",
-      }));
-      await expectOAuthError(res, 401, "invalid_client");
-    });
-
-    await t.step("the next window allows again", async () => {
-      deps.clock.advance(MINUTE);
-      await expectOAuthError(await refresh(client.clientId), 400, "invalid_grant");
-    });
-  } finally {
-    deps.kv.close();
-  }
-});
-
 Deno.test("MCP calls per grant (rateLimits.mcpPerGrantPerMinute)", async (t) => {
   const backend = startRawBackend(async (req) => {
     const body = await req.json();
@@ -262,27 +211,93 @@ Deno.test("MCP calls per grant (rateLimits.mcpPerGrantPerMinute)", async (t) => 
   }
 });
 
-Deno.test("client IP (clientIpHeader)", async (t) => {
+Deno.test("client IP (clientIpHeader, clientIpHeaderHops)", async (t) => {
   const h = (value: string) => new Headers({ "x-forwarded-for": value });
+  const xff = { header: "x-forwarded-for" };
   await t.step("without a configured header, the socket address", () => {
-    assertEquals(clientIp(h("203.0.113.7"), undefined, "10.0.0.1"), "10.0.0.1");
+    assertEquals(clientIp(h("203.0.113.7"), {}, "10.0.0.1"), "10.0.0.1");
   });
-  await t.step("the first address of an X-Forwarded-For list", () => {
-    assertEquals(
-      clientIp(h("203.0.113.7, 10.0.0.2"), "x-forwarded-for", "10.0.0.1"),
-      "203.0.113.7",
-    );
-    assertEquals(clientIp(h("[2001:DB8::1]:443, 10.0.0.2"), "x-forwarded-for", "x"), "2001:db8::1");
-    assertEquals(clientIp(h("198.51.100.4:5000"), "x-forwarded-for", "x"), "198.51.100.4");
+  await t.step("the right-most X-Forwarded-For entry: the one our proxy appended", () => {
+    // The client wrote "203.0.113.7"; the proxy appended the address it saw (RFC 7239 §5.2).
+    assertEquals(clientIp(h("203.0.113.7, 198.51.100.9"), xff, "10.0.0.1"), "198.51.100.9");
+    assertEquals(clientIp(h("1.1.1.1, [2001:DB8::1]:443"), xff, "x"), "2001:db8::1");
+    assertEquals(clientIp(h("198.51.100.4:5000"), xff, "x"), "198.51.100.4");
   });
-  await t.step("RFC 7239 Forwarded syntax", () => {
-    const headers = new Headers({ forwarded: 'for="[2001:db8::2]:80";proto=https, for=1.2.3.4' });
-    assertEquals(clientIp(headers, "forwarded", "x"), "2001:db8::2");
+  await t.step("clientIpHeaderHops = n: the n-th entry from the right (n proxies of ours)", () => {
+    const two = { header: "x-forwarded-for", hops: 2 };
+    assertEquals(clientIp(h("6.6.6.6, 203.0.113.7, 10.0.0.2"), two, "10.0.0.1"), "203.0.113.7");
+    // Fewer entries than proxies: the chain was bypassed; the socket address is all we know.
+    assertEquals(clientIp(h("203.0.113.7"), two, "10.0.0.1"), "10.0.0.1");
+  });
+  await t.step("RFC 7239 Forwarded syntax, right-most element", () => {
+    const headers = new Headers({ forwarded: 'for=1.2.3.4, for="[2001:db8::2]:80";proto=https' });
+    assertEquals(clientIp(headers, { header: "forwarded" }, "x"), "2001:db8::2");
+  });
+  await t.step("IPv6 spellings are normalised (RFC 5952), IPv4-mapped IPv6 is IPv4", () => {
+    assertEquals(clientIp(h("2001:0DB8:0000:0000:0000:0000:0000:0001"), xff, "x"), "2001:db8::1");
+    assertEquals(clientIp(h("2001:db8:0:0:1:0:0:1"), xff, "x"), "2001:db8::1:0:0:1");
+    assertEquals(clientIp(h("::ffff:203.0.113.7"), xff, "x"), "203.0.113.7");
+    assertEquals(clientIp(new Headers(), {}, "::FFFF:c000:0201"), "192.0.2.1");
+  });
+  await t.step("per-IP limits count an IPv6 /64 as one client", () => {
+    assertEquals(ipLimitSubject("2001:db8:1:2:aaaa::1"), "2001:db8:1:2::/64");
+    assertEquals(ipLimitSubject("2001:db8:1:2:bbbb:cccc:dddd:eeee"), "2001:db8:1:2::/64");
+    assertEquals(ipLimitSubject("198.51.100.4"), "198.51.100.4");
   });
   await t.step("a missing or malformed value falls back to the socket address", () => {
-    assertEquals(clientIp(new Headers(), "x-forwarded-for", "10.0.0.1"), "10.0.0.1");
-    assertEquals(clientIp(h("evil<script>"), "x-forwarded-for", "10.0.0.1"), "10.0.0.1");
-    assertEquals(clientIp(h("999.1.1.1"), "x-forwarded-for", "10.0.0.1"), "10.0.0.1");
-    assertEquals(clientIp(h(""), "x-forwarded-for", undefined), "unknown");
+    assertEquals(clientIp(new Headers(), xff, "10.0.0.1"), "10.0.0.1");
+    assertEquals(clientIp(h("evil<script>"), xff, "10.0.0.1"), "10.0.0.1");
+    assertEquals(clientIp(h("999.1.1.1"), xff, "10.0.0.1"), "10.0.0.1");
+    assertEquals(clientIp(h(""), xff, undefined), "unknown");
   });
+});
+
+Deno.test("per-IP limits behind an appending proxy (clientIpHeader)", async (t) => {
+  const deps = await makeDeps({
+    config: {
+      backends: [{ name: "alpha", url: "http://127.0.0.1:9/mcp" }],
+      clientIpHeader: "x-forwarded-for",
+      rateLimits: { registerPerIpPerHour: 3 },
+    },
+  });
+  const handle = createHandler(deps);
+  const register = (forwardedFor: string) =>
+    handle(
+      new Request("http://localhost:8000/register", {
+        method: "POST",
+        headers: { "content-type": "application/json", "x-forwarded-for": forwardedFor },
+        body: JSON.stringify({
+          redirect_uris: ["http://127.0.0.1:3000/callback"],
+          token_endpoint_auth_method: "none",
+        }),
+      }),
+    );
+  try {
+    await t.step("a forged first entry does not buy a fresh limit (RFC 7239 §7.4)", async () => {
+      for (let i = 0; i < 3; i++) {
+        const res = await register(`203.0.113.${i}, 198.51.100.9`);
+        assertEquals(res.status, 201);
+        await res.body?.cancel();
+      }
+      const res = await register("203.0.113.99, 198.51.100.9");
+      assertEquals(res.status, 429);
+      assertEquals(res.headers.get("content-type"), "application/json");
+      assertEquals((await res.json()).error, "temporarily_unavailable");
+    });
+    await t.step("addresses of one IPv6 /64 share a limit", async () => {
+      for (let i = 1; i <= 3; i++) {
+        const res = await register(`2001:db8:7:7::${i}`);
+        assertEquals(res.status, 201);
+        await res.body?.cancel();
+      }
+      const res = await register("2001:DB8:7:7:ffff:ffff:ffff:ffff");
+      assertEquals(res.status, 429);
+      await res.body?.cancel();
+      const other = await register("2001:db8:7:8::1");
+      assertEquals(other.status, 201, "the next /64 is another client");
+      await other.body?.cancel();
+    });
+  } finally {
+    deps.kv.close();
+  }
 });

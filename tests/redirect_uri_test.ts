@@ -1,4 +1,5 @@
-import { assert, assertEquals, assertThrows } from "./_assert.ts";
+import { assert, assertEquals, assertStringIncludes, assertThrows } from "./_assert.ts";
+import { ConfigError, parseConfig } from "../lib/config.ts";
 import { OAuthError } from "../lib/oauth/oauth_error.ts";
 import {
   buildRedirectUrl,
@@ -72,6 +73,57 @@ Deno.test("validateRedirectUri", async (t) => {
   );
 });
 
+Deno.test("validateRedirectUri: private-use schemes (RFC 8252 §7.1)", async (t) => {
+  const refused = (uri: string, allowed?: string[]) => {
+    const e = assertThrows(() => validateRedirectUri(uri, allowed), OAuthError);
+    assertEquals(e.code, "invalid_redirect_uri", uri);
+    return e.message;
+  };
+  await t.step("schemes that hand the URI to another program are refused", () => {
+    for (
+      const uri of [
+        "microsoft-edge:https://evil.example/cb",
+        "MS-MSDT:/id%20PCWDiagnostic%20/skip%20force",
+        "search-ms:query=invoice&crumb=location:\\\\evil.example\\share",
+        "ms-officecmd:{}",
+        "ms-word:ofe|u|https://evil.example/x.docx",
+        "ms-appinstaller:?source=https://evil.example/x.msix",
+        "file://evil.example/share/x",
+        "x-apple.systempreferences:com.apple.preference.security",
+        "intent://scan/?S.browser_fallback_url=https://evil.example",
+        "itms-services://?action=download-manifest&url=https://evil.example/m.plist",
+      ]
+    ) assertStringIncludes(refused(uri, ["microsoft-edge", "ms-msdt"]), "must not use");
+  });
+  await t.step("a scheme needs a period (reverse domain name) unless allowed by name", () => {
+    assertStringIncludes(refused("myapp://callback"), "without a period");
+    assertStringIncludes(refused("claude://callback", ["cursor"]), "allowedPrivateUseSchemes");
+    assertEquals(validateRedirectUri("myapp://callback", ["myapp"]), "myapp://callback");
+    assertEquals(validateRedirectUri("com.example.app:/cb", []), "com.example.app:/cb");
+  });
+  await t.step("MCP clients' bare schemes are allowed by default", () => {
+    for (
+      const uri of [
+        "cursor://anysphere.cursor-retrieval/oauth/user-x/callback",
+        "vscode://ms-vscode.mcp/authorize",
+        "vscode-insiders://ms-vscode.mcp/authorize",
+        "windsurf://extension/callback",
+      ]
+    ) assertEquals(validateRedirectUri(uri), uri);
+  });
+  await t.step("the config cannot allow a dangerous scheme by name", () => {
+    const e = assertThrows(
+      () =>
+        parseConfig({
+          backends: [{ name: "a", url: "https://a.example/mcp" }],
+          allowedPrivateUseSchemes: ["myapp", "ms-msdt"],
+        }, () => undefined),
+      ConfigError,
+    );
+    assertStringIncludes(e.message, "allowedPrivateUseSchemes[1]");
+  });
+});
+
 Deno.test("redirectUriMatches", async (t) => {
   await t.step("exact string match (OAuth 2.1 §4.1.1.3)", () => {
     assert(redirectUriMatches("https://a.example/cb", "https://a.example/cb"));
@@ -86,6 +138,13 @@ Deno.test("redirectUriMatches", async (t) => {
     assert(redirectUriMatches("http://127.0.0.1:3000/cb", "http://127.0.0.1:4000/cb"));
     assert(redirectUriMatches("http://[::1]:1/cb", "http://[::1]:2/cb"));
     assert(redirectUriMatches("http://localhost:6274/cb?x=1", "http://localhost/cb?x=1"));
+  });
+  await t.step("a loopback port outside 1–65535 matches nothing (RFC 6335 §6)", () => {
+    for (const port of ["99999", "65536", "0", "00000"]) {
+      assert(!redirectUriMatches("http://localhost/cb", `http://localhost:${port}/cb`), port);
+    }
+    assert(redirectUriMatches("http://localhost/cb", "http://localhost:65535/cb"));
+    assert(redirectUriMatches("http://localhost/cb", "http://localhost:1/cb"));
   });
   await t.step("loopback still matches host, path and query exactly", () => {
     assert(!redirectUriMatches("http://127.0.0.1:3000/cb", "http://localhost:3000/cb"));

@@ -168,6 +168,35 @@ Deno.test("POST /register", async (t) => {
   });
 
   await t.step(
+    "private-use schemes: dangerous ones refused, others need a period or the config's " +
+      "allowedPrivateUseSchemes (RFC 8252 §7.1)",
+    async () => {
+      for (
+        const uri of [
+          "microsoft-edge:https://evil.example/cb",
+          "ms-msdt:/id%20PCWDiagnostic",
+          "search-ms:query=x",
+          "myapp://callback",
+        ]
+      ) {
+        const res = await handle(register({ redirect_uris: [uri] }));
+        assertMatch(await expectError(res, 400, "invalid_redirect_uri"), /redirect URI/);
+      }
+      const allowing = await makeDeps({
+        config: {
+          backends: [{ name: "alpha", url: "http://127.0.0.1:9/mcp" }],
+          allowedPrivateUseSchemes: ["myapp"],
+        },
+      });
+      const res = await createHandler(allowing)(register({ redirect_uris: ["myapp://callback"] }));
+      assertEquals(res.status, 201);
+      assertEquals(res.headers.get("content-type"), "application/json");
+      assertEquals((await res.json()).redirect_uris, ["myapp://callback"]);
+      allowing.kv.close();
+    },
+  );
+
+  await t.step(
     "unsupported metadata values → invalid_client_metadata naming the field",
     async () => {
       const cases: [Record<string, unknown>, string][] = [

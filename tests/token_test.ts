@@ -174,6 +174,55 @@ Deno.test("POST /token: authorization_code", async (t) => {
       assertEquals(await lookupAccessToken(deps, first.access_token), null);
     });
 
+    await t.step(
+      "another client replaying a used code is refused without revoking the grant",
+      async () => {
+        const { client: other } = await putClient(deps);
+        const stored = await putCode(deps, client);
+        const first = await expectTokens(
+          await handle(formRequest("/token", codeFields(client, stored))),
+        );
+        // Another public client states its own id, a wrong verifier and another redirect URI.
+        const res = await handle(formRequest("/token", {
+          ...codeFields(client, stored),
+          client_id: other.clientId,
+          code_verifier: "c".repeat(43),
+          redirect_uri: "http://127.0.0.1:1/elsewhere",
+        }));
+        await expectOAuthError(res, 400, "invalid_grant", "invalid or expired");
+        assert(await bearerOk(deps, first.access_token), "the victim's access token still works");
+        await expectTokens(
+          await handle(formRequest("/token", {
+            grant_type: "refresh_token",
+            refresh_token: first.refresh_token,
+            client_id: client.clientId,
+          })),
+        );
+      },
+    );
+
+    await t.step(
+      "a replay naming the code's own public client without its PKCE verifier revokes nothing " +
+        "(RFC 7636 §4.6: the verifier, not the client_id, proves the requester)",
+      async () => {
+        const stored = await putCode(deps, client);
+        const first = await expectTokens(
+          await handle(formRequest("/token", codeFields(client, stored))),
+        );
+        // Whoever saw the used code states the victim's (public) client_id: anyone can.
+        const res = await handle(formRequest("/token", {
+          ...codeFields(client, stored),
+          code_verifier: "d".repeat(43),
+        }));
+        await expectOAuthError(res, 400, "invalid_grant", "invalid or expired");
+        assert(await bearerOk(deps, first.access_token), "the victim's access token still works");
+        // The requester itself replaying it (verifier included) still revokes (RFC 6749 §4.1.2).
+        const replay = await handle(formRequest("/token", codeFields(client, stored)));
+        await expectOAuthError(replay, 400, "invalid_grant", "already used");
+        assertEquals(await lookupAccessToken(deps, first.access_token), null);
+      },
+    );
+
     await t.step("refuses a code issued to another client (RFC 6749 §4.1.3)", async () => {
       const { client: other } = await putClient(deps);
       const stored = await putCode(deps, client);

@@ -11,14 +11,13 @@
  * NAT64 (RFC 6052) and 6to4 (RFC 3056) IPv6 addresses are judged by the IPv4 address they embed.
  * `allowLoopback` (development and tests only) lets loopback addresses through, nothing else.
  *
- * DNS-rebinding caveat: this is resolve-then-fetch. `fetch` resolves the name again, and a
- * hostile DNS server can answer a public address to the guard and a private one to `fetch`
- * (TTL 0). Deno's `fetch` cannot be pinned to a resolved address (`Deno.createHttpClient` has
- * no resolver hook, and TLS needs the name), so the guard narrows the window instead of closing
- * it: it resolves immediately before the fetch, callers never follow redirects, cap the size and
- * the time, and never echo a fetched body back. To close the gap, deploy behind an egress proxy
- * that enforces the same policy on the address it connects to (inject a `fetch` built on
- * `Deno.createHttpClient({ proxy })`), or a network policy that blocks private ranges.
+ * DNS rebinding: the guard resolves the name itself (`Deno.resolveDns`, which ignores
+ * /etc/hosts) and returns the addresses it judged; a `fetch` of the URL would resolve the name
+ * again, and a hostile DNS server could then answer a private address (TTL 0). So the caller must
+ * connect to one of the returned addresses, never to the name: metadata documents are fetched
+ * with lib/infra/pinned_fetch.ts (`Deno.connect` to the checked address, TLS verified against
+ * the URL's host name). Callers never follow redirects, cap the size and the time, and never
+ * echo a fetched body back.
  * @module
  */
 
@@ -233,8 +232,9 @@ async function resolveAll(host: string, resolve: DnsResolver): Promise<string[]>
 const denoResolver: DnsResolver = (host, type) => Deno.resolveDns(host, type);
 
 /**
- * Checks that `input` may be fetched; call it immediately before the fetch, and fetch with
- * `redirect: "manual"` (a redirect would skip the check). Never performs a connection itself.
+ * Checks that `input` may be fetched and returns the addresses it checked: connect to one of
+ * them (lib/infra/pinned_fetch.ts), not to the name, and follow no redirect (it would skip the
+ * check). Never performs a connection itself.
  * @throws {SsrfError} naming the rule broken.
  */
 export async function checkFetchUrl(

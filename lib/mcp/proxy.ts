@@ -208,7 +208,8 @@ export async function fetchBackend(
 /**
  * Forwards one MCP request to backend `name` on behalf of `principal`, enforcing the legacy
  * session binding (MCP 2025-11-25 Security Best Practices §Session Hijacking): a request with
- * `Mcp-Session-Id` must come from the principal the session was opened by, else 404.
+ * `Mcp-Session-Id` must come from the principal the session was opened by, else 404; a new
+ * session id the backend issues that is already bound to another principal is refused (502).
  */
 export async function proxyToBackend(
   req: Request,
@@ -285,7 +286,16 @@ export async function proxyToBackend(
     if (method === "DELETE" && sessionId !== null) {
       await sessionBindings(ctx.kv).unbind(ctx, name, sessionId);
     } else if (newSession !== null && newSession !== sessionId && SESSION_ID.test(newSession)) {
-      await sessionBindings(ctx.kv).bind(ctx, name, newSession, principal.id);
+      if (!(await sessionBindings(ctx.kv).bind(ctx, name, newSession, principal.id))) {
+        await upstream.body?.cancel().catch(() => {});
+        ctx.logFields.upstream = "session_id_collision";
+        return jsonRpcErrorResponse(
+          502,
+          INTERNAL_ERROR,
+          `backend ${name} issued a session id that is bound to another caller; the gateway ` +
+            "refused it (start the session again)",
+        );
+      }
     }
   }
   let resBody = upstream.body;

@@ -6,6 +6,7 @@
  *
  * KV holds `["session", backend, sha256(id)]` → {@linkcode SessionRecord} for 24 h (shared by
  * every isolate); a bounded per-isolate map keeps the hot path free of KV reads and hashing.
+ * A binding is written with an atomic check and never replaces another principal's live one.
  */
 import { z } from "zod";
 import { sha256Hex } from "../infra/crypto.ts";
@@ -21,6 +22,9 @@ export const SESSION_ID = /^[\x21-\x7E]{1,512}$/;
 const sessionRecordSchema = z.object({ principalId: z.string(), expiresAt: z.number() });
 
 type Deps_ = Pick<Deps, "kv" | "now">;
+
+/** Commits tried by {@linkcode SessionBindings.bind} before it gives up under contention. */
+const MAX_BIND_ATTEMPTS = 8;
 
 /** Bindings of one KV store, with an in-memory front of at most `maxEntries`. */
 export class SessionBindings {
@@ -50,17 +54,36 @@ export class SessionBindings {
     return record.principalId === principalId;
   }
 
-  /** Binds `sessionId` to `principalId` unless this isolate already knows that binding. */
+  /**
+   * Binds `sessionId` to `principalId` when the id is not bound to anyone (or its binding
+   * expired), in one atomic commit checked against the read (retried on conflict). Never
+   * overwrites another principal's live binding: a backend that hands the same session id to two
+   * callers (by mistake or on purpose) would otherwise let the second take over the first's
+   * session. Returns `true` when the id is bound to `principalId` (now or already), `false`
+   * when it belongs to someone else.
+   */
   async bind(deps: Deps_, backend: string, sessionId: string, principalId: string) {
     const now = deps.now();
     const memKey = `${backend} ${sessionId}`;
     const known = this.#memory.get(memKey);
-    if (known && known.principalId === principalId && known.expiresAt > now) return;
-    const record: SessionRecord = { principalId, expiresAt: now + SESSION_TTL_MS };
-    await deps.kv.set(sessionKey(backend, await sha256Hex(sessionId)), record, {
-      expireIn: ttl(record.expiresAt, now),
-    });
-    this.#remember(memKey, record);
+    if (known && known.expiresAt > now) return known.principalId === principalId;
+    const key = sessionKey(backend, await sha256Hex(sessionId));
+    for (let attempt = 0; attempt < MAX_BIND_ATTEMPTS; attempt++) {
+      const entry = await deps.kv.get(key);
+      const current = sessionRecordSchema.safeParse(entry.value);
+      if (current.success && current.data.expiresAt > now) {
+        this.#remember(memKey, current.data);
+        return current.data.principalId === principalId;
+      }
+      const record: SessionRecord = { principalId, expiresAt: now + SESSION_TTL_MS };
+      const { ok } = await deps.kv.atomic().check(entry)
+        .set(key, record, { expireIn: ttl(record.expiresAt, now) }).commit();
+      if (ok) {
+        this.#remember(memKey, record);
+        return true;
+      }
+    }
+    return false;
   }
 
   /** Removes a binding (the session was ended with DELETE). */

@@ -10,8 +10,10 @@ import { csrfCookieName } from "../infra/cookies.ts";
 import { randomToken, sha256Hex, timingSafeEqual } from "../infra/crypto.ts";
 import type { Deps } from "../deps.ts";
 import { OAuthError } from "./oauth_error.ts";
-import { buildRedirectUrl, selectRedirectUri } from "./redirect_uri.ts";
-import { hit, peek } from "../infra/rate_limit.ts";
+import { buildRedirectUrl, selectRedirectUri, validateRedirectUri } from "./redirect_uri.ts";
+import { checkGuess, type GuessOutcome, passwordGuessLimits } from "../infra/guess_limit.ts";
+import { ipLimitSubject } from "../infra/client_ip.ts";
+import { hit } from "../infra/rate_limit.ts";
 import { resolveResource, resolveScope } from "./resources.ts";
 import {
   authzKey,
@@ -87,6 +89,10 @@ export async function verifyTarget(
     client = await findClient(deps, ids[0]);
   } catch (e) {
     if (!(e instanceof OAuthError)) throw e;
+    if (e.status === 429) {
+      const retry = Number(e.headers.get("retry-after")) || 60;
+      throw new AuthorizePageError("Too many requests", `${e.message}.`, 429, retry);
+    }
     throw new AuthorizePageError("Application could not be identified", `${e.message}.`);
   }
   if (!client) {
@@ -103,6 +109,13 @@ export async function verifyTarget(
         ? '"redirect_uri" is required: this application registered several.'
         : "The redirect URI does not match any URI this application registered.",
     );
+  }
+  try {
+    // Today's rules, also for clients registered before them (e.g. a scheme now refused).
+    validateRedirectUri(redirectUri, deps.config.allowedPrivateUseSchemes);
+  } catch (e) {
+    if (!(e instanceof OAuthError)) throw e;
+    throw new AuthorizePageError("Invalid redirect URI", `The ${e.message}.`);
   }
   return { client, redirectUri };
 }
@@ -292,8 +305,6 @@ export async function checkOwnerPassword(given: string, expected: string): Promi
   return timingSafeEqual(a, b);
 }
 
-/** The window of `rateLimits.passwordFailuresPer15Minutes` (wrong passwords per client and IP). */
-export const PASSWORD_FAILURE_WINDOW_MS = 15 * 60_000;
 /** The window of `rateLimits.authorizePerIpPerMinute`. */
 export const AUTHORIZE_WINDOW_MS = 60_000;
 
@@ -310,7 +321,7 @@ export async function limitAuthorizeRequests(
   const r = await hit(
     deps.kv,
     "authorize",
-    clientIp,
+    ipLimitSubject(clientIp),
     deps.config.rateLimits.authorizePerIpPerMinute,
     AUTHORIZE_WINDOW_MS,
     deps.now(),
@@ -326,37 +337,29 @@ export async function limitAuthorizeRequests(
 }
 
 /** The outcome of {@linkcode checkPasswordAttempt}. */
-export type PasswordAttempt =
-  | { result: "ok" }
-  | { result: "wrong" }
-  | { result: "blocked"; retryAfterSeconds: number };
+export type PasswordAttempt = GuessOutcome;
 
 /**
- * Checks the owner password, counting failures per (client, IP) in KV (RFC 6749 §10.10:
- * "prevent online guessing"): once `rateLimits.passwordFailuresPer15Minutes` failures are
- * counted in the window, every attempt is blocked, even with the right password, until the window ends.
+ * Checks the owner password under the guessing limits of lib/infra/guess_limit.ts (RFC 6749
+ * §10.10: "prevent online guessing"): per (client, IP) `rateLimits.passwordFailuresPer15Minutes`,
+ * per IP across all clients `passwordFailuresPerIpPer15Minutes`, and globally
+ * `passwordFailuresGlobalPer15Minutes`. The attempt is reserved atomically before the password
+ * is compared; once a limit is reached every attempt is blocked, even with the right password,
+ * until its 15-minute window ends. A right password does not count.
  */
 export async function checkPasswordAttempt(
-  deps: Pick<Deps, "kv" | "now" | "settings" | "config">,
+  deps: Pick<Deps, "kv" | "now" | "settings" | "config"> & Partial<Pick<Deps, "log">>,
   clientId: string,
   clientIp: string,
   password: string | undefined,
 ): Promise<PasswordAttempt> {
-  const args = [
-    deps.kv,
-    "consent_password",
-    `${clientId} ${clientIp}`,
-    deps.config.rateLimits.passwordFailuresPer15Minutes,
-    PASSWORD_FAILURE_WINDOW_MS,
-    deps.now(),
-  ] as const;
-  const before = await peek(...args);
-  if (!before.allowed) return { result: "blocked", retryAfterSeconds: before.retryAfterSeconds };
   const expected = deps.settings.ownerPassword;
-  if (expected && await checkOwnerPassword(password ?? "", expected)) return { result: "ok" };
-  const after = await hit(...args);
-  if (!after.allowed) return { result: "blocked", retryAfterSeconds: after.retryAfterSeconds };
-  return { result: "wrong" };
+  return await checkGuess(
+    deps,
+    { secret: "owner_password", subject: clientId, ip: clientIp },
+    passwordGuessLimits(deps.config.rateLimits),
+    async () => expected !== undefined && await checkOwnerPassword(password ?? "", expected),
+  );
 }
 
 /** Replaces the CSRF token of a pending request (after a failed attempt); `null` if it raced. */

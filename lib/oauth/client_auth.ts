@@ -97,6 +97,18 @@ function presentedCredentials(req: Request, form: Map<string, string>): Presente
 }
 
 /**
+ * The `client_id` a request states (Basic credentials or body), before anything is checked;
+ * `undefined` when it states none or its credentials are malformed. Used to count failures.
+ */
+export function presentedClientId(req: Request, form: Map<string, string>): string | undefined {
+  try {
+    return presentedCredentials(req, form).clientId;
+  } catch {
+    return undefined;
+  }
+}
+
+/**
  * Authenticates the client of a token or revocation request with the method it registered
  * (RFC 6749 §2.3.1, §3.2.1; OAuth 2.1 §2.4). The secret is compared as SHA-256 hex in
  * constant time.
@@ -112,7 +124,8 @@ export async function authenticateClient(
   try {
     client = await findClient(deps, presented.clientId);
   } catch (e) {
-    if (e instanceof OAuthError) throw invalidClient(e.message);
+    // A metadata document fetch refused by its rate limit stays a 429 (retry later).
+    if (e instanceof OAuthError && e.status !== 429) throw invalidClient(e.message);
     throw e;
   }
   if (!client) throw invalidClient("unknown client");

@@ -4,18 +4,28 @@
  * https URL names a JSON document of RFC 7591 §2 client metadata, which the gateway fetches,
  * validates and caches instead of a registration.
  *
- * Fetching: SSRF-guarded ({@linkcode checkFetchUrl}) right before the request, no redirects
- * followed, at most {@linkcode CIMD_MAX_BYTES} read, at most {@linkcode CIMD_TIMEOUT_MS} for the
- * whole exchange, JSON content type only. Caching (draft §4.3 "MUST NOT cache error responses"
- * nor invalid documents): valid documents only, in KV at `["cimd", url]` (`expiresAt` checked on
- * read) and in per-isolate memory, for the response's `Cache-Control: max-age` clamped to
- * [{@linkcode CIMD_CACHE_MIN_SECONDS}, {@linkcode CIMD_CACHE_MAX_SECONDS}], default
- * {@linkcode CIMD_CACHE_DEFAULT_SECONDS}; `no-store`/`no-cache` → not cached.
+ * Fetching: SSRF-guarded ({@linkcode checkFetchUrl}) right before the request, and the
+ * connection goes to an address the guard checked (lib/infra/pinned_fetch.ts: the name is not
+ * resolved again, so DNS rebinding cannot swap in a private address); no redirects followed, at
+ * most {@linkcode CIMD_MAX_BYTES} read, at most {@linkcode CIMD_TIMEOUT_MS} for the whole
+ * exchange, JSON content type only. Fetches are limited per document host and in total
+ * (`clientIdMetadataDocuments.fetchesPerHostPerMinute`, `fetchesPerMinute`; 429 beyond).
+ *
+ * Caching (draft §4.3 "MUST NOT cache error responses" nor invalid documents): valid documents
+ * only, for the response's `Cache-Control: max-age` clamped to [{@linkcode CIMD_CACHE_MIN_SECONDS},
+ * {@linkcode CIMD_CACHE_MAX_SECONDS}], default {@linkcode CIMD_CACHE_DEFAULT_SECONDS};
+ * `no-store`/`no-cache` → not cached. A freshly fetched document is kept only in a small
+ * per-isolate LRU for at most {@linkcode CIMD_UNCONFIRMED_TTL_SECONDS}: anyone can make the
+ * gateway fetch a URL, so nothing is written to KV until the document was used in a successful
+ * authorization ({@linkcode confirmClientIdMetadata}, called when a code is issued), after which
+ * it lives in KV at `["cimd", url]` (`expiresAt` checked on read) for its cache lifetime.
  * @module
  */
 import { z } from "zod";
-import { OAuthError } from "./oauth_error.ts";
+import { OAuthError, rateLimited } from "./oauth_error.ts";
 import { isLoopbackHost, validateRedirectUri } from "./redirect_uri.ts";
+import { PinnedFetchError, pinnedGet } from "../infra/pinned_fetch.ts";
+import { hit } from "../infra/rate_limit.ts";
 import { checkFetchUrl, type DnsResolver, SsrfError } from "../infra/ssrf_guard.ts";
 import { type ClientRecord, getLive, ttl } from "../store.ts";
 
@@ -31,6 +41,10 @@ export const CIMD_CACHE_MIN_SECONDS = 60;
 export const CIMD_CACHE_MAX_SECONDS = 86_400;
 /** Longest client_id URL accepted (it becomes a KV key). */
 export const CIMD_MAX_URL_LENGTH = 1000;
+/** How long an isolate keeps a document no authorization has used yet (never in KV). */
+export const CIMD_UNCONFIRMED_TTL_SECONDS = 60;
+/** Documents kept per isolate (least recently used dropped first). */
+export const CIMD_MEMORY_ENTRIES = 200;
 
 /** A client described by a metadata document: a {@linkcode ClientRecord} plus its host. */
 export interface MetadataDocumentClient extends ClientRecord {
@@ -47,13 +61,18 @@ export interface ResolveClientIdMetadataOptions {
   timeoutMs?: number;
   /** DNS resolver for the SSRF guard; defaults to `Deno.resolveDns`. */
   resolveDns?: DnsResolver;
+  /** The config's `allowedPrivateUseSchemes`, for the document's redirect URIs. */
+  allowedSchemes?: readonly string[];
+  /** Fetch limits (`clientIdMetadataDocuments.fetchesPerHostPerMinute`, `fetchesPerMinute`). */
+  fetchLimits?: { perHostPerMinute: number; perMinute: number };
+  /** Extra root certificates (PEM) for https documents: tests with a private CA only. */
+  caCerts?: string[];
 }
 
 /** What {@linkcode resolveClientIdMetadata} needs from `Deps`. */
 export interface ClientIdMetadataDeps {
   kv: Deno.Kv;
   now: () => number;
-  fetch: typeof fetch;
 }
 
 interface CachedDocument {
@@ -61,12 +80,19 @@ interface CachedDocument {
   expiresAt: number;
 }
 
+/** A document in an isolate's memory. */
+interface RememberedDocument extends CachedDocument {
+  /** Served from memory until then (at most the unconfirmed TTL until it is in KV). */
+  memoryUntil: number;
+  /** Whether it is stored in KV (a successful authorization used it, or it came from KV). */
+  stored: boolean;
+}
+
 /** KV key of a cached document. */
 export const cimdKey = (url: string): Deno.KvKey => ["cimd", url];
 
-const MEMORY_LIMIT = 500;
 /** Per-isolate cache, one map per KV handle (so tests with their own KV do not share it). */
-const memory = new WeakMap<Deno.Kv, Map<string, CachedDocument>>();
+const memory = new WeakMap<Deno.Kv, Map<string, RememberedDocument>>();
 
 /**
  * Whether a `client_id` is URL-shaped (`https://…`, or `http://…` for the development
@@ -150,6 +176,7 @@ export function parseClientIdMetadataDocument(
   url: URL,
   doc: unknown,
   now: number,
+  allowedSchemes?: readonly string[],
 ): MetadataDocumentClient {
   const clientId = url.href;
   if (typeof doc !== "object" || doc === null || Array.isArray(doc)) {
@@ -173,7 +200,7 @@ export function parseClientIdMetadataDocument(
   }
   for (const uri of d.redirect_uris) {
     try {
-      validateRedirectUri(uri);
+      validateRedirectUri(uri, allowedSchemes);
     } catch (e) {
       throw fail(clientId, e instanceof OAuthError ? e.message : "invalid redirect URI");
     }
@@ -229,35 +256,35 @@ function isJsonType(contentType: string | null): boolean {
   return type === "application/json" || /^application\/[a-z0-9.!#$&^_-]+\+json$/.test(type);
 }
 
-/** Reads at most `max` bytes of a body; aborts the transfer and returns null past it. */
-async function readCapped(
-  body: ReadableStream<Uint8Array>,
-  max: number,
-): Promise<Uint8Array | null> {
-  const reader = body.getReader();
-  const chunks: Uint8Array[] = [];
-  let size = 0;
-  try {
-    while (true) {
-      const { done, value } = await reader.read();
-      if (done) break;
-      size += value.byteLength;
-      if (size > max) {
-        await reader.cancel().catch(() => {});
-        return null;
-      }
-      chunks.push(value);
-    }
-  } finally {
-    reader.releaseLock();
+/** The window of the document fetch limits. */
+const FETCH_WINDOW_MS = 60_000;
+
+/**
+ * Counts one document fetch against the limits per host and in total (KV, so across isolates).
+ * @throws {OAuthError} 429 `temporarily_unavailable` with `Retry-After` past either limit.
+ */
+async function limitFetches(
+  deps: ClientIdMetadataDeps,
+  url: URL,
+  limits: NonNullable<ResolveClientIdMetadataOptions["fetchLimits"]>,
+): Promise<void> {
+  const now = deps.now();
+  const perHost = limits.perHostPerMinute;
+  const host = await hit(deps.kv, "cimd_fetch_host", url.host, perHost, FETCH_WINDOW_MS, now);
+  if (!host.allowed) {
+    throw rateLimited(
+      `too many client metadata documents fetched from ${url.host}; ` +
+        `retry after ${host.retryAfterSeconds} s`,
+      host.retryAfterSeconds,
+    );
   }
-  const out = new Uint8Array(size);
-  let offset = 0;
-  for (const c of chunks) {
-    out.set(c, offset);
-    offset += c.byteLength;
+  const all = await hit(deps.kv, "cimd_fetch", "all", limits.perMinute, FETCH_WINDOW_MS, now);
+  if (!all.allowed) {
+    throw rateLimited(
+      `too many client metadata documents fetched in total; retry after ${all.retryAfterSeconds} s`,
+      all.retryAfterSeconds,
+    );
   }
-  return out;
 }
 
 async function fetchDocument(
@@ -266,23 +293,28 @@ async function fetchDocument(
   options: ResolveClientIdMetadataOptions,
 ): Promise<{ doc: unknown; cacheControl: string | null }> {
   const clientId = url.href;
+  let addresses: string[];
   try {
-    await checkFetchUrl(url, {
+    ({ addresses } = await checkFetchUrl(url, {
       allowLoopback: options.allowLoopback,
       resolveDns: options.resolveDns,
-    });
+    }));
   } catch (e) {
     if (e instanceof SsrfError) throw fail(clientId, `may not be fetched: ${e.message}`);
     throw e;
   }
+  if (options.fetchLimits) await limitFetches(deps, url, options.fetchLimits);
+  const timeoutMs = options.timeoutMs ?? CIMD_TIMEOUT_MS;
   const controller = new AbortController();
-  const timer = setTimeout(() => controller.abort(), options.timeoutMs ?? CIMD_TIMEOUT_MS);
-  let res: Response | undefined;
+  const timer = setTimeout(() => controller.abort(), timeoutMs);
   try {
-    res = await deps.fetch(url, {
-      redirect: "manual",
+    const res = await pinnedGet({
+      url,
+      addresses,
+      headers: { accept: "application/json", "user-agent": "mcp-edge-gateway" },
+      maxBodyBytes: CIMD_MAX_BYTES,
       signal: controller.signal,
-      headers: { accept: "application/json" },
+      caCerts: options.caCerts,
     });
     if (res.status >= 300 && res.status < 400) {
       throw fail(clientId, `answered a redirect (HTTP ${res.status}); redirects are not followed`);
@@ -291,43 +323,43 @@ async function fetchDocument(
     if (!isJsonType(res.headers.get("content-type"))) {
       throw fail(clientId, "is not served as JSON (application/json)");
     }
-    const length = Number(res.headers.get("content-length") ?? "0");
-    const bytes = length > CIMD_MAX_BYTES || !res.body
-      ? null
-      : await readCapped(res.body, CIMD_MAX_BYTES);
-    if (!bytes) throw fail(clientId, `is larger than ${CIMD_MAX_BYTES} bytes`);
+    if (!res.body) throw fail(clientId, `is larger than ${CIMD_MAX_BYTES} bytes`);
     let doc: unknown;
     try {
-      doc = JSON.parse(new TextDecoder("utf-8", { fatal: true }).decode(bytes));
+      doc = JSON.parse(new TextDecoder("utf-8", { fatal: true }).decode(res.body));
     } catch {
       throw fail(clientId, "is not valid JSON");
     }
     return { doc, cacheControl: res.headers.get("cache-control") };
   } catch (e) {
     if (e instanceof OAuthError) throw e;
-    if (controller.signal.aborted) {
-      throw fail(clientId, `took longer than ${options.timeoutMs ?? CIMD_TIMEOUT_MS} ms`);
-    }
-    throw fail(clientId, "could not be fetched");
+    if (controller.signal.aborted) throw fail(clientId, `took longer than ${timeoutMs} ms`);
+    const why = e instanceof PinnedFetchError ? ` (${e.message})` : "";
+    throw fail(clientId, `could not be fetched${why}`);
   } finally {
     clearTimeout(timer);
-    if (res?.body && !res.bodyUsed) await res.body.cancel().catch(() => {});
   }
 }
 
-function remember(kv: Deno.Kv, url: string, entry: CachedDocument): void {
+function memoryOf(kv: Deno.Kv): Map<string, RememberedDocument> {
   let map = memory.get(kv);
   if (!map) memory.set(kv, map = new Map());
+  return map;
+}
+
+function remember(kv: Deno.Kv, url: string, entry: RememberedDocument): void {
+  const map = memoryOf(kv);
   map.delete(url);
-  if (map.size >= MEMORY_LIMIT) map.delete(map.keys().next().value!);
+  if (map.size >= CIMD_MEMORY_ENTRIES) map.delete(map.keys().next().value!);
   map.set(url, entry);
 }
 
 /**
  * Resolves a URL `client_id` to its client: from the per-isolate cache, else KV, else by
- * fetching and validating the document (then cached unless `no-store`). Errors are never
- * cached (draft §4.3).
- * @throws {OAuthError} `invalid_client` with a description of what is wrong.
+ * fetching and validating the document (then kept in memory only, see the module
+ * documentation). Errors are never cached (draft §4.3).
+ * @throws {OAuthError} `invalid_client` with a description of what is wrong, or 429
+ * `temporarily_unavailable` when the fetch limits are reached.
  */
 export async function resolveClientIdMetadata(
   deps: ClientIdMetadataDeps,
@@ -336,24 +368,52 @@ export async function resolveClientIdMetadata(
 ): Promise<MetadataDocumentClient> {
   const url = validateClientIdUrl(clientId, options.allowLoopback);
   const now = deps.now();
-  const hit = memory.get(deps.kv)?.get(clientId);
-  if (hit && hit.expiresAt > now) return hit.client;
+  const map = memoryOf(deps.kv);
+  const hit = map.get(clientId);
+  if (hit && hit.memoryUntil > now && hit.expiresAt > now) {
+    remember(deps.kv, clientId, hit); // most recently used
+    return hit.client;
+  }
   const stored = await getLive<CachedDocument>(deps.kv, cimdKey(clientId), now);
   if (stored) {
-    remember(deps.kv, clientId, stored.value);
-    return stored.value.client;
+    const { client, expiresAt } = stored.value;
+    remember(deps.kv, clientId, { client, expiresAt, memoryUntil: expiresAt, stored: true });
+    return client;
   }
   const { doc, cacheControl } = await fetchDocument(deps, url, options);
-  const client = parseClientIdMetadataDocument(url, doc, deps.now());
+  const fetchedAt = deps.now();
+  const client = parseClientIdMetadataDocument(url, doc, fetchedAt, options.allowedSchemes);
   const lifetime = cacheLifetimeSeconds(cacheControl);
   if (lifetime !== null) {
-    const entry: CachedDocument = { client, expiresAt: deps.now() + lifetime * 1000 };
-    await deps.kv.set(cimdKey(clientId), entry, { expireIn: ttl(entry.expiresAt, deps.now()) });
-    remember(deps.kv, clientId, entry);
+    const expiresAt = fetchedAt + lifetime * 1000;
+    const memoryUntil = Math.min(expiresAt, fetchedAt + CIMD_UNCONFIRMED_TTL_SECONDS * 1000);
+    remember(deps.kv, clientId, { client, expiresAt, memoryUntil, stored: false });
   } else {
-    memory.get(deps.kv)?.delete(clientId);
+    map.delete(clientId);
   }
   return client;
+}
+
+/**
+ * Stores a document in KV, for its cache lifetime, once it was used in a successful
+ * authorization (a code was issued to its client). When another isolate fetched it, it is
+ * resolved here first (memory, KV, or one more limited fetch). A no-op for documents already
+ * in KV or not cacheable (`no-store`).
+ * @throws {OAuthError} as {@linkcode resolveClientIdMetadata}
+ */
+export async function confirmClientIdMetadata(
+  deps: ClientIdMetadataDeps,
+  clientId: string,
+  options: ResolveClientIdMetadataOptions = {},
+): Promise<void> {
+  if (!memory.get(deps.kv)?.has(clientId)) await resolveClientIdMetadata(deps, clientId, options);
+  const entry = memory.get(deps.kv)?.get(clientId);
+  const now = deps.now();
+  if (!entry || entry.stored || entry.expiresAt <= now) return;
+  const cached: CachedDocument = { client: entry.client, expiresAt: entry.expiresAt };
+  await deps.kv.set(cimdKey(clientId), cached, { expireIn: ttl(entry.expiresAt, now) });
+  entry.stored = true;
+  entry.memoryUntil = entry.expiresAt;
 }
 
 /**

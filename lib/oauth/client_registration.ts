@@ -49,11 +49,15 @@ function fieldName(path: readonly PropertyKey[]): string {
 }
 
 /**
- * Parses a registration request body (RFC 7591 §3.1).
+ * Parses a registration request body (RFC 7591 §3.1). `allowedSchemes`: the config's
+ * `allowedPrivateUseSchemes` (see `validateRedirectUri`).
  * @throws {OAuthError} `invalid_redirect_uri` for a bad redirect URI, else
  * `invalid_client_metadata` naming the field (RFC 7591 §3.2.2).
  */
-export function parseClientMetadata(body: unknown): ClientMetadata {
+export function parseClientMetadata(
+  body: unknown,
+  allowedSchemes?: readonly string[],
+): ClientMetadata {
   if (typeof body !== "object" || body === null || Array.isArray(body)) {
     throw new OAuthError("invalid_client_metadata", "the body must be a JSON object");
   }
@@ -67,7 +71,7 @@ export function parseClientMetadata(body: unknown): ClientMetadata {
     throw new OAuthError(code, `"${field}": ${issue.message}`);
   }
   const meta = result.data;
-  for (const uri of meta.redirect_uris) validateRedirectUri(uri);
+  for (const uri of meta.redirect_uris) validateRedirectUri(uri, allowedSchemes);
   meta.grant_types = [...new Set(meta.grant_types)];
   meta.response_types = [...new Set(meta.response_types)];
   // RFC 7591 §2.1: response_type "code" goes with grant_type "authorization_code".

@@ -13,8 +13,15 @@
  * @module
  */
 import type { GatewayConfig } from "../config.ts";
+import type { Logger } from "../infra/log.ts";
+import { OAuthError } from "./oauth_error.ts";
 import { sha256Hex } from "../infra/crypto.ts";
-import { isClientIdMetadataUrl, resolveClientIdMetadata } from "./client_id_metadata.ts";
+import {
+  confirmClientIdMetadata,
+  isClientIdMetadataUrl,
+  resolveClientIdMetadata,
+  type ResolveClientIdMetadataOptions,
+} from "./client_id_metadata.ts";
 import { isLoopbackHost } from "./redirect_uri.ts";
 import { clientKey, type ClientRecord } from "../store.ts";
 
@@ -114,10 +121,50 @@ export async function findClient(
   const preRegistered = (await preRegisteredClients(deps.config)).get(clientId);
   if (preRegistered) return preRegistered;
   if (isClientIdMetadataUrl(clientId)) {
-    const cimd = deps.config.clientIdMetadataDocuments;
-    if (!cimd.enabled) return null;
-    return await resolveClientIdMetadata(deps, clientId, { allowLoopback: cimd.allowLoopback });
+    if (!deps.config.clientIdMetadataDocuments.enabled) return null;
+    return await resolveClientIdMetadata(deps, clientId, metadataOptions(deps.config));
   }
   if (clientId.length > 256) return null;
   return await findRegisteredClient(deps, clientId);
+}
+
+/** How metadata documents are fetched under a config. */
+function metadataOptions(config: GatewayConfig): ResolveClientIdMetadataOptions {
+  const cimd = config.clientIdMetadataDocuments;
+  return {
+    allowLoopback: cimd.allowLoopback,
+    allowedSchemes: config.allowedPrivateUseSchemes,
+    fetchLimits: {
+      perHostPerMinute: cimd.fetchesPerHostPerMinute,
+      perMinute: cimd.fetchesPerMinute,
+    },
+  };
+}
+
+/**
+ * After a code was issued to `clientId`: a metadata-document client's document is now worth
+ * keeping in KV ({@linkcode confirmClientIdMetadata}); other clients need nothing. Never fails
+ * the authorization: a document that cannot be stored is simply fetched again later.
+ */
+export async function confirmClientUse(
+  deps: ClientLookupDeps & { log: Logger },
+  clientId: string,
+): Promise<void> {
+  if (!isClientIdMetadataUrl(clientId) || !deps.config.clientIdMetadataDocuments.enabled) return;
+  try {
+    await confirmClientIdMetadata(deps, clientId, metadataOptions(deps.config));
+  } catch (error) {
+    // The code is issued either way; the document is fetched again on its next use.
+    if (error instanceof OAuthError) return;
+    deps.log({
+      level: "warn",
+      event: "cimd_store_failed",
+      error: error instanceof Error ? error.name : "unknown",
+    });
+  }
+}
+
+/** Whether `clientId` is one of the config's pre-registered clients (trusted by the operator). */
+export function isPreRegistered(config: GatewayConfig, clientId: string): boolean {
+  return config.clients.some((c) => c.clientId === clientId);
 }

@@ -37,10 +37,28 @@ export const codeRequestSchema = z.object({
 export type CodeRequest = z.output<typeof codeRequestSchema>;
 
 /**
+ * Whether a request for a code comes from whoever requested it: the code's client, and the PKCE
+ * verifier of the code's challenge (RFC 7636 §4.6). Revocation on replay (RFC 6749 §4.1.2)
+ * answers only such a request. Anyone may state a public client's id, so the id alone proves
+ * nothing: without this, whoever saw a used code (in a log, a history, a `Referer`) could revoke
+ * the grant of the client it was issued to.
+ */
+async function presentedByRequester(
+  code: CodeRecord,
+  client: ClientRecord,
+  req: CodeRequest,
+): Promise<boolean> {
+  if (code.clientId !== client.clientId) return false;
+  return timingSafeEqual(await s256(req.codeVerifier), code.codeChallenge);
+}
+
+/**
  * Redeems an authorization code for `client` (already authenticated).
  *
  * - unknown or expired code → `invalid_grant`
- * - code already redeemed → its grant and tokens are revoked, then `invalid_grant` (RFC 6749 §4.1.2)
+ * - code already redeemed, presented again by its requester (its client, with its PKCE verifier)
+ *   → its grant and tokens are revoked, then `invalid_grant` (RFC 6749 §4.1.2); presented by
+ *   anyone else → `invalid_grant` only
  * - other client, other `redirect_uri`, or PKCE mismatch → `invalid_grant` (RFC 6749 §4.1.3,
  *   RFC 7636 §4.6)
  * - `resource` not the code's → `invalid_target` (RFC 8707 §2.2)
@@ -56,7 +74,10 @@ export async function exchangeCode(
   const key = codeKey(await sha256Hex(req.code));
   const entry = await deps.kv.get<CodeRecord>(key);
   const code = entry.value;
-  if (code?.redeemedGrantId !== undefined && now < code.expiresAt + REPLAY_WINDOW_MS) {
+  if (
+    code?.redeemedGrantId !== undefined && now < code.expiresAt + REPLAY_WINDOW_MS &&
+    await presentedByRequester(code, client, req)
+  ) {
     await revokeGrant(deps, code.redeemedGrantId);
     throw new OAuthError(
       "invalid_grant",

@@ -131,6 +131,21 @@ export function redirectTarget(redirectUri: string): string {
   return url.host || url.protocol;
 }
 
+/**
+ * The redirect URI in full, prominently (a scheme or host alone hides what follows, e.g.
+ * `microsoft-edge:https://evil.example/`), then what receives it: a web host, or a program on
+ * this computer for a private-use scheme (RFC 8252 §7.1).
+ */
+function redirectDetails(redirectUri: string): string {
+  const url = new URL(redirectUri);
+  const web = url.protocol === "https:" || url.protocol === "http:";
+  const target = `<b id="redirect-host">${escapeHtml(redirectTarget(redirectUri))}</b>`;
+  return `<span class="host" id="redirect-uri">${escapeHtml(redirectUri)}</span>
+<p class="uri">${
+    web ? `on the web site ${target}` : `a program on this computer that opens ${target} links`
+  }</p>`;
+}
+
 function describeScope(scope: string): string {
   if (scope === ALL_BACKENDS_SCOPE) return "Use every MCP server behind this gateway";
   if (scope.startsWith("mcp:")) return `Use the MCP server “${scope.slice(4)}”`;
@@ -162,8 +177,7 @@ program yourself.</p>`
 ${host}${loopback}${error}${signedInNote(v)}
 <dl>
 <dt>After approval you will be sent to</dt>
-<dd><span class="host" id="redirect-host">${escapeHtml(redirectTarget(v.redirectUri))}</span>
-<p class="uri">${escapeHtml(v.redirectUri)}</p></dd>
+<dd>${redirectDetails(v.redirectUri)}</dd>
 <dt>Access requested</dt><dd><ul>${scopes}</ul></dd>
 <dt>Resource</dt><dd><code>${escapeHtml(v.resource)}</code></dd>
 <dt>Application</dt><dd>${escapeHtml(name)}${

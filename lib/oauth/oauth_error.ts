@@ -63,6 +63,18 @@ function defaultStatus(code: OAuthErrorCode): number {
 }
 
 /**
+ * A rate limit's refusal: 429 (RFC 6585 §4) with `Retry-After` (RFC 9110 §10.2.3) and the
+ * RFC 6749 §5.2 body `temporarily_unavailable` (the registered code closest to "not now"; the
+ * status tells it from a 503).
+ */
+export function rateLimited(description: string, retryAfterSeconds: number): OAuthError {
+  return new OAuthError("temporarily_unavailable", description, {
+    status: 429,
+    headers: { "retry-after": String(retryAfterSeconds) },
+  });
+}
+
+/**
  * Renders an error as RFC 6749 §5.2 JSON `{ error, error_description }` with
  * `Cache-Control: no-store` (RFC 6749 §5.1).
  */

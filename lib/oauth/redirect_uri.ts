@@ -4,26 +4,13 @@
  * match; RFC 8252 §7.3: any port on loopback), and how authorization responses are built.
  */
 import { OAuthError } from "./oauth_error.ts";
+import { isDangerousScheme, privateUseSchemeProblem } from "./redirect_schemes.ts";
 
 /** Longest redirect URI accepted (keeps KV values and URLs small). */
 export const MAX_REDIRECT_URI_LENGTH = 2000;
 
 /** Loopback host names (as WHATWG URL spells them) on which plain http is allowed (RFC 8252 §7.3). */
 export const LOOPBACK_HOSTS: readonly string[] = ["127.0.0.1", "[::1]", "localhost"];
-
-/** Schemes that can run code or read local data in a browser: never a redirect target. */
-const FORBIDDEN_SCHEMES = new Set([
-  "javascript:",
-  "data:",
-  "vbscript:",
-  "file:",
-  "about:",
-  "blob:",
-  "filesystem:",
-  "ws:",
-  "wss:",
-  "ftp:",
-]);
 
 /** Whether `hostname` (as `URL.hostname` gives it) is a loopback host. */
 export function isLoopbackHost(hostname: string): boolean {
@@ -32,11 +19,13 @@ export function isLoopbackHost(hostname: string): boolean {
 
 /**
  * Checks a redirect URI a client wants to register: `https`; `http` only on a loopback host
- * (RFC 8252 §7.3); or a private-use scheme such as `cursor://` (RFC 8252 §7.1). Never a
- * fragment (RFC 6749 §3.1.2), a wildcard, userinfo, or a script/data/file scheme.
+ * (RFC 8252 §7.3); or a private-use scheme (RFC 8252 §7.1) that contains a period
+ * (`com.example.app:/cb`) or is allowed by name (`allowedSchemes`, the config's
+ * `allowedPrivateUseSchemes`), and is not one that hands URIs to another program
+ * (lib/oauth/redirect_schemes.ts). Never a fragment (RFC 6749 §3.1.2), a wildcard or userinfo.
  * @throws {OAuthError} `invalid_redirect_uri` naming the rule broken.
  */
-export function validateRedirectUri(uri: string): string {
+export function validateRedirectUri(uri: string, allowedSchemes?: readonly string[]): string {
   const bad = (why: string) =>
     new OAuthError("invalid_redirect_uri", `redirect URI ${JSON.stringify(uri)} ${why}`);
   if (uri.length === 0 || uri.length > MAX_REDIRECT_URI_LENGTH) {
@@ -54,26 +43,34 @@ export function validateRedirectUri(uri: string): string {
     throw bad("is not an absolute URI");
   }
   if (!/^[a-z][a-z0-9+.-]*:/i.test(uri)) throw bad("is not an absolute URI");
-  if (FORBIDDEN_SCHEMES.has(url.protocol)) throw bad(`must not use the ${url.protocol} scheme`);
+  if (isDangerousScheme(url.protocol)) throw bad(`must not use the ${url.protocol} scheme`);
   if (url.username || url.password) throw bad("must not contain userinfo");
   if (url.protocol === "https:") return uri;
   if (url.protocol === "http:") {
     if (isLoopbackHost(url.hostname)) return uri;
     throw bad("must use https (http is allowed only on 127.0.0.1, [::1] or localhost)");
   }
-  return uri; // private-use URI scheme (RFC 8252 §7.1)
+  const problem = privateUseSchemeProblem(url.protocol, allowedSchemes);
+  if (problem) throw bad(problem);
+  return uri;
 }
 
 /** An http loopback URI: scheme + host, then an optional port, then path or query or end. */
-const LOOPBACK_HTTP = /^(http:\/\/(?:127\.0\.0\.1|\[::1\]|localhost))(?::\d{1,5})?(?=[/?]|$)/;
+const LOOPBACK_HTTP = /^(http:\/\/(?:127\.0\.0\.1|\[::1\]|localhost))(?::(\d{1,5}))?(?=[/?]|$)/;
 
 /**
  * Whether a requested redirect URI matches a registered one: exact string comparison
- * (OAuth 2.1 §4.1.1.3), except that for http loopback URIs the port is ignored (RFC 8252 §7.3).
+ * (OAuth 2.1 §4.1.1.3), except that for http loopback URIs the port is ignored (RFC 8252 §7.3)
+ * — as long as it is a port (1 to 65535, RFC 6335 §6): `http://localhost:99999/cb` matches
+ * nothing, so it gets the error page of an unknown redirect URI, not a redirect that cannot be
+ * built.
  */
 export function redirectUriMatches(registered: string, requested: string): boolean {
   if (registered === requested) return true;
-  if (!LOOPBACK_HTTP.test(registered) || !LOOPBACK_HTTP.test(requested)) return false;
+  const match = LOOPBACK_HTTP.exec(requested);
+  if (!match || !LOOPBACK_HTTP.test(registered)) return false;
+  const port = match[2];
+  if (port !== undefined && (Number(port) < 1 || Number(port) > 65535)) return false;
   return registered.replace(LOOPBACK_HTTP, "$1") === requested.replace(LOOPBACK_HTTP, "$1");
 }
 

@@ -17,6 +17,7 @@ import type { GatewayConfig } from "../config.ts";
 import { bearerToken } from "./bearer.ts";
 import { findHash, sha256Hex } from "../infra/crypto.ts";
 import { OAuthError } from "./oauth_error.ts";
+import { ipLimitSubject } from "../infra/client_ip.ts";
 import { hit } from "../infra/rate_limit.ts";
 
 /** The window of `rateLimits.registerPerIpPerHour`. */
@@ -80,7 +81,7 @@ export async function checkRegistrationPolicy(
   const limit = await hit(
     deps.kv,
     "register",
-    clientIp,
+    ipLimitSubject(clientIp),
     rateLimits.registerPerIpPerHour,
     REGISTER_WINDOW_MS,
     deps.now(),

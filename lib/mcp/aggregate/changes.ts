@@ -1,10 +1,13 @@
 /**
  * list_changed relay (MCP 2025-11-25 Server/Tools §List Changed Notification; 2026-07-28
  * `subscriptions/listen`): backends' list changes seen by this isolate's backend clients are
- * collected for {@linkcode DEBOUNCE_MS} and then announced once per kind to every open change
- * stream of this isolate (legacy GET streams and modern listen streams). Each isolate that holds
- * streams also holds its own backend connections, so no cross-isolate state is needed.
+ * collected for {@linkcode DEBOUNCE_MS} and then announced once per kind to the open change
+ * streams of this isolate (legacy GET streams and modern listen streams) whose scope covers a
+ * backend that changed: a session scoped to `mcp:alpha` never hears of changes in `beta`. Each
+ * isolate that holds streams also holds its own backend connections, so no cross-isolate state
+ * is needed.
  */
+import type { ServerEventBus } from "@modelcontextprotocol/server";
 
 /** A list whose changes are relayed. */
 export type ListKind = "tools" | "prompts" | "resources";
@@ -16,12 +19,15 @@ export const DEBOUNCE_MS = 200;
 export interface ChangeListener {
   change: (kinds: ReadonlySet<ListKind>) => void;
   close: () => void;
+  /** The backends whose changes this stream may hear of (its scope); absent = every backend. */
+  backends?: ReadonlySet<string>;
 }
 
 /** Debounced fan-out of backend list changes to the open change streams. */
 export class ChangeHub {
   #listeners = new Set<ChangeListener>();
-  #pending = new Set<ListKind>();
+  /** Changed kinds, each with the backends that changed it (`undefined`: not known). */
+  #pending = new Map<ListKind, Set<string | undefined>>();
   #timer: ReturnType<typeof setTimeout> | undefined;
   #debounceMs: number;
 
@@ -29,9 +35,14 @@ export class ChangeHub {
     this.#debounceMs = debounceMs;
   }
 
-  /** Records a change of `kind`; listeners hear of it once the debounce window ends. */
-  publish(kind: ListKind): void {
-    this.#pending.add(kind);
+  /**
+   * Records a change of `kind` in `backend`; listeners whose scope covers it hear of it once the
+   * debounce window ends. A change of no known backend reaches only unscoped listeners.
+   */
+  publish(kind: ListKind, backend?: string): void {
+    let sources = this.#pending.get(kind);
+    if (!sources) this.#pending.set(kind, sources = new Set());
+    sources.add(backend);
     this.#timer ??= setTimeout(() => this.#flush(), this.#debounceMs);
   }
 
@@ -52,9 +63,15 @@ export class ChangeHub {
 
   #flush(): void {
     this.#timer = undefined;
-    const kinds = new Set(this.#pending);
+    const pending = [...this.#pending];
     this.#pending.clear();
     for (const l of [...this.#listeners]) {
+      const scope = l.backends;
+      const kinds = new Set<ListKind>();
+      for (const [kind, sources] of pending) {
+        if (!scope || [...sources].some((b) => b !== undefined && scope.has(b))) kinds.add(kind);
+      }
+      if (kinds.size === 0) continue;
       try {
         l.change(kinds);
       } catch {
@@ -65,11 +82,55 @@ export class ChangeHub {
 }
 
 /**
- * A legacy (2025) server-to-client SSE stream for a GET on `/mcp` (MCP 2025-11-25
- * Transports §Listening for Messages from the Server) carrying `notifications/<kind>/list_changed`,
- * with a keep-alive comment every `keepAliveMs`.
+ * The `subscriptions/listen` event bus of the modern SDK handler (`createMcpHandler`'s `bus`),
+ * fed by a {@linkcode ChangeHub} and scoped per stream: the SDK subscribes one listener per open
+ * listen stream, synchronously while it serves that request, and `scope()` then names the
+ * backends the request's token covers (the caller runs the SDK inside that scope, e.g. with
+ * `AsyncLocalStorage`). A subscription made outside any scope hears no backend's changes.
+ * `publish` (the SDK's `notify` sugar) reaches every stream: use it only for events that carry
+ * their own filter.
  */
-export function legacyChangeStream(hub: ChangeHub, keepAliveMs = 15_000): Response {
+export class ScopedListenBus implements ServerEventBus {
+  #hub: ChangeHub;
+  #scope: () => ReadonlySet<string> | undefined;
+  #direct = new Set<Parameters<ServerEventBus["subscribe"]>[0]>();
+
+  constructor(hub: ChangeHub, scope: () => ReadonlySet<string> | undefined) {
+    this.#hub = hub;
+    this.#scope = scope;
+  }
+
+  publish(event: Parameters<ServerEventBus["publish"]>[0]): void {
+    for (const listener of [...this.#direct]) listener(event);
+  }
+
+  subscribe(listener: Parameters<ServerEventBus["subscribe"]>[0]): () => void {
+    const backends = this.#scope() ?? new Set<string>();
+    this.#direct.add(listener);
+    const unsubscribe = this.#hub.subscribe({
+      backends,
+      change: (kinds) => {
+        for (const kind of kinds) listener({ kind: `${kind}_list_changed` });
+      },
+      close: () => {},
+    });
+    return () => {
+      this.#direct.delete(listener);
+      unsubscribe();
+    };
+  }
+}
+
+/**
+ * A legacy (2025) server-to-client SSE stream for a GET on `/mcp` (MCP 2025-11-25
+ * Transports §Listening for Messages from the Server) carrying `notifications/<kind>/list_changed`
+ * of the `backends` the session's scope covers, with a keep-alive comment every `keepAliveMs`.
+ */
+export function legacyChangeStream(
+  hub: ChangeHub,
+  backends: ReadonlySet<string>,
+  keepAliveMs = 15_000,
+): Response {
   const encoder = new TextEncoder();
   let unsubscribe = () => {};
   let keepAlive: ReturnType<typeof setInterval> | undefined;
@@ -87,6 +148,7 @@ export function legacyChangeStream(hub: ChangeHub, keepAliveMs = 15_000): Respon
         }
       };
       unsubscribe = hub.subscribe({
+        backends,
         change: (kinds) => {
           for (const kind of kinds) {
             const message = { jsonrpc: "2.0", method: `notifications/${kind}/list_changed` };

@@ -23,6 +23,7 @@ import {
   type McpHttpHandler,
   type McpRequestContext,
 } from "@modelcontextprotocol/server";
+import { AsyncLocalStorage } from "node:async_hooks";
 import type { Principal } from "../../oauth/bearer.ts";
 import { bearerChallenge } from "../../oauth/bearer.ts";
 import type { BackendConfig } from "../../config.ts";
@@ -32,13 +33,17 @@ import { aggregateResource, backendScope, scopeCoversBackend } from "../../oauth
 import { credentialUser } from "../../credentials/lazy_consent.ts";
 import { splitName } from "./naming.ts";
 import { cancelKey, CancelRegistry } from "./cancel.ts";
-import { legacyChangeStream } from "./changes.ts";
+import { legacyChangeStream, ScopedListenBus } from "./changes.ts";
 import { fastToolCall, isFastLegacyCall } from "./fast_call.ts";
 import { requestCredentials } from "./per_user.ts";
 import { backendPool, closeBackendPool } from "./pool.ts";
+import { openCappedStream } from "../stream_limits.ts";
 import { type AggregateRequest, createAggregateServer } from "./server.ts";
 import { endSession, loadSessionCached, openSession, type ValidatedSession } from "./session.ts";
 import { unwrapUri } from "./uri.ts";
+
+/** The backends a modern request's token covers, while the SDK serves it (listen streams). */
+const listenScope = new AsyncLocalStorage<ReadonlySet<string>>();
 
 /** BroadcastChannel carrying legacy cancellations between isolates. */
 export const CANCEL_CHANNEL = "gateway-mcp-cancel";
@@ -75,18 +80,13 @@ function handlersFor(deps: Deps): Handlers {
   };
   const onerror = (error: Error) =>
     deps.log({ level: "warn", event: "mcp_error", error: error.message.slice(0, 200) });
-  // Modern clients hear of list changes on their subscriptions/listen streams (SDK listen router).
-  env.pool.changes.subscribe({
-    change: (kinds) => {
-      if (kinds.has("tools")) h?.modern.notify.toolsChanged();
-      if (kinds.has("prompts")) h?.modern.notify.promptsChanged();
-      if (kinds.has("resources")) h?.modern.notify.resourcesChanged();
-    },
-    close: () => {},
-  });
+  // Modern clients hear of list changes on their subscriptions/listen streams (SDK listen
+  // router), each only of the backends its token covers (the scope the request runs in).
+  const bus = new ScopedListenBus(env.pool.changes, () => listenScope.getStore());
   h = {
     cancels,
     modern: createMcpHandler(factory, {
+      bus,
       legacy: "reject",
       onerror,
       maxRequestBodySize: MAX_BODY_BYTES,
@@ -277,7 +277,6 @@ export async function serveAggregate(
   const legacy = await isLegacyRequest(request, parsed, { maxRequestBodySize: MAX_BODY_BYTES });
   const perUser = req.method === "POST" && PER_USER_METHODS.has(aggregateRequest.method);
   if (!legacy) {
-    if (aggregateRequest.method === "subscriptions/listen") connectAll(deps, allowed);
     if (perUser) {
       aggregateRequest.credentials = await requestCredentials(
         deps,
@@ -287,7 +286,12 @@ export async function serveAggregate(
         single?.params?._meta?.[CAPABILITIES_KEY],
       );
     }
-    return await h.modern.fetch(request, { parsedBody: parsed, authInfo });
+    const scope = new Set(allowed.map((b) => b.name));
+    const serve = () =>
+      listenScope.run(scope, () => h.modern.fetch(request, { parsedBody: parsed, authInfo }));
+    if (aggregateRequest.method !== "subscriptions/listen") return await serve();
+    connectAll(deps, allowed);
+    return await openCappedStream(deps, principal.id, undefined, serve);
   }
 
   if (req.method === "POST" && single?.method === "initialize") {
@@ -319,8 +323,11 @@ export async function serveAggregate(
     if (!(req.headers.get("accept") ?? "").includes("text/event-stream")) {
       return rpcError(406, -32000, "Not Acceptable: the client must accept text/event-stream");
     }
-    connectAll(deps, allowed);
-    return legacyChangeStream(backendPool(deps).changes);
+    return await openCappedStream(deps, principal.id, `mcp ${session.hash}`, () => {
+      connectAll(deps, allowed);
+      const scope = new Set(allowed.map((b) => b.name));
+      return Promise.resolve(legacyChangeStream(backendPool(deps).changes, scope));
+    });
   }
   const sessionHash = session.hash;
   aggregateRequest.sessionHash = sessionHash;

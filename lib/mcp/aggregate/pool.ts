@@ -90,7 +90,7 @@ export class BackendPool {
     // and clients refetch their tool lists (`{backend}__connect` ↔ the backend's tools).
     this.#unsubscribe = onConnectionChange(deps.kv, (sub, name) => {
       this.#drop(`${name}\n${sub}`);
-      this.changes.publish("tools");
+      this.changes.publish("tools", name);
     });
   }
 
@@ -219,7 +219,7 @@ export class BackendPool {
     for (const kind of kinds) {
       connection.client.setNotificationHandler(
         `notifications/${kind}/list_changed`,
-        () => this.changes.publish(kind),
+        () => this.changes.publish(kind, connection.name),
       );
     }
     if (connection.era === "modern" && kinds.length > 0) {
