@@ -20,6 +20,7 @@ export async function handler(req: Request, ctx: RouteContext): Promise<Response
       name: b.name,
       ...(b.description ? { description: b.description } : {}),
       type: b.auth!.type,
+      ...(b.auth!.type === "user-secret" ? { label: b.auth!.label } : {}),
       ...(stored.has(b.name) ? { connectedAt: stored.get(b.name)!.connectedAt } : {}),
     }));
   const params = new URL(req.url).searchParams;

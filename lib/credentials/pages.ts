@@ -15,6 +15,8 @@ export interface ConnectionLine {
   name: string;
   description?: string;
   type: "oauth" | "user-secret";
+  /** What a user-secret backend asks for ("Search API key"). */
+  label?: string;
   /** When the user connected it; absent = not connected. */
   connectedAt?: number;
 }
@@ -45,7 +47,9 @@ const when = (ms: number) => `${new Date(ms).toISOString().slice(0, 16).replace(
 function line(base: string, l: ConnectionLine, csrfToken: string): string {
   const name = escapeHtml(l.name);
   const at = escapeHtml(base);
-  const what = l.type === "oauth" ? "sign-in with your account" : "your own secret";
+  const what = l.type === "oauth"
+    ? `you sign in at ${name}`
+    : `your own ${escapeHtml(l.label ?? "secret")}`;
   const description = l.description ? ` — ${escapeHtml(l.description)}` : "";
   const state = l.connectedAt !== undefined
     ? `<span class="state on">Connected since ${when(l.connectedAt)}</span>`
