@@ -78,7 +78,6 @@ Deno.test("backend token refresh", async (t) => {
         const info = loaded.entry.value.oauth!;
         const client = await clientOfConnection(s.gw.deps, notes, info);
         const revoked = await revokeToken(
-          s.gw.deps,
           notes,
           info.revocationEndpoint!,
           client,

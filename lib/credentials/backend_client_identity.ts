@@ -115,7 +115,7 @@ async function register(
 ): Promise<NonNullable<BackendClientRecord["registration"]> & { clientSecret?: string }> {
   const what = `dynamic registration at ${server.issuer}`;
   const authMethod = registrationAuthMethod(server);
-  const res = await outboundRequest(deps, backend, server.registrationEndpoint!, {
+  const res = await outboundRequest(backend, server.registrationEndpoint!, {
     method: "POST",
     headers: { "content-type": "application/json", accept: "application/json" },
     body: JSON.stringify({

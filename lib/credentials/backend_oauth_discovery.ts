@@ -48,8 +48,6 @@ export interface BackendOAuthPlan {
   scope?: string;
 }
 
-type DiscoveryDeps = Pick<Deps, "fetch" | "now">;
-
 const url = z.string().max(2000).refine((s) => {
   try {
     return ["https:", "http:"].includes(new URL(s).protocol);
@@ -128,12 +126,11 @@ export function serverMetadataUrls(issuer: string): string[] {
 
 /** GETs JSON metadata; `null` on 4xx (try the next URI). @throws {BackendAuthError} */
 async function getMetadata(
-  deps: DiscoveryDeps,
   backend: BackendConfig,
   target: string,
   what: string,
 ): Promise<Record<string, unknown> | null> {
-  const res = await outboundRequest(deps, backend, target, {
+  const res = await outboundRequest(backend, target, {
     headers: { accept: "application/json" },
   }, what);
   if (res.status >= 500) throw new BackendAuthError(`${what} answered HTTP ${res.status}`, true);
@@ -145,10 +142,9 @@ async function getMetadata(
 
 /** The 401 challenge of the backend (MCP Authorization §Protected Resource Metadata Discovery). */
 async function probeBackend(
-  deps: DiscoveryDeps,
   backend: BackendConfig,
 ): Promise<Map<string, string>> {
-  const res = await outboundRequest(deps, backend, backend.url, {
+  const res = await outboundRequest(backend, backend.url, {
     method: "POST",
     headers: {
       ...backend.headers,
@@ -164,13 +160,12 @@ async function probeBackend(
 
 /** The backend's protected-resource metadata. @throws {BackendAuthError} */
 async function resourceMetadata(
-  deps: DiscoveryDeps,
   backend: BackendConfig,
   advertised: string | undefined,
 ): Promise<z.output<typeof resourceMetadataSchema>> {
   const what = `the protected-resource metadata of backend ${backend.name}`;
   for (const target of advertised ? [advertised] : resourceMetadataUrls(backend.url)) {
-    const body = await getMetadata(deps, backend, target, what);
+    const body = await getMetadata(backend, target, what);
     if (!body) continue;
     const parsed = resourceMetadataSchema.safeParse(body);
     if (!parsed.success) {
@@ -192,13 +187,12 @@ async function resourceMetadata(
 
 /** The authorization server metadata of `issuer`. @throws {BackendAuthError} */
 export async function authServerInfo(
-  deps: DiscoveryDeps,
   backend: BackendConfig,
   issuer: string,
 ): Promise<AuthServerInfo> {
   const what = `the authorization server ${issuer} of backend ${backend.name}`;
   for (const target of serverMetadataUrls(issuer)) {
-    const body = await getMetadata(deps, backend, target, what);
+    const body = await getMetadata(backend, target, what);
     if (!body) continue;
     const parsed = serverMetadataSchema.safeParse(body);
     if (!parsed.success) {
@@ -229,22 +223,21 @@ export async function authServerInfo(
 }
 
 async function discover(
-  deps: DiscoveryDeps,
   backend: BackendConfig,
   auth: OAuthBackendAuth,
 ): Promise<BackendOAuthPlan> {
   const configuredScope = auth.scopes?.length ? auth.scopes.join(" ") : undefined;
   if (auth.authorizationServer) {
-    const server = await authServerInfo(deps, backend, auth.authorizationServer);
+    const server = await authServerInfo(backend, auth.authorizationServer);
     return {
       server,
       resource: backend.url,
       ...(configuredScope ? { scope: configuredScope } : {}),
     };
   }
-  const challenge = await probeBackend(deps, backend);
-  const metadata = await resourceMetadata(deps, backend, challenge.get("resource_metadata"));
-  const server = await authServerInfo(deps, backend, metadata.authorization_servers[0]!);
+  const challenge = await probeBackend(backend);
+  const metadata = await resourceMetadata(backend, challenge.get("resource_metadata"));
+  const server = await authServerInfo(backend, metadata.authorization_servers[0]!);
   // MCP 2025-11-25 §Scope Selection Strategy: the challenge's scope, else scopes_supported.
   const scope = configuredScope ?? challenge.get("scope") ??
     (metadata.scopes_supported?.length ? metadata.scopes_supported.join(" ") : undefined);
@@ -259,7 +252,7 @@ const cache = new WeakMap<GatewayConfig, Map<string, { plan: BackendOAuthPlan; u
  * @throws {BackendAuthError}
  */
 export async function backendOAuthPlan(
-  deps: DiscoveryDeps & Pick<Deps, "config">,
+  deps: Pick<Deps, "now" | "config">,
   backend: BackendConfig,
 ): Promise<BackendOAuthPlan> {
   if (backend.auth?.type !== "oauth") throw new Error(`backend ${backend.name} is not oauth`);
@@ -268,7 +261,7 @@ export async function backendOAuthPlan(
   const hit = byName.get(backend.name);
   const now = deps.now();
   if (hit && hit.until > now) return hit.plan;
-  const plan = await discover(deps, backend, backend.auth);
+  const plan = await discover(backend, backend.auth);
   byName.set(backend.name, { plan, until: now + DISCOVERY_TTL_MS });
   return plan;
 }

@@ -174,7 +174,7 @@ export async function finishConnect(
   if (!code) throw new ConnectError(`The answer of ${backend.name}'s sign-in carries no code.`);
   let tokens;
   try {
-    tokens = await tokenRequest(deps, backend, record.tokenEndpoint, client, {
+    tokens = await tokenRequest(backend, record.tokenEndpoint, client, {
       grant_type: "authorization_code",
       code,
       redirect_uri: connectCallbackUrl(deps.settings.publicUrl, backend.name),

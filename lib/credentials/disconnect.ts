@@ -30,7 +30,6 @@ export async function disconnect(
       const client = await clientOfConnection(deps, backend, info);
       if (secrets.refreshToken) {
         revoked = await revokeToken(
-          deps,
           backend,
           info.revocationEndpoint,
           client,
@@ -39,7 +38,6 @@ export async function disconnect(
         );
       }
       const access = await revokeToken(
-        deps,
         backend,
         info.revocationEndpoint,
         client,

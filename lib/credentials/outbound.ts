@@ -1,14 +1,15 @@
 /**
  * The gateway's requests to a backend's OAuth side (discovery, registration, token, revocation):
- * every URL passes the SSRF guard (lib/infra/ssrf_guard.ts) right before the request — https
- * only, no special-use addresses — except that a backend whose own URL is on loopback (development
- * and tests) may have its authorization server on loopback too, over http. Redirects are never
- * followed, the whole exchange is bounded in time, and at most {@linkcode MAX_RESPONSE_BYTES}
- * are read. Failures become a {@linkcode BackendAuthError} whose message is safe to show.
+ * every URL passes the SSRF guard (lib/infra/ssrf_guard.ts) — https only, no special-use
+ * addresses — except that a backend whose own URL is on loopback (development and tests) may have
+ * its authorization server on loopback too, over http. The request then goes to the address the
+ * guard checked (lib/infra/pinned_fetch.ts: no second DNS lookup, so DNS rebinding gains nothing;
+ * TLS verified against the URL's host). Redirects are never followed, the whole exchange is
+ * bounded in time, and at most {@linkcode MAX_RESPONSE_BYTES} are read. Failures become a
+ * {@linkcode BackendAuthError} whose message is safe to show.
  */
 import type { BackendConfig } from "../config.ts";
-import type { Deps } from "../deps.ts";
-import { readBodyText } from "../infra/http.ts";
+import { pinnedRequest } from "../infra/pinned_fetch.ts";
 import { checkFetchUrl, SsrfError } from "../infra/ssrf_guard.ts";
 import { isLoopbackHost } from "../oauth/redirect_uri.ts";
 
@@ -45,14 +46,14 @@ export function allowsLoopback(backend: BackendConfig): boolean {
  * @throws {BackendAuthError} refused URL, timeout, network failure, oversized body
  */
 export async function outboundRequest(
-  deps: Pick<Deps, "fetch">,
   backend: BackendConfig,
   url: string,
-  init: { method?: string; headers?: HeadersInit; body?: string },
+  init: { method?: "GET" | "POST"; headers?: HeadersInit; body?: string },
   what: string,
 ): Promise<OutboundResponse> {
+  let addresses: string[];
   try {
-    await checkFetchUrl(url, { allowLoopback: allowsLoopback(backend) });
+    addresses = (await checkFetchUrl(url, { allowLoopback: allowsLoopback(backend) })).addresses;
   } catch (e) {
     if (e instanceof SsrfError) throw new BackendAuthError(`${what} (${url}) ${e.message}`);
     throw e;
@@ -60,17 +61,19 @@ export async function outboundRequest(
   const controller = new AbortController();
   const timer = setTimeout(() => controller.abort(), OUTBOUND_TIMEOUT_MS);
   try {
-    const res = await deps.fetch(url, {
+    const res = await pinnedRequest({
+      url: new URL(url),
+      addresses,
       method: init.method ?? "GET",
-      headers: init.headers,
-      body: init.body,
-      redirect: "manual",
+      headers: Object.fromEntries(new Headers(init.headers)),
+      ...(init.body !== undefined ? { body: init.body } : {}),
+      maxBodyBytes: MAX_RESPONSE_BYTES,
       signal: controller.signal,
     });
-    const text = await readBodyText(res, MAX_RESPONSE_BYTES).catch(() => {
+    if (res.body === null) {
       throw new BackendAuthError(`${what} answered more than ${MAX_RESPONSE_BYTES} bytes`);
-    });
-    return { status: res.status, headers: res.headers, text };
+    }
+    return { status: res.status, headers: res.headers, text: new TextDecoder().decode(res.body) };
   } catch (e) {
     if (e instanceof BackendAuthError) throw e;
     const why = controller.signal.aborted

@@ -68,7 +68,10 @@ export function refreshConnection(
   return running;
 }
 
-/** Takes the lease if it is free (or its holder's time is up); returns its entry, or null. */
+/**
+ * Takes the lease if it is free (or its holder's time is up); returns its entry, or null — also
+ * when the write fails (a busy store): the caller waits and tries again.
+ */
 async function takeLease(
   deps: RefreshDeps,
   leaseKey: Deno.KvKey,
@@ -77,9 +80,13 @@ async function takeLease(
   const now = deps.now();
   if (current.value && current.value.expiresAt > now) return null;
   const lease: RefreshLeaseRecord = { holder: randomToken(12), expiresAt: now + LEASE_MS };
-  const res = await deps.kv.atomic().check(current).set(leaseKey, lease, { expireIn: LEASE_MS })
-    .commit();
-  return res.ok ? { key: leaseKey, value: lease, versionstamp: res.versionstamp } : null;
+  try {
+    const res = await deps.kv.atomic().check(current).set(leaseKey, lease, { expireIn: LEASE_MS })
+      .commit();
+    return res.ok ? { key: leaseKey, value: lease, versionstamp: res.versionstamp } : null;
+  } catch {
+    return null;
+  }
 }
 
 async function acrossIsolates(
@@ -95,7 +102,8 @@ async function acrossIsolates(
       try {
         return await refreshHoldingLease(deps, sub, backend, loaded);
       } finally {
-        await deps.kv.atomic().check(lease).delete(leaseKey).commit();
+        // Best effort: an unreleased lease expires by itself.
+        await deps.kv.atomic().check(lease).delete(leaseKey).commit().catch(() => {});
       }
     }
     await new Promise((r) => setTimeout(r, WAIT_STEP_MS));
@@ -141,7 +149,7 @@ async function refreshHoldingLease(
   }
   let tokens;
   try {
-    tokens = await tokenRequest(deps, backend, info.tokenEndpoint, client, {
+    tokens = await tokenRequest(backend, info.tokenEndpoint, client, {
       grant_type: "refresh_token",
       refresh_token: secrets.refreshToken,
       resource: info.resource,

@@ -7,7 +7,6 @@
  */
 import { z } from "zod";
 import type { BackendConfig } from "../config.ts";
-import type { Deps } from "../deps.ts";
 import type { BackendClient } from "./backend_client_identity.ts";
 import { BackendAuthError, jsonObject, outboundRequest } from "./outbound.ts";
 
@@ -58,7 +57,6 @@ function authenticate(client: BackendClient, body: URLSearchParams, headers: Hea
  * @throws {BackendAuthError} unreachable (5xx, network) or a malformed answer
  */
 export async function tokenRequest(
-  deps: Pick<Deps, "fetch">,
   backend: BackendConfig,
   tokenEndpoint: string,
   client: BackendClient,
@@ -71,7 +69,7 @@ export async function tokenRequest(
     accept: "application/json",
   });
   authenticate(client, body, headers);
-  const res = await outboundRequest(deps, backend, tokenEndpoint, {
+  const res = await outboundRequest(backend, tokenEndpoint, {
     method: "POST",
     headers,
     body: body.toString(),
@@ -103,7 +101,6 @@ export async function tokenRequest(
  * be reached or refused (the connection is forgotten anyway).
  */
 export async function revokeToken(
-  deps: Pick<Deps, "fetch">,
   backend: BackendConfig,
   endpoint: string,
   client: BackendClient,
@@ -114,7 +111,7 @@ export async function revokeToken(
   const headers = new Headers({ "content-type": "application/x-www-form-urlencoded" });
   authenticate(client, body, headers);
   try {
-    const res = await outboundRequest(deps, backend, endpoint, {
+    const res = await outboundRequest(backend, endpoint, {
       method: "POST",
       headers,
       body: body.toString(),
