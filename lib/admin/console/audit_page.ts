@@ -194,7 +194,7 @@ export function auditTrailPage(viewer: Viewer, v: AuditView): Response {
     consoleUrl(viewer.publicUrl, SECTIONS.audit.path, params);
   const mono = (text: string | null) => text && html`<span class="mono">${text}</span>`;
   const columns: Column<AuditRecord>[] = [
-    { label: "Time", cell: (r) => when(r.time) },
+    { label: "Time", cell: (r) => when(r.time), nowrap: true },
     { label: "Event", cell: (r) => r.event },
     {
       label: "User",

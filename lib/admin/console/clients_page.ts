@@ -41,8 +41,8 @@ export function clientsPage(viewer: Viewer, page: number, clients: ClientView[])
       label: "Redirect URIs",
       cell: (c) => html`${c.redirectUris.map((u) => html`<div class="mono">${u}</div>`)}`,
     },
-    { label: "Registered", cell: (c) => when(c.createdAt) },
-    { label: "Last used", cell: (c) => when(c.lastUsedAt) },
+    { label: "Registered", cell: (c) => when(c.createdAt), nowrap: true },
+    { label: "Last used", cell: (c) => when(c.lastUsedAt), nowrap: true },
     {
       label: "Grants",
       cell: (c) =>

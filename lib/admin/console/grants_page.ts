@@ -85,8 +85,8 @@ ${csrfField(viewer)}<input type="hidden" name="grant_id" value="${g.id}">
         }</div>`,
     },
     { label: "Scopes", cell: (g) => html`<code>${g.scopes.join(" ")}</code>` },
-    { label: "Created", cell: (g) => when(g.createdAt) },
-    { label: "Last used", cell: (g) => when(g.lastUsedAt) },
+    { label: "Created", cell: (g) => when(g.createdAt), nowrap: true },
+    { label: "Last used", cell: (g) => when(g.lastUsedAt), nowrap: true },
     { label: "Grant", cell: (g) => html`<span class="mono">${g.id}</span>` },
     { label: "Action", cell: revoke },
   ];

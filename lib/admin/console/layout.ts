@@ -49,13 +49,14 @@ h2{font-size:1.05rem;margin:20px 0 8px}
 p.sub{color:#4b5563;margin:0 0 12px}
 a{color:#1d4ed8}
 code,.mono{font-family:ui-monospace,SFMono-Regular,Menlo,monospace;font-size:.85em;
-  word-break:break-all}
+  overflow-wrap:break-word}
 table{width:100%;border-collapse:collapse;background:#fff;border:1px solid #e5e7eb;
   border-radius:8px;overflow:hidden}
 th,td{text-align:left;padding:7px 10px;border-bottom:1px solid #e5e7eb;vertical-align:top}
 th{background:#f9fafb;font-size:.78rem;text-transform:uppercase;letter-spacing:.03em;
   color:#4b5563}
 td.num{text-align:right;font-variant-numeric:tabular-nums}
+td.nowrap{white-space:nowrap}
 .muted{color:#6b7280;font-size:.85em}
 .badge{display:inline-block;border-radius:999px;padding:1px 8px;font-size:.8rem;font-weight:600}
 .ok{background:#dcfce7;color:#166534}.bad{background:#fee2e2;color:#991b1b}
@@ -85,6 +86,8 @@ pre{background:#fff;border:1px solid #e5e7eb;border-radius:8px;padding:12px;over
   tr{background:#fff;border:1px solid #e5e7eb;border-radius:8px;margin:0 0 10px;padding:6px 0}
   td{border:none;padding:3px 12px;display:flex;gap:10px}
   td.num{text-align:left}
+  td.nowrap{white-space:normal}
+  td .v{flex:1;min-width:0}
   td::before{content:attr(data-label);flex:0 0 38%;color:#6b7280;font-size:.78rem;
     text-transform:uppercase;letter-spacing:.03em;padding-top:2px}
 }
@@ -166,6 +169,12 @@ export interface Column<T> {
   cell: (row: T) => Html | string | number | null;
   /** Right-aligned figures. */
   numeric?: boolean;
+  /** Kept on one line on a wide screen (times, short links). */
+  nowrap?: boolean;
+}
+
+function cellClass<T>(c: Column<T>): string {
+  return [c.numeric ? "num" : "", c.nowrap ? "nowrap" : ""].filter(Boolean).join(" ");
 }
 
 /** A table that reads as cards on a narrow screen (each cell labelled by its column). */
@@ -176,9 +185,15 @@ export function table<T>(columns: Column<T>[], rows: readonly T[], empty: string
     html`<tr>${
       columns.map((c) => {
         const value = c.cell(row);
+        const cls = cellClass(c);
         return html`
-          <td data-label="${c.label}" ${c.numeric ? trustedHtml(' class="num"') : ""}>${value ??
-            "—"}</td>
+          <td data-label="${c.label}" ${cls
+            ? html`
+              class="${cls}"
+            `
+            : ""}>
+            <div class="v">${value ?? "—"}</div>
+          </td>
         `;
       })
     }</tr>`

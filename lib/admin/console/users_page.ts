@@ -84,15 +84,19 @@ export function usersPage(viewer: Viewer, q: UsersQuery, users: UserView[]): Res
   const p = pageOf(users, q.page ?? 1);
   const columns: Column<UserView>[] = [
     { label: "User", cell: (u) => who(u, viewer) },
-    { label: "First seen", cell: (u) => when(u.firstSeenAt) },
-    { label: "Last seen", cell: (u) => when(u.lastSeenAt) },
+    { label: "First seen", cell: (u) => when(u.firstSeenAt), nowrap: true },
+    { label: "Last seen", cell: (u) => when(u.lastSeenAt), nowrap: true },
     {
       label: "Grants",
       cell: (u) =>
         u.grants === 0 ? "0" : filterLink(viewer, "grants", { user: u.sub }, String(u.grants)),
       numeric: true,
     },
-    { label: "Activity", cell: (u) => filterLink(viewer, "audit", { user: u.sub }, "audit trail") },
+    {
+      label: "Activity",
+      cell: (u) => filterLink(viewer, "audit", { user: u.sub }, "audit trail"),
+      nowrap: true,
+    },
     { label: "Action", cell: (u) => revokeForm(u, viewer) },
   ];
   const notice = q.revoked === undefined ? "" : html`
