@@ -296,6 +296,30 @@ Deno.test({
       });
 
       await t.step(
+        "after a revocation the browser goes back only to a grants listing",
+        async () => {
+          const page = await owner.navigate(`${url}/admin/grants`);
+          for (const returnTo of ["//evil.example/admin/grants", "/admin/grantsx", "/login"]) {
+            const { grant } = await putGrantOf(deps, "corp:zed");
+            const res = await owner.send(`${url}/admin/grants/revoke`, {
+              method: "POST",
+              headers: { "content-type": "application/x-www-form-urlencoded" },
+              body: new URLSearchParams({
+                grant_id: grant.grantId,
+                csrf_token: csrfOf(page),
+                return_to: returnTo,
+              }),
+            });
+            assertEquals(res.status, 303);
+            assertEquals(
+              res.headers.get("location"),
+              `${url}/admin/grants?revoked=${grant.grantId}`,
+            );
+          }
+        },
+      );
+
+      await t.step(
         "revoke everything of a user: grants, tokens, browser sessions; audited",
         async () => {
           const before = await ana.navigate(`${url}/admin`);

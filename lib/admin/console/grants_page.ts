@@ -55,9 +55,11 @@ export function afterGrantRevoked(
   publicUrl: string,
   returnTo: string | undefined,
   grantId: string,
-) {
+): string {
   const path = parseReturnTo(returnTo ?? null);
-  const back = path?.startsWith(`${SECTIONS.grants.path}`) ? path : SECTIONS.grants.path;
+  const listing = path !== null &&
+    (path === SECTIONS.grants.path || path.startsWith(`${SECTIONS.grants.path}?`));
+  const back = listing ? path : SECTIONS.grants.path;
   const url = new URL(`${publicUrl}${back}`);
   url.searchParams.set("revoked", grantId);
   return url.href;
