@@ -11,7 +11,7 @@ import { z } from "zod";
 import type { AuditEvent, AuditRecord } from "../../store.ts";
 import type { AdminDeps } from "../admin_deps.ts";
 import { type AuditFilter, parseSince, queryAudit } from "../audit_query.ts";
-import { consoleUrl, type Html, html, when } from "./html.ts";
+import { consoleUrl, type Html, html, trustedHtml, when } from "./html.ts";
 import { type Column, consolePage, SECTIONS, table, type Viewer } from "./layout.ts";
 
 /** Records per page of the audit trail. */
@@ -120,16 +120,14 @@ export async function auditPage(
   return { records, next: { before: last, skip: carried + sameMs } };
 }
 
+const OUTCOME_LIST = trustedHtml(' list="outcomes"');
+const SELECTED = trustedHtml(" selected");
+
 function input(name: string, label: string, value: string | undefined, placeholder = ""): Html {
+  const list = name === "outcome" ? OUTCOME_LIST : "";
   return html`<label>${label}<input name="${name}" value="${
     value ?? ""
-  }" placeholder="${placeholder}"${
-    name === "outcome"
-      ? html`
-        list="outcomes"
-      `
-      : ""
-  }></label>`;
+  }" placeholder="${placeholder}"${list}></label>`;
 }
 
 function filterForm(viewer: Viewer, values: Record<string, string>, backends: string[]): Html {
@@ -137,15 +135,7 @@ function filterForm(viewer: Viewer, values: Record<string, string>, backends: st
     const value = values[name];
     const all = value === undefined || options.includes(value) ? options : [...options, value];
     return html`<label>${label}<select name="${name}"><option value="">any</option>${
-      all.map((o) =>
-        html`<option${
-          o === value
-            ? html`
-              selected
-            `
-            : ""
-        }>${o}</option>`
-      )
+      all.map((o) => html`<option${o === value ? SELECTED : ""}>${o}</option>`)
     }</select></label>`;
   };
   return html`<form method="get" action="${viewer.publicUrl}${SECTIONS.audit.path}" class="filters">
