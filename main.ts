@@ -16,6 +16,15 @@ import {
 } from "./lib/infra/http.ts";
 import { isKvFailure, KV_RETRY_AFTER_SECONDS } from "./lib/infra/kv_errors.ts";
 import { OAuthError, oauthErrorResponse } from "./lib/oauth/oauth_error.ts";
+import * as adminAudit from "./routes/admin_audit.ts";
+import * as adminAuditExport from "./routes/admin_audit_export.ts";
+import * as adminBackends from "./routes/admin_backends.ts";
+import * as adminClients from "./routes/admin_clients.ts";
+import * as adminConfig from "./routes/admin_config.ts";
+import * as adminGrantRevoke from "./routes/admin_grant_revoke.ts";
+import * as adminGrants from "./routes/admin_grants.ts";
+import * as adminUserRevoke from "./routes/admin_user_revoke.ts";
+import * as adminUsers from "./routes/admin_users.ts";
 import * as asMetadata from "./routes/as_metadata.ts";
 import * as authorize from "./routes/authorize.ts";
 import * as authorizeDecision from "./routes/authorize_decision.ts";
@@ -126,6 +135,46 @@ export const routes: Route[] = [
     handler: loginCallback.handler,
   },
   { name: "sign_out", pattern: p("/logout"), method: "POST", handler: signOut.handler },
+  // The admin console (lib/admin/console/): administrators' browser sessions only.
+  { name: "admin", pattern: p("/admin{/}?"), method: "GET", handler: adminBackends.handler },
+  {
+    name: "admin_grants",
+    pattern: p("/admin/grants"),
+    method: "GET",
+    handler: adminGrants.handler,
+  },
+  {
+    name: "admin_grant_revoke",
+    pattern: p("/admin/grants/revoke"),
+    method: "POST",
+    handler: adminGrantRevoke.handler,
+  },
+  {
+    name: "admin_clients",
+    pattern: p("/admin/clients"),
+    method: "GET",
+    handler: adminClients.handler,
+  },
+  { name: "admin_users", pattern: p("/admin/users"), method: "GET", handler: adminUsers.handler },
+  {
+    name: "admin_user_revoke",
+    pattern: p("/admin/users/revoke"),
+    method: "POST",
+    handler: adminUserRevoke.handler,
+  },
+  { name: "admin_audit", pattern: p("/admin/audit"), method: "GET", handler: adminAudit.handler },
+  {
+    name: "admin_audit_export",
+    pattern: p("/admin/audit.jsonl"),
+    method: "GET",
+    handler: adminAuditExport.handler,
+  },
+  {
+    name: "admin_config",
+    pattern: p("/admin/config"),
+    method: "GET",
+    handler: adminConfig.handler,
+  },
   { name: "token", pattern: p("/token"), method: "POST", handler: token.handler, cors: true },
   { name: "revoke", pattern: p("/revoke"), method: "POST", handler: revoke.handler, cors: true },
   {

@@ -195,6 +195,15 @@ export async function visibleTools(
     : all.filter((t) => userAllows(request.tools, t.exposed));
 }
 
+/**
+ * How many tools one backend shows on `/mcp` (curated, before any user's tool globs): from the
+ * list cache, else listed now within the backend's `timeoutMs` (which fills the cache). Rejects
+ * when the backend cannot be listed.
+ */
+export async function exposedToolCount(env: CatalogEnv, backend: BackendConfig): Promise<number> {
+  return toolsOf(env, backend, await backendTools(env, backend)).length;
+}
+
 /** Every prompt the caller may see, in configuration order. */
 export async function visiblePrompts(
   env: CatalogEnv,

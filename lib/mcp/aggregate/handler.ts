@@ -37,7 +37,7 @@ import { jsonResponse, mediaType, readBodyText } from "../../infra/http.ts";
 import { aggregateResource, backendScope, scopeCoversBackend } from "../../oauth/resources.ts";
 import { splitName } from "./naming.ts";
 import { cancelKey, CancelRegistry } from "./cancel.ts";
-import { CALL_TOOL, gatewayUriAllowed } from "./catalog.ts";
+import { CALL_TOOL, type CatalogEnv, exposedToolCount, gatewayUriAllowed } from "./catalog.ts";
 import { LIST_CACHE_CHANNEL, ListCache } from "./list_cache.ts";
 import { legacyChangeStream, ScopedListenBus } from "./changes.ts";
 import { fastToolCall, isFastLegacyCall } from "./fast_call.ts";
@@ -60,6 +60,7 @@ export const CANCEL_CHANNEL = "gateway-mcp-cancel";
 export const MAX_BODY_BYTES = 4 * 1024 * 1024;
 
 interface Handlers {
+  catalog: CatalogEnv;
   cancels: CancelRegistry;
   lists: ListCache;
   listsChannel: BroadcastChannel;
@@ -113,6 +114,7 @@ function handlersFor(deps: Deps): Handlers {
   // router), each only of the backends its token covers (the scope the request runs in).
   const bus = new ScopedListenBus(env.pool.changes, () => listenScope.getStore());
   h = {
+    catalog: env,
     cancels,
     lists,
     listsChannel,
@@ -127,6 +129,14 @@ function handlersFor(deps: Deps): Handlers {
   };
   handlers.set(deps.kv, h);
   return h;
+}
+
+/**
+ * How many tools backend `backend` shows on `/mcp` (the admin console's backends page), through
+ * the same list cache and backend connections as `/mcp` (catalog.ts `exposedToolCount`).
+ */
+export function backendToolCount(deps: Deps, backend: BackendConfig): Promise<number> {
+  return exposedToolCount(handlersFor(deps).catalog, backend);
 }
 
 /** Closes the per-gateway handlers and backend clients (tests; shutdown). */
