@@ -16,6 +16,15 @@ import {
 } from "./lib/infra/http.ts";
 import { isKvFailure, KV_RETRY_AFTER_SECONDS } from "./lib/infra/kv_errors.ts";
 import { OAuthError, oauthErrorResponse } from "./lib/oauth/oauth_error.ts";
+import * as adminAudit from "./routes/admin_audit.ts";
+import * as adminAuditExport from "./routes/admin_audit_export.ts";
+import * as adminBackends from "./routes/admin_backends.ts";
+import * as adminClients from "./routes/admin_clients.ts";
+import * as adminConfig from "./routes/admin_config.ts";
+import * as adminGrantRevoke from "./routes/admin_grant_revoke.ts";
+import * as adminGrants from "./routes/admin_grants.ts";
+import * as adminUserRevoke from "./routes/admin_user_revoke.ts";
+import * as adminUsers from "./routes/admin_users.ts";
 import * as asMetadata from "./routes/as_metadata.ts";
 import * as authorize from "./routes/authorize.ts";
 import * as authorizeDecision from "./routes/authorize_decision.ts";
@@ -40,6 +49,7 @@ import * as signOut from "./routes/sign_out.ts";
 import * as token from "./routes/token.ts";
 import { printBanner, startFacts } from "./lib/startup/banner.ts";
 import { exitOnStartupError } from "./lib/startup/errors.ts";
+import { flushAuditOnShutdown, observeResponse } from "./lib/admin/router_hooks.ts";
 
 /** A route handler: reads its input, calls `lib/`, renders a response. */
 export type Handler = (req: Request, ctx: RouteContext) => Response | Promise<Response>;
@@ -158,6 +168,46 @@ export const routes: Route[] = [
     handler: oauthClientMetadata.handler,
     cors: true,
   },
+  // The admin console (lib/admin/console/): administrators' browser sessions only.
+  { name: "admin", pattern: p("/admin{/}?"), method: "GET", handler: adminBackends.handler },
+  {
+    name: "admin_grants",
+    pattern: p("/admin/grants"),
+    method: "GET",
+    handler: adminGrants.handler,
+  },
+  {
+    name: "admin_grant_revoke",
+    pattern: p("/admin/grants/revoke"),
+    method: "POST",
+    handler: adminGrantRevoke.handler,
+  },
+  {
+    name: "admin_clients",
+    pattern: p("/admin/clients"),
+    method: "GET",
+    handler: adminClients.handler,
+  },
+  { name: "admin_users", pattern: p("/admin/users"), method: "GET", handler: adminUsers.handler },
+  {
+    name: "admin_user_revoke",
+    pattern: p("/admin/users/revoke"),
+    method: "POST",
+    handler: adminUserRevoke.handler,
+  },
+  { name: "admin_audit", pattern: p("/admin/audit"), method: "GET", handler: adminAudit.handler },
+  {
+    name: "admin_audit_export",
+    pattern: p("/admin/audit.jsonl"),
+    method: "GET",
+    handler: adminAuditExport.handler,
+  },
+  {
+    name: "admin_config",
+    pattern: p("/admin/config"),
+    method: "GET",
+    handler: adminConfig.handler,
+  },
   { name: "token", pattern: p("/token"), method: "POST", handler: token.handler, cors: true },
   { name: "revoke", pattern: p("/revoke"), method: "POST", handler: revoke.handler, cors: true },
   {
@@ -260,6 +310,7 @@ export function createHandler(
 ): (req: Request, info?: Deno.ServeHandlerInfo) => Promise<Response> {
   return async (req, info) => {
     const started = performance.now();
+    const requestId = crypto.randomUUID();
     const url = new URL(req.url);
     const { candidates, params } = matchPath(url);
     const logFields: Record<string, unknown> = {};
@@ -293,6 +344,7 @@ export function createHandler(
             hops: deps.config.clientIpHeaderHops,
           }, remote),
           logFields,
+          requestId,
         };
         if (route.mcp) {
           const tool = toolOf(req);
@@ -315,11 +367,13 @@ export function createHandler(
         if (route.cors) res = withCors(res, req);
       }
     }
+    observeResponse(deps, routeName, res, logFields, requestId);
     deps.log({
       route: routeName,
       method: req.method,
       status: res.status,
       ms: Math.round((performance.now() - started) * 10) / 10,
+      request_id: requestId,
       ...logFields,
     });
     return res;
@@ -331,6 +385,8 @@ if (import.meta.main) {
   const defaultKvPath = Deno.args.find((a) => a.startsWith("--default-kv-path="))?.slice(18);
   // A bad config or variable: one line per problem on stderr, exit code 1, no stack trace.
   const deps = await loadDeps(defaultKvPath).catch(exitOnStartupError);
+  // Under `deno task dev` (`--watched`) a SIGTERM is the watcher's restart, not the end.
+  if (!Deno.args.includes("--watched")) flushAuditOnShutdown(deps);
   Deno.serve({
     port: deps.settings.port,
     onListen: (addr) => {

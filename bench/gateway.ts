@@ -37,6 +37,8 @@ export interface BenchGateway {
   deps: Deps;
   /** Whether the config's `rateLimits` were raised out of the way. */
   rateLimitsRaised: boolean;
+  /** Stops the process and starts a fresh one on the same port, config and KV file. */
+  restart: () => Promise<void>;
   stop: () => Promise<void>;
 }
 
@@ -56,6 +58,7 @@ export async function launchGateway(
   repoRoot: string,
   backends: { name: string; url: string }[],
   denoFlags: string[] = startTaskV8Flags(repoRoot),
+  extraConfig: Record<string, unknown> = {},
 ): Promise<BenchGateway> {
   const dir = await Deno.makeTempDir({ prefix: `bench-${name}-` });
   const kvPath = `${dir}/gateway.kv`;
@@ -65,6 +68,7 @@ export async function launchGateway(
   let raw: Record<string, unknown> = {
     serverName: `bench-${name}`,
     rateLimits: Object.fromEntries(RATE_LIMITS.map((k) => [k, 1_000_000_000])),
+    ...extraConfig,
     backends,
   };
   let config;
@@ -73,7 +77,7 @@ export async function launchGateway(
     config = parseConfig(raw, () => undefined, configPath);
   } catch {
     rateLimitsRaised = false;
-    raw = { serverName: `bench-${name}`, backends };
+    raw = { serverName: `bench-${name}`, ...extraConfig, backends };
     config = parseConfig(raw, () => undefined, configPath);
   }
   await Deno.writeTextFile(configPath, JSON.stringify(raw, null, 2));
@@ -113,19 +117,24 @@ export async function launchGateway(
     await Deno.remove(dir, { recursive: true }).catch(() => {});
     throw e;
   }
-  return {
+  const gw: BenchGateway = {
     proc,
     publicUrl,
     kvPath,
     kv,
     deps,
     rateLimitsRaised,
+    restart: async () => {
+      await gw.proc.stop();
+      gw.proc = await startGateway(name, repoRoot, env, port, denoFlags);
+    },
     stop: async () => {
-      await proc.stop();
+      await gw.proc.stop();
       await closeDeps(deps);
       await Deno.remove(dir, { recursive: true }).catch(() => {});
     },
   };
+  return gw;
 }
 
 /**
@@ -178,6 +187,7 @@ async function closeDeps(deps: Deps): Promise<void> {
     // best effort
   }
   d.tokenCache?.close();
+  await d.audit?.close().catch(() => {});
   deps.kv.close();
 }
 

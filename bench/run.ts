@@ -8,6 +8,7 @@
  * BENCH_CONNECTIONS (32), BENCH_LOAD_TOOL=deno (skip wrk), BENCH_SCALE_TOKENS (100000),
  * BENCH_PROFILE_S (4; 0 skips the CPU profile of the pass-through).
  */
+import { measureAuditCost } from "./audit.ts";
 import { type AuthLatency, authLatency } from "./auth_scale.ts";
 import { type BenchGateway, countAccessTokens, launchGateway, mint } from "./gateway.ts";
 import {
@@ -43,6 +44,12 @@ const AUTH_ROUNDS = Math.max(ROUNDS, 5);
 const PROFILE_S = Number(Deno.env.get("BENCH_PROFILE_S") ?? "4");
 let profileLines: string[] = [];
 const FANOUT_DELAY_MS = 20;
+/** Config that turns the gateway's backend list cache off (`catalog.cacheTtlSeconds: 0`). */
+const NO_LIST_CACHE = { catalog: { cacheTtlSeconds: 0 } };
+/** Section 7: backends, tools per backend, restarts for the cold-isolate rows. */
+const CACHE_BACKENDS = 5;
+const CACHE_TOOLS = 40;
+const CACHE_RESTARTS = Number(Deno.env.get("BENCH_CACHE_RESTARTS") ?? "5");
 
 const rows: Row[] = [];
 const targets: Target[] = [];
@@ -76,6 +83,122 @@ function loadSpec(url: string, req: McpRequest, connections = CONNECTIONS): Load
 function reasonOf(problem: string, route: string): string {
   if (/HTTP 501/.test(problem)) return `${route} answers 501 (not implemented yet)`;
   return `${route}: ${problem}`;
+}
+
+/** Latencies (ms, sorted) of `n` sequential requests. */
+async function sequential(url: string, req: McpRequest, n: number): Promise<number[]> {
+  const t: number[] = [];
+  for (let i = 0; i < n; i++) {
+    const t0 = performance.now();
+    const res = await fetch(url, { method: "POST", headers: req.headers, body: req.body });
+    const msg = await readRpc(res);
+    t.push(performance.now() - t0);
+    if (!msg || !("result" in msg)) throw new Error(`no result: ${JSON.stringify(msg)}`);
+  }
+  return t.sort((p, q) => p - q);
+}
+
+/**
+ * (7) `tools/list` on `/mcp` over 5 backends of 20 ms with 40 tools each: the steady state with
+ * the list cache off (every list fans out) and warm (per isolate), and the first list of a fresh
+ * process (a cold isolate) with the cache in KV and without. A fresh process first answers one
+ * modern `ping` (it loads the /mcp module and checks the token, and touches no backend), so the
+ * cold rows measure the list alone.
+ */
+async function listCacheSection(slowUrl: string): Promise<void> {
+  const S7 = "7 tools/list cache";
+  const backends = Array.from({ length: CACHE_BACKENDS }, (_, i) => ({
+    name: `c${i + 1}`,
+    url: `${slowUrl}/c${i + 1}/t${CACHE_TOOLS}`,
+  }));
+  const what = `${CACHE_BACKENDS} × ${FANOUT_DELAY_MS} ms backends, ${
+    CACHE_BACKENDS * CACHE_TOOLS
+  } tools`;
+  const started: BenchGateway[] = [];
+  try {
+    const cached = await launchGateway("listcache", REPO_ROOT, backends);
+    started.push(cached);
+    gateways.push(cached);
+    const uncached = await launchGateway(
+      "nolistcache",
+      REPO_ROOT,
+      backends,
+      undefined,
+      NO_LIST_CACHE,
+    );
+    started.push(uncached);
+    gateways.push(uncached);
+    const request = async (gw: BenchGateway) => {
+      const tk = (await mint(gw, 1, { resource: `${gw.publicUrl}/mcp` })).accessTokens[0]!;
+      return {
+        url: `${gw.publicUrl}/mcp`,
+        list: modernRequest("tools/list", {}, `Bearer ${tk}`),
+        ping: modernRequest("ping", {}, `Bearer ${tk}`),
+      };
+    };
+    const warm = await request(cached);
+    const off = await request(uncached);
+    const steady: Record<string, number[]> = { off: [], warm: [] };
+    const p99s: Record<string, number[]> = { off: [], warm: [] };
+    log(`${S7}: steady state, ${what} (${ROUNDS} rounds × 15 lists, cache off and warm)`);
+    await sequential(off.url, off.list, 3);
+    await sequential(warm.url, warm.list, 3);
+    for (let r = 0; r < ROUNDS; r++) {
+      for (const [k, x] of [["off", off], ["warm", warm]] as const) {
+        const t = await sequential(x.url, x.list, 15);
+        steady[k]!.push(median(t));
+        p99s[k]!.push(t[t.length - 1]!);
+      }
+    }
+    const cold: Record<string, number[]> = { kv: [], none: [] };
+    log(`${S7}: first list of a fresh process × ${CACHE_RESTARTS} (KV warm / no cache)`);
+    for (let i = 0; i < CACHE_RESTARTS; i++) {
+      for (const [k, gw, x] of [["kv", cached, warm], ["none", uncached, off]] as const) {
+        await gw.restart();
+        const res = await fetch(x.url, {
+          method: "POST",
+          headers: x.ping.headers,
+          body: x.ping.body,
+        });
+        await res.body?.cancel();
+        cold[k]!.push((await sequential(x.url, x.list, 1))[0]!);
+      }
+    }
+    const sorted = (xs: number[]) => [...xs].sort((p, q) => p - q);
+    const rowsOf: [string, number, number, string][] = [
+      ["cache off: every list fans out (connected)", median(steady.off!), median(p99s.off!), ""],
+      ["warm: per-isolate cache", median(steady.warm!), median(p99s.warm!), ""],
+      [
+        "cold isolate, list in KV (fresh process)",
+        median(cold.kv!),
+        sorted(cold.kv!).at(-1)!,
+        `${CACHE_RESTARTS} restarts; no backend is contacted`,
+      ],
+      [
+        "cold isolate, cache off (fresh process)",
+        median(cold.none!),
+        sorted(cold.none!).at(-1)!,
+        `${CACHE_RESTARTS} restarts; connects ${CACHE_BACKENDS} backends, then lists`,
+      ],
+    ];
+    for (const [config, p50, p99, note] of rowsOf) {
+      rows.push({ section: S7, config: `${config}, ${what}`, p50Ms: p50, p99Ms: p99, note });
+    }
+    raw.listCache = { steadyP50Ms: steady, steadyMaxMs: p99s, coldFirstListMs: cold };
+    notes.push(
+      "Section 7: p99 of the steady rows is the median over rounds of each round's slowest of " +
+        "15 lists; the cold rows show the median and the slowest first list after a restart. " +
+        "Both cold rows also pay the first run of the list code in a fresh process; their " +
+        "difference is what the list in KV saves (connecting and listing every backend).",
+    );
+  } catch (e) {
+    unavailable(S7, what, reasonOf((e as Error).message, "/mcp tools/list"));
+  } finally {
+    for (const gw of started) {
+      await gw.stop();
+      gateways.splice(gateways.indexOf(gw), 1);
+    }
+  }
 }
 
 // ---------------------------------------------------------------------------------------------
@@ -265,6 +388,81 @@ try {
       }
       : { name: "aggregated tools/call req/s", goal: "≥ 0.6 × bare", measured: "–", met: null },
   );
+
+  // (6) audit trail overhead ---------------------------------------------------------------------
+  // In process: the hooks' cost per routed call and a batch flush. Over HTTP: the same gateway
+  // with `audit.enabled: false`, interleaved with the main one (audit on) on /mcp tools/call.
+  const S6 = "6 audit trail overhead";
+  try {
+    const cost = await measureAuditCost();
+    rows.push({
+      section: S6,
+      config: "in process: audit hooks of one routed call",
+      note: `${cost.usPerCall.toFixed(2)} µs on the request path (operation, backend call, ` +
+        "record appended to the isolate's buffer)",
+    });
+    rows.push({
+      section: S6,
+      config: "in process: one flush of 100 records",
+      note: `${
+        cost.msPerBatch.toFixed(2)
+      } ms, off the request path (one atomic commit to a KV file)`,
+    });
+    raw[`${S6}: in process`] = cost;
+  } catch (e) {
+    unavailable(S6, "in process", (e as Error).message);
+  }
+  if (mainGw && token) {
+    let quiet: BenchGateway | null = null;
+    try {
+      quiet = await launchGateway(
+        "noaudit",
+        REPO_ROOT,
+        [{ name: "alpha", url: `${fast.url}/mcp` }],
+        undefined,
+        { audit: { enabled: false } },
+      );
+      gateways.push(quiet);
+      const quietToken = (await mint(quiet, 1, { resource: `${quiet.publicUrl}/mcp` }))
+        .accessTokens[0]!;
+      const args = { name: "alpha__echo", arguments: { text: "hi" } };
+      const specs = [
+        { config: "/mcp tools/call, audit on", gw: mainGw, bearer: token },
+        { config: "/mcp tools/call, audit.enabled false", gw: quiet, bearer: quietToken },
+      ].map((c) => {
+        const req = modernRequest("tools/call", args, `Bearer ${c.bearer}`);
+        return { config: c.config, url: `${c.gw.publicUrl}/mcp`, req };
+      });
+      for (const c of specs) {
+        const problem = await probe(c.url, c.req);
+        if (problem) throw new Error(reasonOf(problem, "/mcp"));
+      }
+      log(`${S6}: audit on and off interleaved (${ROUNDS} × ${ROUND_S} s each)`);
+      const [on, off] = await runInterleaved(tool, specs.map((c) => loadSpec(c.url, c.req)), {
+        warmupS: WARMUP_S,
+        rounds: ROUNDS,
+      });
+      const ratios = on!.rounds.map((q, k) => ratio(q.rps, off!.rounds[k]!.rps));
+      for (const [i, r] of [on!, off!].entries()) {
+        rows.push({
+          section: S6,
+          config: specs[i]!.config,
+          rps: r.rps,
+          p50Ms: r.p50Ms,
+          p99Ms: r.p99Ms,
+          note: errorNote(r) + (i === 0 ? ` ${x(median(ratios))} of audit off req/s` : ""),
+        });
+        raw[`${S6}: ${specs[i]!.config}`] = r;
+      }
+    } catch (e) {
+      unavailable(S6, "audit on vs off over HTTP", (e as Error).message);
+    } finally {
+      if (quiet) {
+        await quiet.stop();
+        gateways.splice(gateways.indexOf(quiet), 1);
+      }
+    }
+  }
 
   // (4a) auth latency with 1k and 100k live tokens ------------------------------------------
   // Two gateways side by side, one with 1k and one with 100k live tokens; rounds alternate
@@ -504,7 +702,8 @@ try {
         name: `b${i + 1}`,
         url: `${slow.url}/b${i + 1}`,
       }));
-      gw = await launchGateway(`fanout${n}`, REPO_ROOT, backends);
+      // The list cache off: this section measures the fan-out itself (section 7 the cache).
+      gw = await launchGateway(`fanout${n}`, REPO_ROOT, backends, undefined, NO_LIST_CACHE);
       gateways.push(gw);
       const tk = (await mint(gw, 1, { resource: `${gw.publicUrl}/mcp` })).accessTokens[0]!;
       const url = `${gw.publicUrl}/mcp`;
@@ -583,6 +782,9 @@ try {
       met: null,
     });
   }
+
+  // (7) tools/list with the backend list cache warm and cold -----------------------------------
+  await listCacheSection(slow.url);
 
   // (6) where the gateway's time goes in the pass-through -------------------------------------
   if (PROFILE_S > 0) {

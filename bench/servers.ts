@@ -22,6 +22,28 @@ export const BENCH_TOOL = {
   inputSchema: { type: "object", properties: { text: { type: "string" } } },
 };
 
+/**
+ * The tools of a bench backend path: `…/t<n>` offers `n` tools shaped like real ones (a name, a
+ * sentence, a few parameters), any other path the one {@linkcode BENCH_TOOL}.
+ */
+function benchTools(path: string): unknown[] {
+  const n = Number(/\/t(\d+)$/.exec(path)?.[1] ?? "0");
+  if (n <= 1) return [BENCH_TOOL];
+  return Array.from({ length: Math.min(n, 1000) }, (_, i) => ({
+    name: `tool_${i}`,
+    description: `Tool number ${i} of this backend: does one thing to the items of a project.`,
+    inputSchema: {
+      type: "object",
+      properties: {
+        project: { type: "string", description: "The project." },
+        item: { type: "string", description: "The item." },
+        limit: { type: "number", description: "At most this many results." },
+      },
+      required: ["project"],
+    },
+  }));
+}
+
 interface RpcRequest {
   jsonrpc: "2.0";
   id?: string | number | null;
@@ -57,9 +79,10 @@ function rpcResult(msg: RpcRequest, path: string): Record<string, unknown> | nul
     case "ping":
       return {};
     case "tools/list":
-      // ttlMs 0: clients (and the gateway) must not cache the list, so fan-out is measured.
+      // ttlMs 0: clients must not cache the list (the gateway's fan-out section runs with its
+      // own list cache off, so fan-out is measured).
       return {
-        tools: [BENCH_TOOL],
+        tools: benchTools(path),
         ...(modern ? { ttlMs: 0, cacheScope: "private" } : {}),
         ...extra,
       };

@@ -7,6 +7,7 @@ import { backendAuthSchema, checkBackendAuth } from "./credentials/auth_config.t
 import { checkLogin, type LoginConfig, loginSchema } from "./identity/login_config.ts";
 import { OAuthError } from "./oauth/oauth_error.ts";
 import { validateRedirectUri } from "./oauth/redirect_uri.ts";
+import { EXPOSED_NAME, looksShortened, SEPARATOR } from "./mcp/aggregate/naming.ts";
 import {
   DEFAULT_ALLOWED_PRIVATE_USE_SCHEMES,
   isDangerousScheme,
@@ -31,6 +32,32 @@ export const ASYMMETRIC_ALGORITHMS = [
 /** Backend names become URL segments and scope names (`mcp:<name>`). */
 export const BACKEND_NAME = /^[a-z0-9-]{1,40}$/;
 
+/** Globs over names or URIs: `*` any run of characters, `?` one character (lib/mcp/curation.ts). */
+const globList = z.array(z.string().min(1).max(500)).max(1000);
+
+const toolRulesSchema = z.strictObject({
+  allow: globList.optional()
+    .describe(
+      "Globs over the backend's tool names: only matching tools are offered (absent: all).",
+    ),
+  deny: globList.optional()
+    .describe("Globs of tools never offered and refused on call (deny wins over allow)."),
+  rename: z.record(z.string().min(1), z.string()).optional()
+    .describe("Backend tool name → name shown to clients (prefixed with <backend>__ on /mcp)."),
+  describe: z.record(z.string().min(1), z.string().min(1).max(4000)).optional()
+    .describe("Backend tool name → description shown to clients instead of the backend's."),
+  defaults: z.record(z.string().min(1), z.record(z.string(), z.unknown())).optional()
+    .describe(
+      "Backend tool name → pinned argument values: injected on every call, never overridable, " +
+        "removed from the advertised input schema.",
+    ),
+});
+
+const listRulesSchema = z.strictObject({
+  allow: globList.optional().describe("Globs: only matching items are offered (absent: all)."),
+  deny: globList.optional().describe("Globs of items never offered and refused (deny wins)."),
+});
+
 const backendSchema = z.strictObject({
   name: z.string().regex(BACKEND_NAME, "must match [a-z0-9-] (1 to 40 characters)")
     .describe("Short name: the backend is served at /mcp/<name> and its scope is mcp:<name>."),
@@ -43,7 +70,49 @@ const backendSchema = z.strictObject({
     .describe("Time allowed for the backend to start answering a request."),
   description: z.string().max(500).optional().describe("Shown in /health and docs."),
   auth: backendAuthSchema,
+  tools: toolRulesSchema.optional()
+    .describe("Curation of the backend's tools, on /mcp and /mcp/<name> alike."),
+  prompts: listRulesSchema.optional().describe("Which prompts (by name) are offered."),
+  resources: listRulesSchema.optional()
+    .describe("Which resources are offered, by URI (templates by their URI template)."),
 });
+
+/**
+ * The name rule of advertised tools (MCP 2025-11-25 Server/Tools §Tool Names; clients such as
+ * Claude enforce `^[A-Za-z0-9_-]{1,64}$`): every rename must give a valid prefixed name, must not
+ * end like a shortened name (`--` + 10 hex digits, naming.ts) and must be unique in its backend.
+ */
+function checkRenames(
+  backend: z.output<typeof backendSchema>,
+  at: PropertyKey[],
+  ctx: z.RefinementCtx,
+) {
+  const seen = new Map<string, string>();
+  for (const [from, to] of Object.entries(backend.tools?.rename ?? {})) {
+    const path = [...at, "tools", "rename", from];
+    const advertised = `${backend.name}${SEPARATOR}${to}`;
+    if (to === "" || !EXPOSED_NAME.test(advertised)) {
+      ctx.addIssue({
+        code: "custom",
+        path,
+        message: `the advertised name "${advertised.slice(0, 100)}" must match ` +
+          `^[A-Za-z0-9_-]{1,64}$ (1 to ${64 - backend.name.length - SEPARATOR.length} ` +
+          "letters, digits, _ or - after the prefix)",
+      });
+    } else if (looksShortened(to)) {
+      ctx.addIssue({
+        code: "custom",
+        path,
+        message: `"${to}" ends like a shortened name (-- and 10 hex digits), which is reserved`,
+      });
+    }
+    const other = seen.get(to);
+    if (other !== undefined) {
+      ctx.addIssue({ code: "custom", path, message: `"${to}" is also the new name of "${other}"` });
+    }
+    seen.set(to, from);
+  }
+}
 
 const preRegisteredClientSchema = z.strictObject({
   clientId: z.string().regex(/^[A-Za-z0-9._~-]{1,100}$/, "must be 1-100 URL-safe characters")
@@ -106,6 +175,17 @@ const rateLimitsSchema = z.strictObject({
     .describe("Open long-lived SSE streams (GET /mcp, GET /mcp/<backend>) per MCP session."),
   openStreamsPerPrincipal: z.int().min(1).max(10_000).default(32)
     .describe("Open long-lived SSE streams per grant or API key (listen streams included)."),
+});
+
+const auditSchema = z.strictObject({
+  enabled: z.boolean().default(true)
+    .describe("Record MCP operations and OAuth events in the audit trail (KV and log lines)."),
+  retentionDays: z.int().min(1).max(3650).default(30)
+    .describe("Days an audit record is kept in KV (expireIn; also checked on read)."),
+  arguments: z.enum(["none", "redacted"]).default("none")
+    .describe(
+      "none: arguments are never recorded; redacted: recorded with secret-looking keys masked, size capped.",
+    ),
 });
 
 type RawConfig = {
@@ -212,8 +292,23 @@ export const configSchema = z.strictObject({
     .describe("External authorization servers whose JWT access tokens are accepted."),
   rateLimits: rateLimitsSchema.prefault({}),
   login: loginSchema,
+  audit: auditSchema.prefault({}).describe("The audit trail (README: Operating the gateway)."),
   clientIpHeader: z.string().regex(/^[A-Za-z0-9-]+$/).optional()
     .describe("Header holding the client IP behind a proxy (e.g. x-forwarded-for)."),
+  catalog: z.strictObject({
+    mode: z.enum(["full", "search"]).default("full")
+      .describe(
+        "full: tools/list on /mcp lists every visible tool; search: it lists search_tools and " +
+          "call_tool only.",
+      ),
+    searchAbove: z.int().min(1).optional()
+      .describe("In full mode, switch a user to search when they see more tools than this."),
+    cacheTtlSeconds: z.int().min(0).max(86_400).default(300)
+      .describe(
+        "How long backends' tool and prompt lists are cached (per isolate and in KV); a " +
+          "backend's list_changed drops its entry at once. 0 disables the cache.",
+      ),
+  }).prefault({}).describe("The tool catalog of /mcp (tool search for large catalogs)."),
   clientIpHeaderHops: z.int().min(1).max(10).default(1)
     .describe(
       "Which entry of clientIpHeader is the client, counted from the right: the number of " +
@@ -233,6 +328,7 @@ export const configSchema = z.strictObject({
       }
       seen.add(b.name);
       checkBackendAuth(b, [i], ctx);
+      checkRenames(b, [i], ctx);
     });
   }),
 }).superRefine(checkClientsAndScopes);
@@ -346,7 +442,19 @@ export function parseConfig(
       result.error.issues.map((i) => `${source}: ${pathString(i.path)}: ${i.message}`),
     );
   }
-  return deepFreeze(result.data) as GatewayConfig;
+  const config = deepFreeze(result.data) as GatewayConfig;
+  sources.set(config, raw);
+  return config;
+}
+
+const sources = new WeakMap<GatewayConfig, unknown>();
+
+/**
+ * The configuration as written, before `${VAR}` interpolation (for the admin views, which show
+ * `${VAR}` instead of its value); `undefined` for a config not made by {@linkcode parseConfig}.
+ */
+export function configSource(config: GatewayConfig): unknown {
+  return sources.get(config);
 }
 
 /** Reads and parses the JSON file at `path`. @throws {ConfigError} */

@@ -2,6 +2,8 @@
  * Everything a route needs, built once by {@linkcode loadDeps} (or by a test) and passed in.
  * Nothing here is read at import time.
  */
+import { AuditWriter } from "./admin/audit.ts";
+import { buildTelemetry, type Telemetry } from "./admin/telemetry.ts";
 import { type GatewayConfig, loadConfigFile } from "./config.ts";
 import { requireEncryptionKey } from "./credentials/auth_config.ts";
 import { parseEncryptionKey } from "./credentials/encryption.ts";
@@ -11,6 +13,7 @@ import { consoleLogger, type Logger, stdoutLogger } from "./infra/log.ts";
 import { BatchedRateLimiter } from "./infra/rate_limit.ts";
 import { TokenCache } from "./oauth/token_cache.ts";
 import { SettingsError } from "./startup/errors.ts";
+import { deployProductionUrl, onDenoDeploy } from "./startup/deno_deploy.ts";
 import { kvLocation, kvOpenPath } from "./startup/kv_location.ts";
 
 /** Settings read from the environment (the runtime contract in README.md). */
@@ -43,6 +46,10 @@ export interface Deps {
   mcpRateLimiter: BatchedRateLimiter;
   /** One verifier per `externalIssuers[]` entry, in config order. */
   externalJwtVerifiers: ExternalJwtVerifier[];
+  /** The audit trail's per-isolate writer (and of grants' last use), lib/admin/audit.ts. */
+  audit: AuditWriter;
+  /** OpenTelemetry spans and metrics (disabled unless the runtime exports them). */
+  telemetry: Telemetry;
 }
 
 /** Per-request context given to a route handler. */
@@ -52,13 +59,8 @@ export interface RouteContext extends Deps {
   clientIp: string;
   /** Set by the router: fields added to this request's log line. */
   logFields: Record<string, unknown>;
-}
-
-/** The URL Deno Deploy gives an app's production timeline, from its predefined variables. */
-function deployProductionUrl(env: (name: string) => string | undefined): string {
-  const app = env("DENO_DEPLOY_APP_SLUG") ?? "<app>";
-  const org = env("DENO_DEPLOY_ORG_SLUG") ?? "<org>";
-  return `https://${app}.${org}.deno.net`;
+  /** Set by the router: this request's id (its log line's `request_id`, its audit records'). */
+  requestId: string;
 }
 
 /**
@@ -73,7 +75,7 @@ export async function readSettings(env: (name: string) => string | undefined): P
   if (!Number.isInteger(port) || port < 0 || port > 65535) {
     throw new SettingsError(`PORT: "${portText}" is not a port number`);
   }
-  if (!env("PUBLIC_URL") && env("DENO_DEPLOYMENT_ID")) {
+  if (!env("PUBLIC_URL") && onDenoDeploy(env)) {
     const url = deployProductionUrl(env);
     throw new SettingsError(
       `PUBLIC_URL is required on Deno Deploy: set it to the app's public https URL, e.g. ` +
@@ -127,6 +129,26 @@ export function buildMcpRateLimiter(config: GatewayConfig, log: Logger): Batched
         event: "rate_limit_flush_failed",
         error: error instanceof Error ? error.name : "unknown",
       }),
+  });
+}
+
+/**
+ * The audit writer of a config: batched, flushed `flushIntervalMs` after the first pending
+ * record (1 s in production; 0 in tests: only an explicit `flush()` writes).
+ */
+export function buildAuditWriter(
+  config: GatewayConfig,
+  deps: Pick<Deps, "kv" | "log" | "now">,
+  flushIntervalMs = 1000,
+): AuditWriter {
+  return new AuditWriter({
+    kv: deps.kv,
+    log: deps.log,
+    now: deps.now,
+    enabled: config.audit.enabled,
+    retentionMs: config.audit.retentionDays * 86_400_000,
+    grantUsedTtlMs: config.refreshTokenTtlSeconds * 1000,
+    flushIntervalMs,
   });
 }
 
@@ -201,8 +223,8 @@ export async function loadDeps(defaultKvPath?: string): Promise<Deps> {
   const env = (name: string) => Deno.env.get(name);
   const { settings, config, kvPath } = await readStartInputs(env, defaultKvPath);
   // Deno Deploy collects console output; elsewhere a direct write to stdout is cheaper.
-  const log = env("DENO_DEPLOYMENT_ID") ? consoleLogger : stdoutLogger;
-  const kv = await openKv(kvPath, Boolean(env("DENO_DEPLOYMENT_ID")));
+  const log = onDenoDeploy(env) ? consoleLogger : stdoutLogger;
+  const kv = await openKv(kvPath, onDenoDeploy(env));
   const now = Date.now;
   const fetchFn = globalThis.fetch.bind(globalThis);
   return {
@@ -215,5 +237,7 @@ export async function loadDeps(defaultKvPath?: string): Promise<Deps> {
     tokenCache: new TokenCache({ channel: new BroadcastChannel("gateway-token-revocations") }),
     mcpRateLimiter: buildMcpRateLimiter(config, log),
     externalJwtVerifiers: buildExternalJwtVerifiers(config, { now, fetch: fetchFn }),
+    audit: buildAuditWriter(config, { kv, log, now }),
+    telemetry: await buildTelemetry(kv),
   };
 }

@@ -11,7 +11,8 @@
  * | ["refresh", sha256(token)]            | {@linkcode TokenRecord}   | refresh-token lifetime |
  * | ["grant_token", grantId, kind, hash]  | expiresAt (number)    | as the token            |
  * | ["session", backend, sha256(id)]      | {@linkcode SessionRecord} | 24 h                |
- * | ["mcp_session", sha256(id)]           | aggregate /mcp legacy session (lib/mcp/aggregate/session.ts) | 24 h |
+ * | ["mcp_session", sha256(id)]           | aggregate /mcp legacy session, with its log level (lib/mcp/aggregate/session.ts) | 24 h |
+ * | ["mcp_sub", sha256(session id), uri]  | { expiresAt }: a legacy session's resource subscription to gateway URI `uri` (lib/mcp/aggregate/subscriptions.ts) | as the session |
  * | ["cimd", clientIdUrl]                 | validated metadata document, written only once a code was issued to its client (lib/oauth/client_id_metadata.ts) | Cache-Control, 60 s–24 h |
  * | ["rate", bucket, subject, window]     | count (Deno.KvU64); buckets: `register`, `authorize`, `login`, `token_ip`, `revoke_ip` (per IP, IPv6 /64), `token` (successes per client), `token_fail` ("clientId ip"), `health` (per principal), `cimd_fetch_host`, `cimd_fetch`, `mcp`, `guess:<secret>:subject_ip` / `:ip` / `:global` (lib/infra/guess_limit.ts) | the window |
  * | ["user", sub]                         | {@linkcode UserRecord}    | none (upserted at every sign-in) |
@@ -22,6 +23,11 @@
  * | ["backend_client", backend, issuer]   | {@linkcode BackendClientRecord}: the gateway's dynamic registration (RFC 7591) at a backend's authorization server, its secret sealed; or that the server refused the gateway's metadata document (lib/credentials/backend_client_identity.ts) | none |
  * | ["connect_flow", sha256(state)]       | {@linkcode ConnectFlowRecord}: a connect at a backend's authorization server in progress, its PKCE verifier sealed (lib/credentials/connect_flow.ts) | 10 min, single use |
  * | ["backend_refresh_lease", sub, backend] | {@linkcode RefreshLeaseRecord}: the one isolate refreshing a user's backend token (lib/credentials/refresh.ts) | 30 s |
+ * | ["list_cache", backend, kind]        | {@linkcode ListCacheMeta}: a backend's cached tool or prompt list (lib/mcp/aggregate/list_cache.ts) | `catalog.cacheTtlSeconds` |
+ * | ["list_cache_part", backend, kind, generation, i] | one ≤ 30 000-character slice of that list's JSON | as its meta |
+ * | ["audit", time, id]                   | {@linkcode StoredAuditRecord}: the audit trail, time-ordered (ms since epoch, then a per-isolate id); written in batches (lib/admin/audit.ts) | `audit.retentionDays` |
+ * | ["grant_used", grantId]               | lastUsedAt (number): last bearer use of a grant, written at most once a minute per isolate (never in the grant record: rotation checks its versionstamp) | refresh-token lifetime |
+ * | ["secret", "telemetry_user_salt"]     | 16 random bytes: salt of the hashed user ids in telemetry (lib/admin/telemetry.ts) | none |
  * | ["secret", "request_state_key"]       | 32 random bytes: AES-GCM key of relayed `requestState`s (lib/mcp/aggregate/request_state.ts; the one secret kept in the clear, because it must be used, not compared) | none |
  *
  * Every expiring record stores `expiresAt` (ms since epoch) and is checked on read: `expireIn`
@@ -165,6 +171,49 @@ export interface TokenRecord {
   rotatedAt?: number;
 }
 
+/** What happened, in the audit trail (README: Operating the gateway). */
+export type AuditEvent =
+  | "mcp"
+  | "sign_in"
+  | "consent"
+  | "token"
+  | "refresh"
+  | "reuse_detected"
+  | "revocation"
+  | "rate_limited";
+
+/**
+ * One audit record, as stored (without `expiresAt`) and exported (JSON Lines). Every field is
+ * present; `null` when it does not apply. Times are ISO 8601 (UTC).
+ */
+export interface AuditRecord {
+  time: string;
+  event: AuditEvent;
+  /** The user's `sub`; `"owner"` for grants without a user; the principal id for API keys. */
+  user: string | null;
+  clientId: string | null;
+  grantId: string | null;
+  backend: string | null;
+  /** The JSON-RPC method (event `mcp`), or what the event acted through (e.g. the grant type). */
+  method: string | null;
+  /** The tool, prompt, resource URI or completion reference, as the client named it. */
+  tool: string | null;
+  /** `ok`, `denied`, or an error code (JSON-RPC code, `tool_error`, `timeout`, OAuth error…). */
+  outcome: string;
+  latencyMs: number | null;
+  /** The gateway's id of the HTTP request (the `request_id` of its log line). */
+  requestId: string | null;
+  /** Only with `"audit": { "arguments": "redacted" }`: the call's arguments, redacted. */
+  arguments?: Record<string, unknown>;
+  /** Revocations by an administrator: who (`sub` of the console's user, or `"cli"`). */
+  actor?: string;
+}
+
+/** An audit record in KV: with its expiry (checked on read; `expireIn` is only clean-up). */
+export interface StoredAuditRecord extends AuditRecord {
+  expiresAt: number;
+}
+
 /** A legacy MCP session id bound to the principal that opened it. */
 export interface SessionRecord {
   principalId: string;
@@ -274,6 +323,32 @@ export const sessionKey = (backend: string, sessionHash: string): Deno.KvKey => 
   sessionHash,
 ];
 
+/** What a backend's cached list kind is. */
+export type ListCacheKind = "tools" | "prompts";
+
+/** Head of a cached backend list; the list's JSON is in `parts` slices of one generation. */
+export interface ListCacheMeta {
+  /** SHA-256 prefix of the backend URL the list came from (a changed URL misses). */
+  source: string;
+  generation: string;
+  parts: number;
+  expiresAt: number;
+}
+
+/** Key of a backend's cached list. */
+export const listCacheKey = (backend: string, kind: ListCacheKind): Deno.KvKey => [
+  "list_cache",
+  backend,
+  kind,
+];
+/** Key of one slice of a cached list. */
+export const listCachePartKey = (
+  backend: string,
+  kind: ListCacheKind,
+  generation: string,
+  i: number,
+): Deno.KvKey => ["list_cache_part", backend, kind, generation, i];
+
 /** Key of a user record. */
 export const userKey = (sub: string): Deno.KvKey => ["user", sub];
 /** Index entry from a user to one of their grants (written in the grant's atomic commit). */
@@ -309,6 +384,10 @@ export const refreshLeaseKey = (sub: string, backend: string): Deno.KvKey => [
   sub,
   backend,
 ];
+/** Key of an audit record: time-ordered (ms since epoch), then unique per isolate. */
+export const auditKey = (time: number, id: string): Deno.KvKey => ["audit", time, id];
+/** Key of a grant's last bearer use (ms since epoch). */
+export const grantUsedKey = (grantId: string): Deno.KvKey => ["grant_used", grantId];
 
 /** Reads a record and returns it only if it has not expired (`expiresAt` checked on read). */
 export async function getLive<T extends { expiresAt: number }>(

@@ -22,6 +22,7 @@ import { csrfCookieName, serializeCookie } from "../lib/infra/cookies.ts";
 import type { RouteContext } from "../lib/deps.ts";
 import { htmlResponse, readForm } from "../lib/infra/http.ts";
 import { OAuthError } from "../lib/oauth/oauth_error.ts";
+import { auditEvent } from "../lib/admin/audit.ts";
 
 const page = (title: string, message: string, status: number, headers: HeadersInit = {}) =>
   htmlResponse(renderErrorPage(title, message), status, headers);
@@ -66,6 +67,7 @@ export async function handler(req: Request, ctx: RouteContext): Promise<Response
   const issuer = ctx.settings.publicUrl;
   if (form.decision === "deny") {
     await dropPendingConsent(ctx.kv, entry);
+    auditEvent(ctx, "consent", { clientId: record.clientId, outcome: "denied" });
     const denied = new OAuthError("access_denied", "the resource owner denied the request");
     return redirect(errorRedirectUrl(record.redirectUri, denied, record.state, issuer), clear);
   }
@@ -75,5 +77,6 @@ export async function handler(req: Request, ctx: RouteContext): Promise<Response
   const code = await issueCode(ctx.kv, entry, now, { ...approval.grant, user: approval.user });
   if (!code) return page("Request expired", "This authorization request was already used.", 400);
   await confirmClientUse(ctx, record.clientId);
+  auditEvent(ctx, "consent", { user: approval.user.sub, clientId: record.clientId, outcome: "ok" });
   return redirect(codeRedirectUrl(record, code, issuer), clear, approval.setCookie);
 }

@@ -8,6 +8,7 @@ import { authenticate, checkOrigin } from "../lib/oauth/bearer.ts";
 import type { RouteContext } from "../lib/deps.ts";
 import { serveAggregate } from "../lib/mcp/aggregate/handler.ts";
 import { aggregateResource } from "../lib/oauth/resources.ts";
+import { startMcpOperation } from "../lib/admin/mcp_operation.ts";
 
 /** Serves GET/POST/DELETE `/mcp`. */
 export async function handler(req: Request, ctx: RouteContext): Promise<Response> {
@@ -16,5 +17,6 @@ export async function handler(req: Request, ctx: RouteContext): Promise<Response
   const principal = await authenticate(req, ctx, aggregateResource(ctx.settings.publicUrl));
   if (principal instanceof Response) return principal;
   ctx.logFields.principal = principal.id;
-  return await serveAggregate(req, ctx, principal, ctx.logFields);
+  const operation = startMcpOperation(ctx, principal);
+  return operation.finish(await serveAggregate(req, ctx, principal, ctx.logFields, operation));
 }

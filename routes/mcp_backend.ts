@@ -10,6 +10,7 @@ import { jsonRpcErrorResponse } from "../lib/infra/http.ts";
 import { findBackend, INVALID_REQUEST, proxyToBackend } from "../lib/mcp/proxy.ts";
 import { backendResource } from "../lib/oauth/resources.ts";
 import { openCappedStream } from "../lib/mcp/stream_limits.ts";
+import { startMcpOperation } from "../lib/admin/mcp_operation.ts";
 
 /** Authenticates the caller for the backend's resource, then forwards the request to it. */
 export async function handler(req: Request, ctx: RouteContext): Promise<Response> {
@@ -29,7 +30,10 @@ export async function handler(req: Request, ctx: RouteContext): Promise<Response
   if (principal instanceof Response) return principal;
   ctx.logFields.principal = principal.id;
   if (principal.clientId) ctx.logFields.client = principal.clientId;
-  if (req.method !== "GET") return proxyToBackend(req, ctx, name, principal);
+  if (req.method !== "GET") {
+    const operation = startMcpOperation(ctx, principal, name);
+    return operation.finish(await proxyToBackend(req, ctx, name, principal, operation));
+  }
   // A GET opens a long-lived stream: capped per session and per principal.
   const session = req.headers.get("mcp-session-id") ?? undefined;
   return await openCappedStream(

@@ -17,6 +17,7 @@ import { linkedPageResponse, tooManyAttemptsResponse } from "../lib/identity/sig
 import { readForm } from "../lib/infra/http.ts";
 import { checkPasswordAttempt } from "../lib/oauth/authorization.ts";
 import { OAuthError } from "../lib/oauth/oauth_error.ts";
+import { auditEvent } from "../lib/admin/audit.ts";
 
 const formSchema = z.object({
   signin_id: z.string().regex(/^[A-Za-z0-9_-]{1,64}$/),
@@ -57,6 +58,7 @@ export async function handler(req: Request, ctx: RouteContext): Promise<Response
     return tooManyAttemptsResponse(attempt.retryAfterSeconds);
   }
   if (attempt.result === "wrong") {
+    auditEvent(ctx, "sign_in", { user: OWNER.sub, method: "owner", outcome: "wrong_password" });
     return signInPage(ctx, returnTo, { error: "Wrong password. Try again.", status: 401 });
   }
   const clear = clearSignInCsrf(ctx, f.signin_id);

@@ -4,7 +4,8 @@
  * 1. The config parses with the production environment: every `${VAR}` it references, plus
  *    `PUBLIC_URL` and `GATEWAY_OWNER_PASSWORD`, taken from this shell when exported, else a
  *    placeholder; `DENO_DEPLOYMENT_ID` is set, so the Deploy rules apply. Backends on loopback
- *    (unreachable from Deploy) are errors. Prints the variables to set with `deno deploy env`.
+ *    (unreachable from Deploy) are errors, and so are `${VAR}` names Deploy refuses to store
+ *    (`DENO_*`, `LD_*`, `OTEL_*`, …). Prints the variables to set with `deno deploy env`.
  * 2. `deno check main.ts`: the entry point and everything it imports type-check.
  * 3. No runtime file writes, two ways: a static scan of every local module of main.ts's graph
  *    for filesystem write APIs (it sees rare code paths a run would miss), and main.ts started
@@ -15,6 +16,7 @@
 import { type EnvReference, envReferences, parseConfig } from "../lib/config.ts";
 import { readSettings } from "../lib/deps.ts";
 import { isLoopbackHost } from "../lib/oauth/redirect_uri.ts";
+import { refusedOnDeploy } from "../lib/startup/deno_deploy.ts";
 import { startupErrorLines } from "../lib/startup/errors.ts";
 import { configPath } from "./dev.ts";
 
@@ -88,6 +90,15 @@ export async function checkConfig(
     name === "DENO_DEPLOYMENT_ID" ? "deploy-check" : values.get(name) ?? local(name);
   const errors: string[] = [];
   const warnings: string[] = [];
+  for (const v of variables) {
+    const refused = refusedOnDeploy(v.name);
+    if (refused) {
+      errors.push(
+        `${source}: ${v.why}: \${${v.name}} cannot be set on Deno Deploy (${refused}); ` +
+          "rename the variable",
+      );
+    }
+  }
   try {
     const settings = await readSettings(env);
     if (!settings.publicUrl.startsWith("https://")) {

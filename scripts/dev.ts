@@ -25,6 +25,8 @@ export function devArgs(env: (name: string) => string | undefined): string[] {
     "--allow-write",
     new URL("../main.ts", import.meta.url).href,
     ...(env("KV_PATH") ? [] : [`--default-kv-path=${DEV_KV_PATH}`]),
+    // Deno's watcher stops the program with SIGTERM at every restart: no shutdown hooks then.
+    "--watched",
   ];
 }
 

@@ -18,8 +18,11 @@ import { mintTokens, putGrant } from "../lib/oauth/tokens.ts";
 /** A running backend. */
 export interface TestBackend {
   url: string;
-  /** Requests the backend has received (method + Authorization header), for assertions. */
-  seen: { method: string; authorization: string | null }[];
+  /**
+   * Requests the backend has received (method + Authorization header, and the JSON-RPC body of a
+   * legacy backend's POSTs), for assertions.
+   */
+  seen: { method: string; authorization: string | null; rpc?: any }[];
   close: () => Promise<void>;
 }
 
@@ -34,12 +37,13 @@ function serve(handler: (req: Request) => Promise<Response>): Deno.HttpServer<De
 export function legacyBackend(
   name: string,
   setup: (server: V1McpServer) => void,
-  options: { instructions?: string } = {},
+  options: { instructions?: string; capabilities?: Record<string, unknown> } = {},
 ): TestBackend {
   const sessions = new Map<string, { transport: V1Transport; server: V1McpServer }>();
   const seen: TestBackend["seen"] = [];
   const http = serve(async (req) => {
-    seen.push({ method: req.method, authorization: req.headers.get("authorization") });
+    const rpc = req.method === "POST" ? await req.clone().json().catch(() => undefined) : undefined;
+    seen.push({ method: req.method, authorization: req.headers.get("authorization"), rpc });
     const sid = req.headers.get("mcp-session-id");
     if (sid) {
       const s = sessions.get(sid);
@@ -49,6 +53,7 @@ export function legacyBackend(
     if (req.method !== "POST") return new Response("no session", { status: 400 });
     const server = new V1McpServer({ name, version: "1.0.0" }, {
       instructions: options.instructions,
+      ...(options.capabilities ? { capabilities: options.capabilities } : {}),
     });
     setup(server);
     const transport: V1Transport = new V1Transport({
@@ -186,7 +191,7 @@ export function deadBackendUrl(): string {
  */
 export async function mintAccessToken(
   deps: Deps,
-  options: { scope?: string; resource?: string; clientId?: string } = {},
+  options: { scope?: string; resource?: string; clientId?: string; tools?: string[] } = {},
 ): Promise<string> {
   const now = deps.now();
   const grant = {
@@ -194,6 +199,7 @@ export async function mintAccessToken(
     clientId: options.clientId ?? "test-client",
     scope: options.scope ?? "mcp",
     resource: options.resource ?? aggregateResource(deps.settings.publicUrl),
+    ...(options.tools ? { tools: options.tools } : {}),
   };
   const op = deps.kv.atomic();
   putGrant(deps, op, { ...grant, createdAt: now, expiresAt: now + 86_400_000 });

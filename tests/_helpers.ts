@@ -4,7 +4,9 @@
  */
 import { parseConfig } from "../lib/config.ts";
 import { requireEncryptionKey } from "../lib/credentials/auth_config.ts";
+import { noTelemetry } from "../lib/admin/telemetry.ts";
 import {
+  buildAuditWriter,
   buildExternalJwtVerifiers,
   buildMcpRateLimiter,
   type Deps,
@@ -53,8 +55,9 @@ export async function makeDeps(
   const log = memoryLogger();
   const settings = await readSettings((n) => env[n]);
   requireEncryptionKey(config, settings); // as loadDeps does at start
+  const kv = await Deno.openKv(options.kvPath ?? ":memory:");
   const deps: Deps & { clock: TestClock; logs: Record<string, unknown>[] } = {
-    kv: await Deno.openKv(options.kvPath ?? ":memory:"),
+    kv,
     config,
     settings,
     now: clock.now,
@@ -63,6 +66,9 @@ export async function makeDeps(
     tokenCache: new TokenCache({ ttlMs: options.cacheTtlMs ?? 1000 }),
     mcpRateLimiter: buildMcpRateLimiter(config, log),
     externalJwtVerifiers: [],
+    // Flushed only by the test (`await deps.audit.flush()`): nothing writes between steps.
+    audit: buildAuditWriter(config, { kv, log, now: () => deps.now() }, 0),
+    telemetry: noTelemetry(),
     clock,
     logs: log.records,
   };

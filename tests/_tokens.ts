@@ -10,12 +10,14 @@ export interface IssueOptions {
   scope: string;
   resource: string;
   clientId?: string;
+  /** Per-user tool globs carried by the grant and its tokens (`GrantRecord.tools`). */
+  tools?: string[];
 }
 
 /** Stores a grant and mints its tokens; returns the clear access token and the grant id. */
 export async function issueAccessToken(
   deps: Deps,
-  { scope, resource, clientId = "test-client" }: IssueOptions,
+  { scope, resource, clientId = "test-client", tools }: IssueOptions,
 ): Promise<{ accessToken: string; refreshToken: string; grantId: string }> {
   const now = deps.now();
   const grantId = crypto.randomUUID();
@@ -26,6 +28,7 @@ export async function issueAccessToken(
     resource,
     createdAt: now,
     expiresAt: now + deps.config.refreshTokenTtlSeconds * 1000,
+    ...(tools ? { tools } : {}),
   };
   const op = deps.kv.atomic();
   putGrant(deps, op, grant);

@@ -6,7 +6,8 @@
  */
 import { assert, assertEquals, assertMatch, assertStringIncludes } from "./_assert.ts";
 import { childEnv, spawnDeno } from "./_process.ts";
-import { restrictedRun, scanForFileWrites } from "../scripts/deploy_check.ts";
+import { checkConfig, restrictedRun, scanForFileWrites } from "../scripts/deploy_check.ts";
+import { refusedOnDeploy } from "../lib/startup/deno_deploy.ts";
 import { deployPlan, deployVariables, showCommand } from "../scripts/deploy.ts";
 
 async function deployCheck(env: Record<string, string>): Promise<{ code: number; err: string }> {
@@ -63,6 +64,37 @@ Deno.test("deno task deploy:check", async (t) => {
   } finally {
     await Deno.remove(dir, { recursive: true });
   }
+});
+
+Deno.test("deploy:check: variable names Deno Deploy refuses to store", async (t) => {
+  await t.step("a ${VAR} the platform reserves is an error naming the field", async () => {
+    const raw = {
+      backends: [{
+        name: "docs",
+        url: "https://docs.invalid/mcp",
+        headers: { Authorization: "Bearer ${DENO_DOCS_TOKEN}", "X-Trace": "${OTEL_KEY}" },
+      }],
+    };
+    const { errors, variables } = await checkConfig(raw, "prod.json", () => undefined);
+    assertEquals(errors, [
+      "prod.json: backends[0].headers.Authorization: ${DENO_DOCS_TOKEN} cannot be set on " +
+      "Deno Deploy (names starting with DENO_ are reserved to the platform); rename the variable",
+      "prod.json: backends[0].headers.X-Trace: ${OTEL_KEY} cannot be set on Deno Deploy " +
+      "(names starting with OTEL_ are reserved); rename the variable",
+    ]);
+    assert(variables.some((v) => v.name === "DENO_DOCS_TOKEN"), "still listed");
+  });
+
+  await t.step("Deploy's rules: DENO_ but five, LD_, OTEL_, Cloud Connections, 128 bytes", () => {
+    assertEquals(refusedOnDeploy("DOCS_TOKEN"), undefined);
+    assertEquals(refusedOnDeploy("DENO_AUTH_TOKENS"), undefined);
+    assertEquals(refusedOnDeploy("DENO_DEPLOY_TOKEN"), undefined);
+    assertMatch(refusedOnDeploy("DENO_KV_ACCESS_TOKEN")!, /DENO_ are reserved/);
+    assertMatch(refusedOnDeploy("LD_PRELOAD")!, /LD_ are reserved/);
+    assertMatch(refusedOnDeploy("AWS_ROLE_ARN")!, /Cloud Connections/);
+    assertEquals(refusedOnDeploy("A".repeat(128)), undefined);
+    assertMatch(refusedOnDeploy("A".repeat(129))!, /128 bytes/);
+  });
 });
 
 Deno.test("deploy:check's write detection", async (t) => {

@@ -10,6 +10,7 @@ import { Client, StreamableHTTPClientTransport } from "@modelcontextprotocol/cli
 import { completable, ResourceTemplate } from "@modelcontextprotocol/server";
 import { z } from "zod";
 import { closeAggregate } from "../lib/mcp/aggregate/handler.ts";
+import { shortenedName } from "../lib/mcp/aggregate/naming.ts";
 import { type ServedGateway, serveGateway } from "./_helpers.ts";
 import {
   legacyBackend,
@@ -180,6 +181,7 @@ Deno.test("/mcp aggregates a legacy and a modern backend", async (t) => {
           assertEquals(tools.tools.map((x: { name: string }) => x.name), [
             "alpha__echo",
             "alpha__whoami",
+            shortenedName("alpha", LONG),
             "beta__echo",
             "beta__whoami",
           ]);
@@ -277,11 +279,19 @@ Deno.test("/mcp aggregates a legacy and a modern backend", async (t) => {
       });
     }
 
-    await t.step("a name that cannot fit ^[a-zA-Z0-9_-]{1,64}$ is left out and logged", () => {
-      const logged = gw.deps.logs.filter((l) => l.event === "name_left_out");
-      assert(logged.length >= 1);
-      assertEquals(logged[0]!.backend, "alpha");
-    });
+    await t.step(
+      "a name that cannot fit ^[a-zA-Z0-9_-]{1,64}$ is shortened and callable",
+      async () => {
+        const short = shortenedName("alpha", LONG);
+        assertMatch(short, /^alpha__x{45}--[0-9a-f]{10}$/);
+        const client = await modernClient(gw, token);
+        try {
+          assertEquals(texts(await client.callTool({ name: short, arguments: {} })), ["too long"]);
+        } finally {
+          await client.close();
+        }
+      },
+    );
 
     await t.step("backends get only their configured credentials, never the token", () => {
       assert(alpha.seen.length > 0 && beta.seen.length > 0);

@@ -94,8 +94,9 @@ Deno.test("start-up errors", async (t) => {
         ...base,
         KV_PATH: "",
         DENO_DEPLOYMENT_ID: "test-deployment",
-        DENO_DEPLOY_APP_SLUG: "my-gateway",
-        DENO_DEPLOY_ORG_SLUG: "acme",
+        // What a running app gets (Deploy reference, "Predefined environment variables").
+        DENO_DEPLOY_APPLICATION_SLUG: "my-gateway",
+        DENO_DEPLOY_ORGANIZATION_SLUG: "acme",
       });
       assertEquals(code, 1);
       assertNoStack(stderr);
@@ -122,6 +123,21 @@ Deno.test("settings rules", async (t) => {
     );
     assertMatch(e.message, /^PUBLIC_URL is required on Deno Deploy/);
     assertMatch(e.message, /https:\/\/<app>\.<org>\.deno\.net/);
+  });
+
+  await t.step("the suggested URL also comes from a build's slug variables", async () => {
+    const e = await assertRejects(
+      () =>
+        readSettings(
+          env({
+            DENO_DEPLOYMENT_ID: "x",
+            DENO_DEPLOY_APP_SLUG: "gw",
+            DENO_DEPLOY_ORG_SLUG: "acme",
+          }),
+        ),
+      SettingsError,
+    );
+    assertMatch(e.message, /deno deploy env add PUBLIC_URL https:\/\/gw\.acme\.deno\.net /);
   });
 
   await t.step("Deno Deploy with PUBLIC_URL starts", async () => {
@@ -158,6 +174,22 @@ Deno.test("settings rules", async (t) => {
       SettingsError,
     );
     assertEquals(kvLocation(env({ DENO_DEPLOYMENT_ID: "x" })), { kind: "deploy" });
+  });
+
+  await t.step("KV_PATH: a KV Connect URL on Deno Deploy is refused (no token there)", () => {
+    const e = assertThrows(
+      () =>
+        kvLocation(
+          env({
+            DENO_DEPLOYMENT_ID: "x",
+            KV_PATH: "https://api.deno.com/v2/databases/0/connect",
+            DENO_KV_ACCESS_TOKEN: "t",
+          }),
+        ),
+      SettingsError,
+    );
+    assertMatch(e.message, /^KV_PATH: KV Connect cannot authenticate on Deno Deploy/);
+    assertMatch(e.message, /unset KV_PATH/);
   });
 
   await t.step("KV_PATH: a URL is KV Connect and needs DENO_KV_ACCESS_TOKEN", () => {

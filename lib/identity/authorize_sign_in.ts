@@ -37,6 +37,7 @@ import {
   tooManyAttemptsResponse,
 } from "./sign_in_page.ts";
 import { upsertUser } from "./users.ts";
+import { auditEvent } from "../admin/audit.ts";
 
 /** The sign-in buttons of every configured provider, for a pending request or a path. */
 export function providerLinks(ctx: RouteContext, target: LoginTarget): ProviderLink[] {
@@ -172,6 +173,9 @@ export async function approveRequest(
     return tooManyAttemptsResponse(attempt.retryAfterSeconds);
   }
   if (attempt.result === "wrong") {
+    if (ctx.settings.ownerPassword) {
+      auditEvent(ctx, "sign_in", { user: OWNER.sub, method: "owner", outcome: "wrong_password" });
+    }
     const csrfToken = await renewCsrf(ctx.kv, entry, ctx.now());
     if (!csrfToken) {
       return linkedPageResponse("Request expired", "This authorization request was used.", 400);
@@ -181,6 +185,7 @@ export async function approveRequest(
     return authorizePage(req, ctx, pending, { error, status: 401, session: null });
   }
   const identity: Identity = { providerId: "owner", user: OWNER };
+  auditEvent(ctx, "sign_in", { user: OWNER.sub, method: "owner", outcome: "ok" });
   const access = evaluateAccess(ctx.config, identity)!;
   await upsertUser(ctx, identity, access);
   const setCookie = await startBrowserSession(req, ctx, identity);

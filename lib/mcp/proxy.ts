@@ -12,13 +12,19 @@
  * - A per-user backend (`auth`) gets the caller's own credential instead (POST bodies are read
  *   for it); not connected, or a 401 (the credential is then dropped), gets the connect answer
  *   (lib/credentials/pass_through.ts).
+ * - A backend with curation rules, or a caller with per-user tool globs, takes the curated path
+ *   (curated_proxy.ts): the POST's messages are read, refused or rewritten, and list results are
+ *   filtered message by message. Everything else streams untouched.
  */
 import type { Principal } from "../oauth/bearer.ts";
 import type { BackendConfig, GatewayConfig } from "../config.ts";
 import type { Deps, RouteContext } from "../deps.ts";
 import { jsonRpcErrorResponse } from "../infra/http.ts";
 import { type PerUserRequest, preparePerUserRequest } from "../credentials/pass_through.ts";
+import { type CuratedPost, curatePost, needsCuration } from "./curated_proxy.ts";
 import { SESSION_ID, sessionBindings } from "./session_binding.ts";
+import type { McpOperation } from "../admin/mcp_operation.ts";
+import { passThroughCall, passThroughFetch } from "../admin/pass_through_audit.ts";
 
 /** JSON-RPC 2.0 §5.1 internal error, used for unreachable / failing backends. */
 export const INTERNAL_ERROR = -32603;
@@ -216,6 +222,7 @@ export async function proxyToBackend(
   ctx: RouteContext,
   name: string,
   principal: Principal,
+  operation?: McpOperation,
 ): Promise<Response> {
   const backend = plan(ctx.config, name)!;
   // One pass over the client's headers: the allow-list (never Authorization or Cookie).
@@ -241,15 +248,36 @@ export async function proxyToBackend(
   // Piped, never buffered: Deno hands a request body stream to fetch natively (reading it into
   // an ArrayBuffer first measured slower in bench/).
   let body: BodyInit | null = method === "GET" || method === "DELETE" ? null : req.body;
+  const call = passThroughCall(operation, req, name);
   let perUser: PerUserRequest | undefined;
   if (backend.config.auth) {
     const prepared = await preparePerUserRequest(req, ctx, backend.config, principal);
-    if (prepared instanceof Response) return prepared;
+    if (prepared instanceof Response) {
+      call?.end("denied", "no usable credential of the user");
+      return prepared;
+    }
     perUser = prepared;
     headers.push(prepared.header);
     body = prepared.body;
   }
-  const outcome = await fetchBackend(ctx.fetch, backend, method, headers, body, req.signal);
+  let curated: CuratedPost | undefined;
+  if (method === "POST" && needsCuration(backend.config, principal)) {
+    // A per-user POST was read already: curation reads the same text.
+    const source = perUser
+      ? new Request(req.url, { method: "POST", headers: req.headers, body: perUser.body })
+      : req;
+    const prepared = await curatePost(source, headers, backend.config, principal);
+    if (prepared instanceof Response) {
+      call?.end("denied");
+      return prepared;
+    }
+    curated = prepared;
+    body = prepared.body;
+  }
+  const outcome = await passThroughFetch(
+    call,
+    () => fetchBackend(ctx.fetch, backend, method, headers, body, req.signal),
+  );
   if (!outcome.ok) {
     ctx.logFields.upstream = outcome.reason;
     return outcome.reason === "timeout"
@@ -303,6 +331,7 @@ export async function proxyToBackend(
     await resBody.cancel().catch(() => {});
     resBody = null;
   }
+  if (curated) return curated.respond(status, relayed, resBody);
   return new Response(resBody, { status, headers: relayed });
 }
 

@@ -156,6 +156,7 @@ export async function authenticate(
     };
     if (record.user) principal.user = record.user;
     if (record.tools) principal.tools = record.tools;
+    deps.audit?.grantUsed(record.grantId);
   } else {
     const external = await verifyExternalJwt(deps, token, resource);
     if (external instanceof Response) return external;

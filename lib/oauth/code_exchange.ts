@@ -10,6 +10,7 @@ import { OAuthError } from "./oauth_error.ts";
 import { resolveResource } from "./resources.ts";
 import { type ClientRecord, codeKey, type CodeRecord, type GrantRecord, ttl } from "../store.ts";
 import { type MintedTokens, mintTokens, putGrant, revokeGrant } from "./tokens.ts";
+import { auditEvent, auditUser } from "../admin/audit.ts";
 
 /** How long a redeemed code is kept past its expiry, to detect a replay (RFC 6749 §4.1.2). */
 export const REPLAY_WINDOW_MS = 10 * 60 * 1000;
@@ -79,6 +80,13 @@ export async function exchangeCode(
     await presentedByRequester(code, client, req)
   ) {
     await revokeGrant(deps, code.redeemedGrantId);
+    auditEvent(deps, "reuse_detected", {
+      user: auditUser(code.user),
+      clientId: client.clientId,
+      grantId: code.redeemedGrantId,
+      method: "authorization_code",
+      outcome: "invalid_grant",
+    });
     throw new OAuthError(
       "invalid_grant",
       "authorization code was already used; the tokens issued from it are revoked",

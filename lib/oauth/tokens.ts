@@ -19,6 +19,7 @@ import {
   type UserRef,
 } from "../store.ts";
 import { recheckGrant } from "../identity/users.ts";
+import { auditEvent, auditUser } from "../admin/audit.ts";
 
 /** Prefix of access tokens (helps secret scanners; carries no information). */
 export const ACCESS_PREFIX = "gwat_";
@@ -35,6 +36,8 @@ export interface MintedTokens {
   scope: string;
   /** The grant's user (for the log line; never in the response). */
   user?: UserRef;
+  /** The grant the tokens belong to (for the audit trail; never in the response). */
+  grantId: string;
 }
 
 /** RFC 6749 §5.1 token response body. */
@@ -102,6 +105,7 @@ export async function mintTokens(
     refreshHash,
     expiresIn: deps.config.accessTokenTtlSeconds,
     scope: accessScope,
+    grantId: grant.grantId,
     ...(grant.user ? { user: grant.user } : {}),
   };
 }
@@ -122,7 +126,10 @@ export function putGrant(deps: Deps, op: Deno.AtomicOperation, grant: GrantRecor
  * Revokes a grant and every token issued under it (RFC 6749 §4.1.2 code replay, §10.4 refresh
  * reuse; RFC 7009 §2.1 revoking a refresh token also revokes its access tokens).
  */
-export async function revokeGrant(deps: Deps, grantId: string): Promise<void> {
+export async function revokeGrant(
+  deps: Pick<Deps, "kv" | "tokenCache">,
+  grantId: string,
+): Promise<void> {
   const keys: Deno.KvKey[] = [grantKey(grantId)];
   const user = (await deps.kv.get<GrantRecord>(grantKey(grantId))).value?.user;
   if (user) keys.push(userGrantKey(user.sub, grantId));
@@ -164,6 +171,13 @@ export async function rotateRefreshToken(
   }
   if (record.rotatedAt !== undefined) {
     await revokeGrant(deps, record.grantId);
+    auditEvent(deps, "reuse_detected", {
+      user: auditUser(record.user),
+      clientId,
+      grantId: record.grantId,
+      method: "refresh_token",
+      outcome: "invalid_grant",
+    });
     throw new OAuthError(
       "invalid_grant",
       "refresh token was already used; the grant has been revoked",
@@ -187,6 +201,13 @@ export async function rotateRefreshToken(
   const allowed = await recheckGrant(deps, grant);
   if (!allowed) {
     await revokeGrant(deps, grant.grantId);
+    auditEvent(deps, "revocation", {
+      user: auditUser(grant.user),
+      clientId,
+      grantId: grant.grantId,
+      method: "access_rules",
+      outcome: "ok",
+    });
     throw new OAuthError(
       "invalid_grant",
       "the user of this grant no longer has access to this gateway; the grant has been revoked",

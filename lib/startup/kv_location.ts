@@ -4,6 +4,7 @@
  * `loadDeps` opens it and the start-up banner describes it.
  */
 import { isLoopbackHost } from "../oauth/redirect_uri.ts";
+import { onDenoDeploy } from "./deno_deploy.ts";
 import { SettingsError } from "./errors.ts";
 
 /** Where KV lives. */
@@ -20,16 +21,17 @@ export type KvLocation =
   | { kind: "default" };
 
 /**
- * Decides where KV lives. A URL in `KV_PATH` is KV Connect (it needs `DENO_KV_ACCESS_TOKEN`); on
- * Deno Deploy (`DENO_DEPLOYMENT_ID` set) a file path is refused: the filesystem there is neither
- * shared between instances nor kept.
+ * Decides where KV lives. A URL in `KV_PATH` is KV Connect (it needs `DENO_KV_ACCESS_TOKEN`). On
+ * Deno Deploy (`DENO_DEPLOYMENT_ID` set) only the assigned database works: a file is neither
+ * shared between instances nor kept, `:memory:` is one empty database per instance, and KV
+ * Connect has no token there (Deploy refuses variables named `DENO_*`).
  * @throws {SettingsError} naming the variable.
  */
 export function kvLocation(
   env: (name: string) => string | undefined,
   defaultKvPath?: string,
 ): KvLocation {
-  const onDeploy = Boolean(env("DENO_DEPLOYMENT_ID"));
+  const onDeploy = onDenoDeploy(env);
   const raw = env("KV_PATH") || undefined;
   if (raw === undefined) {
     if (onDeploy) return { kind: "deploy" };
@@ -55,6 +57,13 @@ export function kvLocation(
     }
     if (url.protocol !== "https:" && url.protocol !== "http:") {
       throw new SettingsError("KV_PATH: a KV Connect URL must be http(s)");
+    }
+    if (onDeploy) {
+      throw new SettingsError(
+        "KV_PATH: KV Connect cannot authenticate on Deno Deploy (Deploy refuses variables " +
+          "named DENO_*, so DENO_KV_ACCESS_TOKEN cannot be set there); unset KV_PATH to use the " +
+          "database assigned to the app (deno deploy database assign)",
+      );
     }
     if (url.username || url.password) {
       throw new SettingsError(

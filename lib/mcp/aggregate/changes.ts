@@ -23,9 +23,13 @@ export interface ChangeListener {
   backends?: ReadonlySet<string>;
 }
 
+/** Hears every backend list change at once, with the backend's name (caches). */
+export type BackendChangeWatcher = (backend: string, kind: ListKind) => void;
+
 /** Debounced fan-out of backend list changes to the open change streams. */
 export class ChangeHub {
   #listeners = new Set<ChangeListener>();
+  #watchers = new Set<BackendChangeWatcher>();
   /** Changed kinds, each with the backends that changed it (`undefined`: not known). */
   #pending = new Map<ListKind, Set<string | undefined>>();
   #timer: ReturnType<typeof setTimeout> | undefined;
@@ -36,10 +40,12 @@ export class ChangeHub {
   }
 
   /**
-   * Records a change of `kind` in `backend`; listeners whose scope covers it hear of it once the
-   * debounce window ends. A change of no known backend reaches only unscoped listeners.
+   * Records a change of `kind` in `backend`: watchers hear of it at once; listeners whose scope
+   * covers it once the debounce window ends. A change of no known backend reaches only unscoped
+   * listeners.
    */
   publish(kind: ListKind, backend?: string): void {
+    if (backend !== undefined) { for (const w of this.#watchers) w(backend, kind); }
     let sources = this.#pending.get(kind);
     if (!sources) this.#pending.set(kind, sources = new Set());
     sources.add(backend);
@@ -52,11 +58,18 @@ export class ChangeHub {
     return () => void this.#listeners.delete(listener);
   }
 
+  /** Registers a watcher of every change (not debounced); returns its unsubscribe function. */
+  watchBackends(watcher: BackendChangeWatcher): () => void {
+    this.#watchers.add(watcher);
+    return () => void this.#watchers.delete(watcher);
+  }
+
   /** Ends every stream and drops pending changes (shutdown, tests). */
   close(): void {
     clearTimeout(this.#timer);
     this.#timer = undefined;
     this.#pending.clear();
+    this.#watchers.clear();
     for (const l of [...this.#listeners]) l.close();
     this.#listeners.clear();
   }
@@ -122,20 +135,31 @@ export class ScopedListenBus implements ServerEventBus {
 }
 
 /**
+ * Messages meant for one session (resource updates, log messages; relay_hub.ts, which filters
+ * them by the session's scope too): `feed` registers the stream's writer and returns its removal.
+ */
+export type SessionFeed = (write: (message: unknown) => void) => () => void;
+
+/**
  * A legacy (2025) server-to-client SSE stream for a GET on `/mcp` (MCP 2025-11-25
  * Transports §Listening for Messages from the Server) carrying `notifications/<kind>/list_changed`
- * of the `backends` the session's scope covers, with a keep-alive comment every `keepAliveMs`.
+ * of the `backends` the session's scope covers, and what `feed` sends this session, with a
+ * keep-alive comment every `keepAliveMs`.
  */
 export function legacyChangeStream(
   hub: ChangeHub,
   backends: ReadonlySet<string>,
   keepAliveMs = 15_000,
+  feed?: SessionFeed,
 ): Response {
   const encoder = new TextEncoder();
   let unsubscribe = () => {};
+  let detach = () => {};
   let keepAlive: ReturnType<typeof setInterval> | undefined;
   const stop = () => {
     unsubscribe();
+    detach();
+    detach = () => {};
     clearInterval(keepAlive);
   };
   const body = new ReadableStream<Uint8Array>({
@@ -164,6 +188,14 @@ export function legacyChangeStream(
           }
         },
       });
+      if (feed) {
+        const off = feed((message) =>
+          write(
+            `event: message\ndata: ${JSON.stringify({ jsonrpc: "2.0", ...message as object })}\n\n`,
+          )
+        );
+        detach = () => void off();
+      }
       keepAlive = setInterval(() => write(": keep-alive\n\n"), keepAliveMs);
       write(": stream open\n\n");
     },

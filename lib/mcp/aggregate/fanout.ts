@@ -24,16 +24,21 @@ export class BackendTimeoutError extends Error {
 /** Passed to the SDK so that its own request timer never fires before ours. */
 export const SDK_TIMEOUT_MS = 2_000_000_000;
 
+/** Stops a backend's time limit while `waiting` is pending (see {@linkcode withDeadline}). */
+export type Hold = <U>(waiting: Promise<U>) => Promise<U>;
+
 /**
  * Runs `op` on one backend with its time limit: the signal given to `op` aborts at the limit
  * (or when `parent` aborts), which makes the SDK cancel the upstream request (legacy:
  * `notifications/cancelled`; modern: the request's stream is closed). `keepAlive()` restarts
- * the limit (called on progress, like the SDK's `resetTimeoutOnProgress`).
+ * the limit (called on progress, like the SDK's `resetTimeoutOnProgress`); `hold(p)` stops it
+ * while `p` is pending and restarts it afterwards (the backend waits for a person answering an
+ * elicitation, not the other way round).
  */
 export async function withDeadline<T>(
   backend: BackendConfig,
   parent: AbortSignal | undefined,
-  op: (signal: AbortSignal, keepAlive: () => void) => Promise<T>,
+  op: (signal: AbortSignal, keepAlive: () => void, hold: Hold) => Promise<T>,
 ): Promise<T> {
   const controller = new AbortController();
   const onAbort = () => controller.abort(parent?.reason);
@@ -48,13 +53,24 @@ export async function withDeadline<T>(
       reject(error);
     };
   });
+  let holds = 0;
   const arm = () => {
     clearTimeout(timer);
-    if (!controller.signal.aborted) timer = setTimeout(expire, backend.timeoutMs);
+    if (!controller.signal.aborted && holds === 0) timer = setTimeout(expire, backend.timeoutMs);
+  };
+  const hold: Hold = async (waiting) => {
+    holds++;
+    clearTimeout(timer);
+    try {
+      return await waiting;
+    } finally {
+      holds--;
+      arm();
+    }
   };
   arm();
   try {
-    return await Promise.race([op(controller.signal, arm), deadline]);
+    return await Promise.race([op(controller.signal, arm, hold), deadline]);
   } finally {
     clearTimeout(timer);
     parent?.removeEventListener("abort", onAbort);
@@ -65,7 +81,7 @@ export async function withDeadline<T>(
  * Connects to every backend (from the pool) and runs `op` on each in parallel; returns the
  * successes in `backends` order. Failures are logged with the backend name and left out.
  */
-export async function fanOut<T>(
+export function fanOut<T>(
   pool: Pick<PoolView, "get">,
   backends: readonly BackendConfig[],
   log: Logger,
@@ -73,11 +89,25 @@ export async function fanOut<T>(
   op: (connection: BackendConnection, signal: AbortSignal) => Promise<T>,
   parent?: AbortSignal,
 ): Promise<FanOutItem<T>[]> {
-  const settled = await Promise.allSettled(
-    backends.map((b) =>
-      withDeadline(b, parent, async (signal) => op(await pool.get(b.name), signal))
-    ),
+  return settleEach(
+    backends,
+    log,
+    what,
+    (b) => withDeadline(b, parent, async (signal) => op(await pool.get(b.name), signal)),
   );
+}
+
+/**
+ * Runs `op` on every backend in parallel and returns the successes in `backends` order; a
+ * failure is logged with the backend name and left out (`op` bounds its own time).
+ */
+export async function settleEach<T>(
+  backends: readonly BackendConfig[],
+  log: Logger,
+  what: string,
+  op: (backend: BackendConfig) => Promise<T>,
+): Promise<FanOutItem<T>[]> {
+  const settled = await Promise.allSettled(backends.map(op));
   const out: FanOutItem<T>[] = [];
   settled.forEach((s, i) => {
     const backend = backends[i]!.name;

@@ -13,7 +13,10 @@
  *   (missing → 400, unknown/ended/foreign → 404, before any of this);
  * - `params.name` = `backend__tool` of a configured backend the principal's scope covers, whose
  *   connection in the pool is established and speaks the modern era (a first call, or an
- *   unknown or 2025-era backend, goes through the SDK, which connects and probes);
+ *   unknown or 2025-era backend, goes through the SDK, which connects and probes), and which the
+ *   curation and the principal's tool globs let through without a list lookup (catalog.ts
+ *   `resolveToolDirect`: renames undone, pinned `defaults` injected; a denied, unknown or
+ *   shortened name goes to the SDK path, which refuses or looks it up);
  * - no multi-round-trip retry (`inputResponses`/`requestState` need the sealed state opened).
  *
  * A modern client's message goes to the backend with `params.name` unprefixed and the client's
@@ -46,9 +49,12 @@ import {
 } from "../../credentials/credential.ts";
 import { BackendAuthError } from "../../credentials/outbound.ts";
 import type { UserRef } from "../../store.ts";
+import { mcpHeaderValue } from "../jsonrpc_inspect.ts";
 import { Deadlines, fetchBackend } from "../proxy.ts";
+import { type BackendCall, type McpOperation, within } from "../../admin/mcp_operation.ts";
 import { cancelKey, type CancelRegistry } from "./cancel.ts";
-import { splitName } from "./naming.ts";
+import { type ResolvedTool, resolveToolDirect } from "./catalog.ts";
+import { LOG_LEVEL_KEY, logAllows, namedLog } from "./log_relay.ts";
 import { type BackendConnection, type BackendPool, RELAYED_CLIENT_CAPABILITIES } from "./pool.ts";
 import {
   GATEWAY_VERSION,
@@ -95,13 +101,7 @@ function targetOf(config: GatewayConfig, backend: BackendConfig): Target {
 const isObject = (v: unknown): v is Record<string, any> =>
   v !== null && typeof v === "object" && !Array.isArray(v);
 
-/** An HTTP header value: ASCII as is, anything else as `=?base64?…?=` (MCP 2026-07-28). */
-export function mcpHeaderValue(value: string): string {
-  if (/^[\x20-\x7e]*$/.test(value)) return value;
-  let s = "";
-  for (const b of new TextEncoder().encode(value)) s += String.fromCharCode(b);
-  return `=?base64?${btoa(s)}?=`;
-}
+export { mcpHeaderValue };
 
 /** What the fast path needs from the handler. */
 export interface FastCallContext {
@@ -110,9 +110,13 @@ export interface FastCallContext {
   /** Backends the principal's scope covers. */
   allowed: readonly BackendConfig[];
   principalId: string;
+  /** The principal's tool globs (`Principal.tools`); undefined = all. */
+  tools?: readonly string[];
   logFields?: Record<string, unknown>;
   /** The caller's user (per-user backends use their connection); absent: acts for no user. */
   user?: UserRef;
+  /** Audit trail and telemetry of the request (lib/admin/mcp_operation.ts). */
+  operation?: McpOperation;
 }
 
 /** A 2025-era client's session, validated by the caller (handler.ts). */
@@ -120,6 +124,8 @@ export interface LegacySession {
   /** SHA-256 of the session id: the key of its in-flight calls in `cancels`. */
   sessionHash: string;
   cancels: CancelRegistry;
+  /** The level the session set with `logging/setLevel` (its calls' log messages at and above). */
+  logLevel?: string;
 }
 
 /**
@@ -148,11 +154,17 @@ export async function fastToolCall(
     if (!route.credential) return undefined; // the SDK path gives the connect answer
   }
   const call: Call = { ctx, backend: route.backend.name, id, name: params.name, capabilities: {} };
+  call.observed = ctx.operation?.backendCall(route.backend.name, "tools/call", route.tool);
   const headers = modernHeaders(route.tool);
+  const args = route.resolved.rules.withDefaults(route.tool, params.arguments);
   if (!legacy) {
     call.capabilities = params._meta;
     for (const entry of req.headers) if (entry[0].startsWith("mcp-param-")) headers.push(entry);
-    const body = JSON.stringify({ ...message, params: { ...params, name: route.tool } });
+    const forwarded: Record<string, unknown> = { ...params, name: route.tool };
+    if (args !== params.arguments) forwarded.arguments = args;
+    const trace = call.observed?.meta();
+    if (trace?.traceparent) forwarded._meta = { ...params._meta, ...trace };
+    const body = JSON.stringify({ ...message, params: forwarded });
     return await forward(call, route, headers, body, req.signal);
   }
   // What the pool's SDK client sends (server.ts, pool.ts): name and arguments only, a progress
@@ -163,12 +175,17 @@ export async function fastToolCall(
     [VERSION_KEY]: MODERN,
     [CAPABILITIES_KEY]: RELAYED_CLIENT_CAPABILITIES,
     [CLIENT_INFO_KEY]: { name: ctx.deps.config.serverName, version: GATEWAY_VERSION },
+    ...(legacy.logLevel ? { [LOG_LEVEL_KEY]: legacy.logLevel } : {}),
   };
   const body = JSON.stringify({
     jsonrpc: "2.0",
     id,
     method: "tools/call",
-    params: { name: route.tool, arguments: params.arguments, _meta: call.capabilities },
+    params: {
+      name: route.tool,
+      arguments: args,
+      _meta: { ...call.capabilities, ...call.observed?.meta() },
+    },
   });
   const tracked = legacy.cancels.track(cancelKey(legacy.sessionHash, id));
   call.legacy = { progressToken, cancelled: tracked.signal, done: tracked.done };
@@ -231,7 +248,9 @@ function acceptsBoth(h: Headers): boolean {
 /** A fast-path destination: a connected modern backend the principal may call. */
 interface Route {
   backend: BackendConfig;
+  /** The backend's own tool name. */
   tool: string;
+  resolved: ResolvedTool;
   connection: BackendConnection;
   upstream: Target;
   /** A per-user backend: the caller's credential. */
@@ -239,17 +258,17 @@ interface Route {
 }
 
 function modernRoute(ctx: FastCallContext, name: string): Route | undefined {
-  const target = splitName(name);
-  if (!target) return undefined;
-  const backend = ctx.allowed.find((b) => b.name === target.backend);
-  if (!backend) return undefined;
+  const resolved = resolveToolDirect({ backends: ctx.allowed, tools: ctx.tools }, name);
+  if (resolved === null || resolved === "lookup") return undefined;
+  const backend = resolved.backend;
   if (backend.auth && !ctx.user) return undefined;
   const connection = ctx.pool.connected(backend.name, ctx.user);
   if (connection?.era !== "modern") return undefined;
   if (ctx.logFields) ctx.logFields.fast_path = true;
   return {
     backend,
-    tool: target.name,
+    tool: resolved.original,
+    resolved,
     connection,
     upstream: targetOf(ctx.deps.config, backend),
   };
@@ -285,13 +304,9 @@ async function forward(
   if (route.credential) headers.push([route.credential.header, route.credential.value]);
   let settled = false;
   try {
-    const outcome = await fetchBackend(
-      ctx.deps.fetch,
-      route.upstream,
-      "POST",
-      headers,
-      body,
-      signal,
+    const outcome = await within(
+      call.observed,
+      () => fetchBackend(ctx.deps.fetch, route.upstream, "POST", headers, body, signal),
     );
     if (!outcome.ok) {
       if (call.legacy?.cancelled.aborted) return answer(call, cancelledMessage(call));
@@ -303,6 +318,7 @@ async function forward(
     if (route.credential && res.status === 401) {
       // The backend refused the user's credential: drop it, and let the SDK path answer.
       await res.body?.cancel().catch(() => {});
+      call.observed?.end("401", "the backend refused the user's credential");
       await credentialRejected(ctx.deps, ctx.user!, route.backend, route.credential);
       ctx.pool.invalidate(route.connection);
       return undefined;
@@ -349,6 +365,8 @@ interface Call {
   name: string;
   /** The `_meta` envelope sent to the backend (the declared client capabilities). */
   capabilities: Record<string, any>;
+  /** Its audit record and CLIENT span (lib/admin/mcp_operation.ts), ended with its answer. */
+  observed?: BackendCall;
   /** A 2025-era client's call: its own progress token, its cancellation, its settling. */
   legacy?: {
     progressToken: string | number | undefined;
@@ -359,6 +377,7 @@ interface Call {
 
 /** The client's answer holding one final message: JSON for a modern client, SSE for a legacy. */
 function answer(call: Call, message: unknown, status = 200): Response {
+  call.observed?.endWithMessage(message);
   if (call.legacy) return new Response(sseText(message), { status: 200, headers: SSE_HEADERS });
   return new Response(JSON.stringify(message), {
     status,
@@ -367,7 +386,10 @@ function answer(call: Call, message: unknown, status = 200): Response {
 }
 
 /** The SDK path's answer to a legacy call cancelled by `notifications/cancelled`. */
-const cancelledMessage = (call: Call) => errorMessage(call, INTERNAL_ERROR, "Request cancelled");
+function cancelledMessage(call: Call) {
+  call.observed?.end("cancelled");
+  return errorMessage(call, INTERNAL_ERROR, "Request cancelled");
+}
 
 function errorMessage(call: Call, code: number, message: string, data?: unknown) {
   return {
@@ -377,8 +399,9 @@ function errorMessage(call: Call, code: number, message: string, data?: unknown)
   };
 }
 
-/** Logs a failed backend call, as server.ts does. */
+/** Logs a failed backend call, as server.ts does (and ends its audit: timeout or unavailable). */
 function logFailure(call: Call, why: string): void {
+  call.observed?.end(why === "timeout" ? "timeout" : "unavailable", why);
   call.ctx.deps.log({
     level: "warn",
     event: "backend_call_failed",
@@ -453,9 +476,10 @@ function legacyFinal(
 }
 
 /**
- * The SDK legacy leg's answer to an `input_required` result: per-request legacy serving cannot
- * send server-to-client requests, so its legacy shim fails the first embedded request that needs
- * a client capability with this `isError` result (the same text as the SDK's).
+ * The SDK path's answer to an `input_required` result toward a 2025-era client that declared
+ * neither elicitation nor sampling (the others take the SDK path, which relays the requests:
+ * input_relay.ts): the first embedded request that needs a capability fails with this `isError`
+ * result (the same text).
  */
 function legacyInputRequired(call: Call, requests: unknown): unknown {
   const [key, method] = Object.entries(isObject(requests) ? requests : {})
@@ -465,8 +489,7 @@ function legacyInputRequired(call: Call, requests: unknown): unknown {
     return errorMessage(call, INTERNAL_ERROR, unavailableMessage(call.backend));
   }
   const text = `Cannot request input '${key}' (${method}): the client on this 2025-era ` +
-    "connection did not declare the required capability (no client capabilities are available " +
-    "on this connection — per-request legacy serving cannot receive server-to-client requests)";
+    "connection did not declare the required capability";
   return {
     jsonrpc: "2.0",
     id: call.id,
@@ -511,9 +534,9 @@ const sseEvent = (message: unknown): Uint8Array => encoder.encode(sseText(messag
 
 /**
  * Rewrites a backend's SSE answer as it streams: progress notifications pass through (to a
- * 2025-era client under its own `progressToken`, or not at all when it gave none), the final
- * response is rewritten like a JSON answer and ends the stream. Other notifications are dropped
- * (the SDK path does not relay backend log messages). The backend's `timeoutMs` bounds the wait
+ * 2025-era client under its own `progressToken`, or not at all when it gave none), log messages
+ * at or above the caller's level pass through with the backend named (log_relay.ts), the final
+ * response is rewritten like a JSON answer and ends the stream. Other notifications are dropped. The backend's `timeoutMs` bounds the wait
  * for each next event, restarted by progress like the SDK path's. `broken()` ends the answer when
  * the backend's stream fails: "Request cancelled" after a legacy cancellation, else "Backend X is
  * unavailable" (and `onBroken`, which forgets the connection).
@@ -573,10 +596,17 @@ function sseRewriter(
       }
       return;
     }
+    if (msg.method === "notifications/message" && isObject(msg.params)) {
+      if (logAllows(call.capabilities[LOG_LEVEL_KEY], msg.params.level)) {
+        controllerRef!.enqueue(sseEvent({ jsonrpc: "2.0", ...namedLog(call.backend, msg.params) }));
+      }
+      return;
+    }
     if (msg.id !== call.id || (!("result" in msg) && !("error" in msg))) return;
     const out = await finalMessage(call, msg);
-    if (out) finish(sseEvent(out.message));
-    else fail("malformed response", unavailableMessage);
+    if (!out) return fail("malformed response", unavailableMessage);
+    call.observed?.endWithMessage(out.message);
+    finish(sseEvent(out.message));
   };
   const stream = new TransformStream<Uint8Array, Uint8Array>({
     start(controller) {
@@ -598,6 +628,7 @@ function sseRewriter(
       clearTimeout(timer);
     },
     cancel() {
+      call.observed?.end("cancelled");
       done = true;
       clearTimeout(timer);
       call.legacy?.done();

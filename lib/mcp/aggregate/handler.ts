@@ -12,9 +12,14 @@
  *   `DELETE` ends it. No isolate memory is needed between requests.
  *
  * Scope step-up: a routed request (`tools/call`, `prompts/get`, `resources/read`,
- * `completion/complete`) naming a configured backend the token's scope does not cover gets
- * HTTP 403 `insufficient_scope` with `scope="mcp:<backend>"` (MCP 2025-11-25 Authorization
- * §Scope Challenge Handling, RFC 6750 §3.1); lists simply omit such backends.
+ * `completion/complete`, `resources/subscribe`, `resources/unsubscribe`, and a
+ * `subscriptions/listen` naming resource URIs) naming a configured backend the token's scope does
+ * not cover gets HTTP 403 `insufficient_scope` with `scope="mcp:<backend>"` (MCP 2025-11-25
+ * Authorization §Scope Challenge Handling, RFC 6750 §3.1); lists simply omit such backends.
+ *
+ * A 2025-era client's answer to a request the gateway sent it on a call's stream (elicitation,
+ * sampling) arrives in a POST of its own, maybe at another isolate than the waiting call; it is
+ * handed to the relay (input_relay.ts) and answered 202.
  */
 import {
   createMcpHandler,
@@ -33,14 +38,19 @@ import { aggregateResource, backendScope, scopeCoversBackend } from "../../oauth
 import { credentialUser } from "../../credentials/lazy_consent.ts";
 import { splitName } from "./naming.ts";
 import { cancelKey, CancelRegistry } from "./cancel.ts";
+import { CALL_TOOL, type CatalogEnv, exposedToolCount, gatewayUriAllowed } from "./catalog.ts";
+import { LIST_CACHE_CHANNEL, ListCache } from "./list_cache.ts";
 import { legacyChangeStream, ScopedListenBus } from "./changes.ts";
 import { fastToolCall, isFastLegacyCall } from "./fast_call.ts";
 import { requestCredentials } from "./per_user.ts";
+import { answerKey, clientAnswersOf, lacksCapability } from "./input_relay.ts";
 import { backendPool, closeBackendPool } from "./pool.ts";
-import { openCappedStream } from "../stream_limits.ts";
+import { RelayHub } from "./relay_hub.ts";
+import { openCappedStream, releaseWhenClosed } from "../stream_limits.ts";
 import { type AggregateRequest, createAggregateServer } from "./server.ts";
 import { endSession, loadSessionCached, openSession, type ValidatedSession } from "./session.ts";
 import { unwrapUri } from "./uri.ts";
+import type { McpOperation } from "../../admin/mcp_operation.ts";
 
 /** The backends a modern request's token covers, while the SDK serves it (listen streams). */
 const listenScope = new AsyncLocalStorage<ReadonlySet<string>>();
@@ -52,7 +62,11 @@ export const CANCEL_CHANNEL = "gateway-mcp-cancel";
 export const MAX_BODY_BYTES = 4 * 1024 * 1024;
 
 interface Handlers {
+  catalog: CatalogEnv;
   cancels: CancelRegistry;
+  lists: ListCache;
+  listsChannel: BroadcastChannel;
+  relay: RelayHub;
   modern: McpHttpHandler;
   legacy: (
     request: Request,
@@ -66,14 +80,32 @@ function handlersFor(deps: Deps): Handlers {
   let h = handlers.get(deps.kv);
   if (h) return h;
   const cancels = new CancelRegistry(new BroadcastChannel(CANCEL_CHANNEL));
+  const listsChannel = new BroadcastChannel(LIST_CACHE_CHANNEL);
+  const lists = new ListCache({
+    kv: deps.kv,
+    now: () => deps.now(),
+    ttlMs: deps.config.catalog.cacheTtlSeconds * 1000,
+    log: deps.log,
+    channel: listsChannel,
+  });
+  const pool = backendPool(deps);
+  // Resource updates reach modern listen streams whose filter names the URI (SDK listen router).
+  const relay = new RelayHub(deps, pool, (uri) => h?.modern.notify.resourceUpdated(uri));
   const env = {
     serverName: deps.config.serverName,
-    pool: backendPool(deps),
+    pool,
     log: deps.log,
     cancels,
     kv: deps.kv,
     now: () => deps.now(),
+    lists,
+    catalog: deps.config.catalog,
+    relay,
   };
+  // A backend's list_changed drops its cached list at once (list_cache.ts).
+  env.pool.changes.watchBackends((backend, kind) => {
+    if (kind !== "resources") lists.invalidate(backend, kind);
+  });
   const factory = (ctx: McpRequestContext) => {
     const extra = (ctx.authInfo?.extra ?? {}) as { request?: AggregateRequest };
     return createAggregateServer(env, extra.request ?? { backends: [] });
@@ -84,7 +116,11 @@ function handlersFor(deps: Deps): Handlers {
   // router), each only of the backends its token covers (the scope the request runs in).
   const bus = new ScopedListenBus(env.pool.changes, () => listenScope.getStore());
   h = {
+    catalog: env,
     cancels,
+    lists,
+    listsChannel,
+    relay,
     modern: createMcpHandler(factory, {
       bus,
       legacy: "reject",
@@ -97,12 +133,23 @@ function handlersFor(deps: Deps): Handlers {
   return h;
 }
 
+/**
+ * How many tools backend `backend` shows on `/mcp` (the admin console's backends page), through
+ * the same list cache and backend connections as `/mcp` (catalog.ts `exposedToolCount`).
+ */
+export function backendToolCount(deps: Deps, backend: BackendConfig): Promise<number> {
+  return exposedToolCount(handlersFor(deps).catalog, backend);
+}
+
 /** Closes the per-gateway handlers and backend clients (tests; shutdown). */
 export async function closeAggregate(deps: Deps): Promise<void> {
   const h = handlers.get(deps.kv);
   handlers.delete(deps.kv);
   await h?.modern.close();
   h?.cancels.close();
+  await h?.lists.close();
+  h?.listsChannel.close();
+  h?.relay.close();
   await closeBackendPool(deps);
 }
 
@@ -123,9 +170,16 @@ export function routedBackend(message: unknown): string | undefined {
   if (!params || typeof params !== "object") return undefined;
   switch (method) {
     case "tools/call":
+      // call_tool (tool search) routes to the tool it names, with the same scope rule.
+      if (params.name === CALL_TOOL && typeof params.arguments?.name === "string") {
+        return splitName(params.arguments.name)?.backend;
+      }
+      return typeof params.name === "string" ? splitName(params.name)?.backend : undefined;
     case "prompts/get":
       return typeof params.name === "string" ? splitName(params.name)?.backend : undefined;
     case "resources/read":
+    case "resources/subscribe":
+    case "resources/unsubscribe":
       return typeof params.uri === "string" ? unwrapUri(params.uri)?.backend : undefined;
     case "completion/complete": {
       const ref = params.ref;
@@ -139,6 +193,13 @@ export function routedBackend(message: unknown): string | undefined {
     }
   }
   return undefined;
+}
+
+/** The backends of the gateway URIs a `subscriptions/listen` filter names (MCP 2026-07-28). */
+function listenedUris(message: unknown): string[] {
+  const uris = (message as any)?.params?.notifications?.resourceSubscriptions;
+  if ((message as any)?.method !== "subscriptions/listen" || !Array.isArray(uris)) return [];
+  return uris.filter((u): u is string => typeof u === "string");
 }
 
 /**
@@ -174,6 +235,11 @@ const PER_USER_METHODS = new Set([
 ]);
 
 const CAPABILITIES_KEY = "io.modelcontextprotocol/clientCapabilities";
+/** Whether a 2025-era client declared a capability to answer relayed input requests. */
+function answersInput(capabilities: Record<string, unknown>): boolean {
+  return !lacksCapability(capabilities, "elicitation/create", {}) ||
+    !lacksCapability(capabilities, "sampling/createMessage", {});
+}
 
 function insufficientScope(deps: Deps, backend: string): Response {
   const scope = backendScope(backend);
@@ -193,13 +259,15 @@ function insufficientScope(deps: Deps, backend: string): Response {
 
 /**
  * Serves an authenticated request to `/mcp` for `principal`. `logFields` (the router's fields of
- * this request's log line) receives `tool` for `tools/call`.
+ * this request's log line) receives `tool` for `tools/call`; `operation` (audit trail and
+ * telemetry, lib/admin/mcp_operation.ts) is told the message and each backend call.
  */
 export async function serveAggregate(
   req: Request,
   deps: Deps,
   principal: Principal,
   logFields?: Record<string, unknown>,
+  operation?: McpOperation,
 ): Promise<Response> {
   const allowed: BackendConfig[] = deps.config.backends.filter((b) =>
     scopeCoversBackend(principal.scope, b.name)
@@ -215,12 +283,19 @@ export async function serveAggregate(
       parsed = undefined;
     }
     for (const message of Array.isArray(parsed) ? parsed : [parsed]) {
-      const backend = routedBackend(message);
-      if (
-        backend && deps.config.backends.some((b) => b.name === backend) &&
-        !scopeCoversBackend(principal.scope, backend)
-      ) {
-        return insufficientScope(deps, backend);
+      const named = [
+        routedBackend(message),
+        ...listenedUris(message).map((u) => unwrapUri(u)?.backend),
+      ];
+      for (const backend of named) {
+        if (
+          backend && deps.config.backends.some((b) => b.name === backend) &&
+          !scopeCoversBackend(principal.scope, backend)
+        ) {
+          operation?.describe(message, req.headers);
+          operation?.denied(backend);
+          return insufficientScope(deps, backend);
+        }
       }
     }
     body = text;
@@ -228,9 +303,13 @@ export async function serveAggregate(
   const single = parsed && !Array.isArray(parsed) && typeof parsed === "object"
     ? parsed as { method?: unknown; params?: any }
     : undefined;
+  operation?.describe(single, req.headers);
   // Legacy clients send no Mcp-Name header: log the tool from the body (never its arguments).
   if (logFields && single?.method === "tools/call" && typeof single.params?.name === "string") {
-    logFields.tool = single.params.name.slice(0, 100);
+    const inner = single.params.arguments?.name;
+    const viaSearch = single.params.name === CALL_TOOL && typeof inner === "string";
+    logFields.tool = (viaSearch ? inner : single.params.name).slice(0, 100);
+    if (viaSearch) logFields.via = CALL_TOOL;
   }
   const user = credentialUser(principal);
   const fastCall = {
@@ -238,19 +317,27 @@ export async function serveAggregate(
     pool: backendPool(deps),
     allowed,
     principalId: principal.id,
+    tools: principal.tools,
     logFields,
+    operation,
     ...(user ? { user } : {}),
   };
   if (single?.method === "tools/call") {
     // A call to a known modern backend skips both SDKs (fast_call.ts); else undefined. A legacy
     // one has its session checked first, as below (same answers, before any SDK work).
+    // A 2025-era client that can answer elicitation or sampling takes the SDK path, which relays
+    // a modern backend's input requests to it (input_relay.ts).
     let fast: Response | undefined;
     if (isFastLegacyCall(req, single)) {
       const session = await checkSession(req, deps, principal.id);
-      fast = session instanceof Response ? session : await fastToolCall(req, single, fastCall, {
-        sessionHash: session.hash,
-        cancels: handlersFor(deps).cancels,
-      });
+      if (session instanceof Response) fast = session;
+      else if (!answersInput(session.record.clientCapabilities)) {
+        fast = await fastToolCall(req, single, fastCall, {
+          sessionHash: session.hash,
+          cancels: handlersFor(deps).cancels,
+          logLevel: session.record.logLevel,
+        });
+      }
     } else fast = await fastToolCall(req, single, fastCall);
     if (fast) return fast;
   }
@@ -266,6 +353,8 @@ export async function serveAggregate(
     backends: allowed,
     method: typeof single?.method === "string" ? single.method : undefined,
     principalId: principal.id,
+    tools: principal.tools,
+    operation,
   };
   const authInfo = {
     token: "",
@@ -291,7 +380,18 @@ export async function serveAggregate(
       listenScope.run(scope, () => h.modern.fetch(request, { parsedBody: parsed, authInfo }));
     if (aggregateRequest.method !== "subscriptions/listen") return await serve();
     connectAll(deps, allowed);
-    return await openCappedStream(deps, principal.id, undefined, serve);
+    return await openCappedStream(deps, principal.id, undefined, async () => {
+      // The resource URIs of the filter are held at their backends while the stream is open.
+      const release = h.relay.subscriptions.listen(
+        listenedUris(single).filter((u) => gatewayUriAllowed(allowed, u)),
+      );
+      try {
+        return releaseWhenClosed(await serve(), release);
+      } catch (error) {
+        release();
+        throw error;
+      }
+    });
   }
 
   if (req.method === "POST" && single?.method === "initialize") {
@@ -315,8 +415,15 @@ export async function serveAggregate(
   }
   const session = await checkSession(req, deps, principal.id);
   if (session instanceof Response) return session;
+  const relaySession = {
+    hash: session.hash,
+    expiresAt: session.record.expiresAt,
+    capabilities: session.record.clientCapabilities,
+    logLevel: session.record.logLevel,
+  };
   if (req.method === "DELETE") {
     await endSession(deps, session.id, principal.id);
+    await h.relay.subscriptions.endSession(session.hash);
     return new Response(null, { status: 204 });
   }
   if (req.method === "GET") {
@@ -325,9 +432,21 @@ export async function serveAggregate(
     }
     return await openCappedStream(deps, principal.id, `mcp ${session.hash}`, () => {
       connectAll(deps, allowed);
-      const scope = new Set(allowed.map((b) => b.name));
-      return Promise.resolve(legacyChangeStream(backendPool(deps).changes, scope));
+      const names = allowed.map((b) => b.name);
+      return Promise.resolve(
+        legacyChangeStream(
+          backendPool(deps).changes,
+          new Set(names),
+          undefined,
+          (write) => h.relay.attachStream(relaySession, names, write),
+        ),
+      );
     });
+  }
+  const answers = clientAnswersOf(parsed);
+  if (answers) {
+    for (const a of answers) h.relay.answers.deliver(answerKey(session.hash, a.id), a.answer);
+    return new Response(null, { status: 202 });
   }
   const sessionHash = session.hash;
   aggregateRequest.sessionHash = sessionHash;
@@ -340,6 +459,7 @@ export async function serveAggregate(
       session.record.clientCapabilities,
     );
   }
+  aggregateRequest.session = relaySession;
   if (single?.method === "notifications/cancelled" && single.params?.requestId !== undefined) {
     h.cancels.cancel(cancelKey(sessionHash, single.params.requestId));
   }

@@ -18,6 +18,7 @@
 import {
   inputRequired,
   ProtocolError,
+  type ServerContext,
   UrlElicitationRequiredError,
 } from "@modelcontextprotocol/server";
 import type { BackendConfig } from "../../config.ts";
@@ -35,7 +36,7 @@ import {
   noUserText,
 } from "../../credentials/lazy_consent.ts";
 import type { UserRef } from "../../store.ts";
-import { sealRequestState } from "./request_state.ts";
+import { openRequestStateClaims, sealRequestState } from "./request_state.ts";
 
 /** What a request knows about its caller's per-user backends. */
 export interface RequestCredentials {
@@ -121,4 +122,26 @@ export async function connectRequired(
   }
   if (method === "tools/call") return connectToolResult(backend, url, !isConnectTool);
   throw new ProtocolError(CONNECT_REFUSED, connectText(backend, url));
+}
+
+/**
+ * Whether a 2026-07-28 request retries a connect round: its `requestState` is the gateway's own,
+ * sealed by {@linkcode connectRequired} for this principal, backend, method and name.
+ */
+export async function isConnectRound(
+  env: Pick<Deps, "kv" | "now">,
+  ctx: ServerContext,
+  principal: string,
+  method: Exclude<RoutedMethod, "completion/complete">,
+  backend: string,
+  name: string,
+): Promise<boolean> {
+  const state = ctx.mcpReq.requestState<unknown>();
+  if (state === undefined) return false;
+  try {
+    const claims = await openRequestStateClaims(env, state, { principal, backend, method, name });
+    return claims.connect === true;
+  } catch {
+    return false; // not ours, or stale: the relay answers it
+  }
 }

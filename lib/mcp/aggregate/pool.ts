@@ -29,8 +29,10 @@ import {
   NotConnectedError,
 } from "../../credentials/credential.ts";
 import type { UserRef } from "../../store.ts";
+import { CallTap } from "./call_relay.ts";
 import { ChangeHub, type ListKind } from "./changes.ts";
 import { SDK_TIMEOUT_MS } from "./fanout.ts";
+import { propagateTraceContext } from "../../admin/telemetry.ts";
 
 /** A connected backend. */
 export interface BackendConnection {
@@ -53,6 +55,16 @@ export const USER_CLIENT_IDLE_MS = 10 * 60 * 1000;
 
 /** What the pool needs from the gateway's dependencies. */
 export type PoolDeps = Pick<Deps, "config" | "fetch" | "log" | "kv" | "now" | "settings">;
+
+/**
+ * Hears what backends send outside any call: their session-wide log messages, resource updates,
+ * and each new connection (subscriptions are remade on a reconnect).
+ */
+export interface BackendListener {
+  log?(backend: string, params: Record<string, unknown>): void;
+  updated?(backend: string, uri: string): void;
+  connected?(connection: BackendConnection): void;
+}
 
 interface Slot {
   promise: Promise<BackendConnection>;
@@ -83,6 +95,8 @@ export class BackendPool {
   #unsubscribe: () => void;
   /** Backend list changes seen by this pool's clients (debounced, see changes.ts). */
   readonly changes = new ChangeHub();
+  /** Listeners of the backends' other notifications (see {@linkcode BackendListener}). */
+  readonly listeners = new Set<BackendListener>();
 
   constructor(deps: PoolDeps) {
     this.#deps = deps;
@@ -238,6 +252,16 @@ export class BackendPool {
     }
   }
 
+  /** Session-wide log messages and resource updates go to {@linkcode listeners}. */
+  #hearNotices(client: Client, backend: string): void {
+    client.setNotificationHandler("notifications/message", (n) => {
+      for (const l of this.listeners) l.log?.(backend, n.params as Record<string, unknown>);
+    });
+    client.setNotificationHandler("notifications/resources/updated", (n) => {
+      for (const l of this.listeners) l.updated?.(backend, n.params.uri);
+    });
+  }
+
   async #connect(
     backend: BackendConfig,
     key: string,
@@ -249,11 +273,16 @@ export class BackendPool {
       { name: this.#deps.config.serverName, version: "1.0.0" },
       { versionNegotiation: { mode: "auto" }, capabilities: RELAYED_CLIENT_CAPABILITIES },
     );
-    refuseServerRequests(client, backend.name);
+    const tap = new CallTap();
+    relayServerRequests(client, backend.name, tap);
+    this.#hearNotices(client, backend.name);
     const transport = new StreamableHTTPClientTransport(new URL(backend.url), {
-      fetch: backend.auth && user ? credentialFetch(this.#deps, user, backend) : this.#deps.fetch,
+      fetch: tap.fetch(
+        backend.auth && user ? credentialFetch(this.#deps, user, backend) : this.#deps.fetch,
+      ),
       requestInit: { headers: { ...backend.headers } },
     });
+    propagateTraceContext(transport);
     try {
       await client.connect(transport, { timeout: backend.timeoutMs });
     } catch (error) {
@@ -275,6 +304,7 @@ export class BackendPool {
       instructions: client.getInstructions(),
     };
     this.#watchLists(connection);
+    for (const l of this.listeners) l.connected?.(connection);
     this.#deps.log({
       event: "backend_connected",
       backend: backend.name,
@@ -291,28 +321,33 @@ export class BackendPool {
 }
 
 /**
- * What the gateway declares to backends as a client: elicitation and sampling, because a modern
- * backend's `input_required` results are relayed to the client (MCP 2026-07-28 MRTR, see
- * server.ts); whether the end client supports them is checked by the gateway's SDK against that
- * client's own declaration. Modern backends see these capabilities in every request's envelope.
+ * What the gateway declares to backends as a client: elicitation and sampling, because they are
+ * relayed to the end client (input_relay.ts); whether the end client supports them is checked
+ * against that client's own declaration. Modern backends see these capabilities in every
+ * request's envelope.
  */
 export const RELAYED_CLIENT_CAPABILITIES = { elicitation: { form: {} }, sampling: {} };
 
 /**
  * A 2025-era backend sends elicitation/sampling as server-to-client requests on the shared
- * connection, where nothing ties them to the end client's call: they are refused with a clear
- * error (the backend reports it in its tool result), never left unanswered.
+ * connection, on the SSE stream of the call they belong to: the tap (call_relay.ts) finds that
+ * call, whose relay asks the end client. A request seen outside any call (on the session's GET
+ * stream) is refused with a clear error, never left unanswered.
  */
-function refuseServerRequests(client: Client, backend: string): void {
-  const refuse = (what: string) => () => {
-    throw new ProtocolError(
-      ProtocolErrorCode.InvalidRequest,
-      `The aggregated /mcp endpoint cannot relay ${what} from backend ${backend} (2025-era ` +
-        `backends ask over their own connection); connect to /mcp/${backend} for this call`,
-    );
+function relayServerRequests(client: Client, backend: string, tap: CallTap): void {
+  const relay = (method: string, what: string) => (request: any, ctx: any) => {
+    const call = tap.take(ctx.mcpReq.id);
+    if (!call) {
+      throw new ProtocolError(
+        ProtocolErrorCode.InvalidRequest,
+        `The aggregated /mcp endpoint cannot relay ${what} from backend ${backend} outside a ` +
+          `call; connect to /mcp/${backend} for this`,
+      );
+    }
+    return call.ask(method, request.params ?? {}, ctx.mcpReq.signal) as any;
   };
-  client.setRequestHandler("elicitation/create", refuse("elicitation"));
-  client.setRequestHandler("sampling/createMessage", refuse("sampling"));
+  client.setRequestHandler("elicitation/create", relay("elicitation/create", "elicitation"));
+  client.setRequestHandler("sampling/createMessage", relay("sampling/createMessage", "sampling"));
 }
 
 /** The list kinds a backend says it announces changes of. */

@@ -13,6 +13,7 @@
  */
 import { ProtocolError, ProtocolErrorCode } from "@modelcontextprotocol/server";
 import type { Deps } from "../../deps.ts";
+import { kvSecretBytes } from "../../infra/kv_secret.ts";
 
 /** How long a relayed `input_required` round may wait for the client's retry. */
 export const REQUEST_STATE_TTL_MS = 10 * 60 * 1000;
@@ -34,6 +35,12 @@ export interface RequestStateClaims {
   backendState?: string;
   /** The gateway's own round: the user was asked to connect a per-user backend (per_user.ts). */
   connect?: true;
+  /**
+   * A call parked while its client answers an input request of a 2025-era backend (see
+   * input_relay.ts): the parked call's id and the round the answer is for.
+   */
+  park?: string;
+  round?: number;
 }
 
 interface Sealed extends RequestStateClaims {
@@ -62,19 +69,8 @@ export function requestStateKey(kv: Deno.Kv): Promise<CryptoKey> {
 }
 
 async function loadOrCreateKey(kv: Deno.Kv): Promise<CryptoKey> {
-  for (let attempt = 0; attempt < 3; attempt++) {
-    const entry = await kv.get<Uint8Array<ArrayBuffer>>(REQUEST_STATE_KEY_KEY);
-    let raw = entry.value;
-    if (!raw) {
-      const fresh = crypto.getRandomValues(new Uint8Array(32));
-      const res = await kv.atomic().check({ key: REQUEST_STATE_KEY_KEY, versionstamp: null })
-        .set(REQUEST_STATE_KEY_KEY, fresh).commit();
-      if (!res.ok) continue; // another isolate won: read its key
-      raw = fresh;
-    }
-    return await crypto.subtle.importKey("raw", raw, "AES-GCM", false, ["encrypt", "decrypt"]);
-  }
-  throw new Error("could not load the request-state key");
+  const raw = await kvSecretBytes(kv, REQUEST_STATE_KEY_KEY, 32);
+  return await crypto.subtle.importKey("raw", raw, "AES-GCM", false, ["encrypt", "decrypt"]);
 }
 
 function toBase64Url(bytes: Uint8Array): string {
@@ -129,11 +125,11 @@ export async function openRequestState(
   return (await openRequestStateClaims(deps, token, expected)).backendState;
 }
 
-/** {@linkcode openRequestState}, with every claim of the state. */
+/** {@linkcode openRequestState}, returning every claim of the state. */
 export async function openRequestStateClaims(
   deps: Pick<Deps, "kv" | "now">,
   token: unknown,
-  expected: Omit<RequestStateClaims, "backendState" | "connect">,
+  expected: Pick<RequestStateClaims, "principal" | "backend" | "method" | "name">,
 ): Promise<RequestStateClaims> {
   const bytes = typeof token === "string" ? fromBase64Url(token) : null;
   if (!bytes || bytes.length < 12 + 16) throw invalid();
@@ -156,8 +152,13 @@ export async function openRequestStateClaims(
     throw invalid();
   }
   return {
-    ...expected,
+    principal: body.principal,
+    backend: body.backend,
+    method: body.method,
+    name: body.name,
     ...(typeof body.backendState === "string" ? { backendState: body.backendState } : {}),
-    ...(body.connect === true ? { connect: true } : {}),
+    ...(typeof body.park === "string" ? { park: body.park } : {}),
+    ...(typeof body.round === "number" ? { round: body.round } : {}),
+    ...(body.connect === true ? { connect: true as const } : {}),
   };
 }

@@ -8,44 +8,69 @@
  * - `tools/call`, `prompts/get`, `resources/read`, `completion/complete`: routed by the
  *   `backend__` prefix or the `mcpgw-<backend>+` URI prefix, with the prefix stripped; an unknown
  *   name is a JSON-RPC `-32602` error (MCP 2025-11-25 Server/Tools §Error Handling).
- * - `input_required` (MCP 2026-07-28 Basic/Patterns/Multi Round-Trip Requests) from a modern
- *   backend on `tools/call`, `prompts/get`, `resources/read` is handed to the client with the
- *   gateway's sealed `requestState` (request_state.ts); the retry's `inputResponses` and the
- *   backend's unsealed state go back to the same backend. The SDK checks the embedded requests
- *   against the client's declared capabilities (-32021) and, for a 2025-era client on the
- *   per-request legacy leg, answers with a clear error (no server-to-client requests there).
- * - per-user backends (`auth`, issue 9) are reached with the caller's own client (pool.ts
- *   `forUser`); one the caller cannot use yet lists only `{backend}__connect`, and a routed
- *   request to it gets the connect answer of per_user.ts.
+ * - Input a backend needs during `tools/call`, `prompts/get`, `resources/read` (elicitation,
+ *   sampling) is relayed to the client in every era combination (input_relay.ts); a modern
+ *   backend's `input_required` toward a modern client is handed on with the gateway's sealed
+ *   `requestState` (request_state.ts), and the retry's `inputResponses` and the backend's
+ *   unsealed state go back to the same backend. The SDK checks the embedded requests against the
+ *   client's declared capabilities (-32021).
+ * - Backend log messages of a call go to the client on the call's stream, at the level it asked
+ *   for (log_relay.ts); `resources/subscribe`, `resources/unsubscribe` and `logging/setLevel`
+ *   of 2025-era sessions are session_methods.ts.
+ * - Per-user backends (`auth`, issue 9) are reached with the caller's own client (pool.ts
+ *   `forUser`) and their lists are not cached; one the caller cannot use yet lists only
+ *   `{backend}__connect`, and a routed request to it gets the connect answer of per_user.ts.
  * - `initialize` / `server/discover` are answered by the SDK from this server's info:
  *   `serverInfo.name` = `serverName`, capabilities = union of the backends, instructions of
  *   each backend under a `[backend]` heading.
  */
 import {
   type CallToolResult,
+  type GetPromptResult,
   inputRequired,
   isInputRequiredResult,
   ProtocolError,
   ProtocolErrorCode,
+  type ReadResourceResult,
   Server,
   type ServerCapabilities,
   type ServerContext,
 } from "@modelcontextprotocol/server";
-import type { BackendConfig } from "../../config.ts";
+import type { BackendConfig, GatewayConfig } from "../../config.ts";
 import { authFailure, isNotConnected } from "../../credentials/credential.ts";
 import type { Logger } from "../../infra/log.ts";
+import { runInCall } from "./call_relay.ts";
 import { fanOut, SDK_TIMEOUT_MS, withDeadline } from "./fanout.ts";
-import { exposedName, splitName } from "./naming.ts";
+import { type EndClientRelay, type MrtrMethod, relayedCall } from "./input_relay.ts";
+import { LOG_LEVEL_KEY } from "./log_relay.ts";
+import {
+  CALL_TOOL,
+  listedTools,
+  resolvePrompt,
+  resolveTool,
+  resourceAllowed,
+  SEARCH_TOOLS,
+  searchTools,
+  unwrapCallTool,
+  visiblePrompts,
+} from "./catalog.ts";
 import { cancelKey, type CancelRegistry } from "./cancel.ts";
+import { userAllows } from "../curation.ts";
+import type { ListCache } from "./list_cache.ts";
+import { splitName } from "./naming.ts";
 import {
   connectRequired,
+  isConnectRound,
   placeholderTools,
   type RequestCredentials,
   type RoutedMethod,
 } from "./per_user.ts";
 import type { BackendConnection, BackendPool } from "./pool.ts";
-import { openRequestStateClaims, sealRequestState } from "./request_state.ts";
+import { sealRequestState } from "./request_state.ts";
+import type { RelayHub, RelaySession } from "./relay_hub.ts";
+import { registerSessionMethods } from "./session_methods.ts";
 import { unwrapUri, wrapContentUris, wrapUri } from "./uri.ts";
+import { type McpOperation, within } from "../../admin/mcp_operation.ts";
 
 /** Version reported in `serverInfo`. */
 export const GATEWAY_VERSION = "1.0.0";
@@ -63,6 +88,12 @@ export interface AggregateRequest {
   sessionHash?: string;
   /** Principal id (grant id for OAuth tokens): relayed `requestState`s are bound to it. */
   principalId?: string;
+  /** Legacy leg: the client's session (capabilities, log level, expiry). */
+  session?: RelaySession;
+  /** The principal's tool globs over exposed names (`Principal.tools`); undefined = all. */
+  tools?: readonly string[];
+  /** Audit trail and telemetry of the request: told each backend call (lib/admin/). */
+  operation?: McpOperation;
   /** Per-user backends among `backends`: the caller's user and what they cannot use yet. */
   credentials?: RequestCredentials;
 }
@@ -76,6 +107,11 @@ export interface AggregateEnv {
   /** KV (holds the request-state key) and clock, for relayed `input_required` rounds. */
   kv: Deno.Kv;
   now: () => number;
+  /** Relayed input, session streams, subscriptions and log levels (relay_hub.ts). */
+  relay: RelayHub;
+  /** Backends' tool and prompt lists (list_cache.ts) and the catalog settings (catalog.ts). */
+  lists: ListCache;
+  catalog: GatewayConfig["catalog"];
 }
 
 // For requests other than the handshakes the capabilities are never shown to the client; they
@@ -83,8 +119,9 @@ export interface AggregateEnv {
 const FULL_CAPABILITIES: ServerCapabilities = {
   tools: { listChanged: true },
   prompts: { listChanged: true },
-  resources: { listChanged: true },
+  resources: { listChanged: true, subscribe: true },
   completions: {},
+  logging: {},
 };
 
 /** Methods whose answer describes the server (they need the real capability union). */
@@ -118,13 +155,15 @@ export async function createAggregateServer(
     { capabilities, instructions },
   );
   registerHandlers(server, env, request, capabilities);
+  registerSessionMethods(server, env.relay, request, capabilities);
   return server;
 }
 
 /**
  * Capabilities true for the union of the backends: a list kind if any backend has it,
- * `listChanged` if any backend announces changes of it (they are relayed, see changes.ts).
- * Resource `subscribe` and `logging` are not relayed, so never advertised.
+ * `listChanged` if any backend announces changes of it (they are relayed, see changes.ts),
+ * `resources.subscribe` if any backend supports subscriptions (subscriptions.ts), `logging` if
+ * any backend sends log messages (log_relay.ts).
  */
 export function unionCapabilities(connections: readonly BackendConnection[]): ServerCapabilities {
   const caps: ServerCapabilities = {};
@@ -134,7 +173,9 @@ export function unionCapabilities(connections: readonly BackendConnection[]): Se
       caps[kind] ??= {};
       if (c.capabilities[kind]?.listChanged === true) caps[kind].listChanged = true;
     }
+    if (c.capabilities.resources?.subscribe === true) caps.resources!.subscribe = true;
     if (c.capabilities.completions) caps.completions = {};
+    if (c.capabilities.logging) caps.logging = {};
   }
   return caps;
 }
@@ -248,40 +289,6 @@ function relayError(
   throw new ProtocolError(ProtocolErrorCode.InternalError, unavailableMessage(backend));
 }
 
-/** A routed method whose result may be `input_required` (MCP 2026-07-28 MRTR). */
-type MrtrMethod = "tools/call" | "prompts/get" | "resources/read";
-
-/**
- * The multi-round-trip fields to send the backend for this round: the client's
- * `inputResponses` and the backend's own `requestState` unsealed from the gateway's (bound to
- * principal, backend, method and name; see request_state.ts). Empty on a first round.
- */
-async function retryFields(
-  env: AggregateEnv,
-  request: AggregateRequest,
-  ctx: ServerContext,
-  method: MrtrMethod,
-  backend: string,
-  name: string,
-): Promise<{ inputResponses?: Record<string, unknown>; requestState?: string; connect?: true }> {
-  const state = ctx.mcpReq.requestState<unknown>();
-  const responses = ctx.mcpReq.inputResponses;
-  if (state === undefined) return responses ? { inputResponses: responses } : {};
-  const claims = await openRequestStateClaims(env, state, {
-    principal: request.principalId ?? "",
-    backend,
-    method,
-    name,
-  });
-  // The retry of a connect round (per_user.ts): nothing of it goes to the backend.
-  if (claims.connect) return { connect: true };
-  const backendState = claims.backendState;
-  return {
-    ...(responses ? { inputResponses: responses } : {}),
-    ...(backendState !== undefined ? { requestState: backendState } : {}),
-  };
-}
-
 /**
  * A backend's `input_required` result, handed on to the client with the gateway's sealed
  * `requestState` (MCP 2026-07-28 MRTR). The SDK then checks the embedded requests against the
@@ -319,25 +326,11 @@ function registerHandlers(
 ): void {
   const backends = request.backends;
   const byName = new Map(backends.map((b) => [b.name, b]));
+  // Per-user backends resolve to the caller's own clients (pool.ts `forUser`).
   const pool = env.pool.forUser(request.credentials?.user);
-  const disconnected = request.credentials?.disconnected;
-  const warned = new Set<string>();
-  const rename = (backend: string, name: string, kind: string): string | null => {
-    const exposed = exposedName(backend, name);
-    if (exposed === null && !warned.has(`${kind}:${backend}:${name}`)) {
-      warned.add(`${kind}:${backend}:${name}`);
-      env.log({
-        level: "warn",
-        event: "name_left_out",
-        kind,
-        backend,
-        name: name.slice(0, 100),
-        reason: "exposed name would not match ^[a-zA-Z0-9_-]{1,64}$",
-      });
-    }
-    return exposed;
-  };
-
+  const userEnv = { ...env, pool };
+  const credentials = request.credentials;
+  const disconnected = credentials?.disconnected;
   /**
    * One aggregated list method: fans `list` out to every backend (each with its deadline),
    * presents each item under the gateway's name or URI (`null` leaves it out), and pages the
@@ -348,46 +341,65 @@ function registerHandlers(
     key: string,
     list: (c: BackendConnection, signal: AbortSignal) => Promise<T[]>,
     present: (backend: string, item: T) => U | null,
-    placeholders: (backend: BackendConfig) => U[] = () => [],
   ) =>
   async (req: { params?: { cursor?: string } }, ctx: ServerContext) => {
     const live = backends.filter((b) => !disconnected?.has(b.name));
     const lists = await fanOut(pool, live, env.log, method, list, ctx.mcpReq.signal);
-    const byBackend = new Map(lists.map((l) => [l.backend, l.value]));
-    const items = backends.flatMap((b) =>
-      disconnected?.has(b.name)
-        ? placeholders(b)
-        : (byBackend.get(b.name) ?? []).flatMap((item) => {
-          const shown = present(b.name, item);
-          return shown === null ? [] : [shown];
-        })
+    const items = lists.flatMap(({ backend, value }) =>
+      value.flatMap((item) => {
+        const shown = present(backend, item);
+        return shown === null ? [] : [shown];
+      })
     );
     const p = page(items, req.params?.cursor);
     return { [key]: p.items, ...(p.nextCursor ? { nextCursor: p.nextCursor } : {}) } as any;
   };
 
-  /** Runs `op` on the backend that owns a routed request. */
+  /**
+   * Runs `op` on the backend that owns a routed request. With a `relay` (input_relay.ts), `op`
+   * runs in its call scope (call_relay.ts) and `parent` is the call's signal.
+   */
   const routed = async <T>(
     backendName: string,
     ctx: ServerContext,
     notFound: string,
     op: (c: BackendConnection, signal: AbortSignal, keepAlive: () => void) => Promise<T>,
+    call?: { relay: EndClientRelay; parent: AbortSignal },
   ): Promise<T> => {
     const backend = byName.get(backendName);
     if (!backend) throw new ProtocolError(ProtocolErrorCode.InvalidParams, notFound);
     let connection: BackendConnection | undefined;
-    const tracked = request.sessionHash === undefined
+    const tracked = request.sessionHash === undefined || call
       ? undefined
       : env.cancels.track(cancelKey(request.sessionHash, ctx.mcpReq.id));
-    const parent = tracked
-      ? AbortSignal.any([ctx.mcpReq.signal, tracked.signal])
-      : ctx.mcpReq.signal;
+    const parent = call?.parent ??
+      (tracked ? AbortSignal.any([ctx.mcpReq.signal, tracked.signal]) : ctx.mcpReq.signal);
+    const level = call?.relay.logLevel;
+    const holder = `call:${crypto.randomUUID()}`;
+    const audited = request.operation?.backendCall(backend.name, ctx.mcpReq.method);
     try {
-      return await withDeadline(backend, parent, async (signal, keepAlive) => {
-        connection = await pool.get(backend.name);
-        return await op(connection, signal, keepAlive);
+      const result = await withDeadline(backend, parent, async (signal, keepAlive, hold) => {
+        const c = connection = await pool.get(backend.name);
+        if (!call) return await within(audited, () => op(c, signal, keepAlive));
+        call.relay.hold = hold;
+        if (level && c.era === "legacy" && c.capabilities.logging) {
+          // A backend refusing the level still serves the call (its messages may be filtered).
+          await env.relay.levels.need(backend.name, holder, level).catch((error) =>
+            env.log({
+              level: "warn",
+              event: "backend_set_level_failed",
+              backend: backend.name,
+              error: error instanceof Error ? error.message.slice(0, 200) : "unknown",
+            })
+          );
+        }
+        call.relay.owner = request.principalId;
+        return await within(audited, () => runInCall(call.relay, () => op(c, signal, keepAlive)));
       });
+      audited?.endWithResult(result);
+      return result;
     } catch (error) {
+      audited?.endWithError(error, parent.aborted);
       if (parent.aborted) {
         // Cancelled by the client: the SDK already told the backend; the connection is fine.
         throw new ProtocolError(ProtocolErrorCode.InternalError, "Request cancelled");
@@ -395,22 +407,58 @@ function registerHandlers(
       relayError(env, connection, backend.name, error);
     } finally {
       tracked?.done();
+      if (level) env.relay.levels.drop(backend.name, holder, false);
     }
   };
 
   /**
-   * Runs `call` unless the caller cannot use per-user `backend` (yet), or the backend refuses the
-   * user's credential meanwhile: then the connect answer (per_user.ts; thrown when an error).
-   * `connectRound`: this request retries a connect round.
+   * A routed call that may need input from the client (input_relay.ts): `op` gets the round's
+   * retry fields and, toward a modern backend, the client's log level in `_meta`.
    */
-  const reach = async <T>(
+  const relayed = (
+    method: MrtrMethod,
+    backendName: string,
+    name: string,
+    ctx: ServerContext,
+    notFound: string,
+    op: (
+      c: BackendConnection,
+      signal: AbortSignal,
+      keepAlive: () => void,
+      extra: Record<string, unknown>,
+    ) => Promise<any>,
+  ) =>
+    relayedCall(
+      {
+        kv: env.kv,
+        now: env.now,
+        answers: env.relay.answers,
+        parks: env.relay.parks,
+        cancels: env.cancels,
+      },
+      { ctx, server, principal: request.principalId ?? "", session: request.session },
+      { method, backend: backendName, name, timeoutMs: byName.get(backendName)?.timeoutMs ?? 0 },
+      ({ fields, relay, parent }) =>
+        routed(backendName, ctx, notFound, (c, signal, keepAlive) => {
+          const extra: Record<string, unknown> = { ...fields };
+          if (relay.logLevel && c.era === "modern") {
+            extra._meta = { [LOG_LEVEL_KEY]: relay.logLevel };
+          }
+          return op(c, signal, keepAlive, extra);
+        }, { relay, parent }),
+    );
+
+  /**
+   * Runs `run` unless the caller cannot use per-user `backend` (yet), or the backend refuses the
+   * user's credential meanwhile: then the connect answer of per_user.ts (thrown when an error).
+   */
+  const gated = async <T>(
     method: RoutedMethod,
     backend: string,
     name: string,
-    connectRound: boolean | undefined,
-    call: () => Promise<T>,
-  ): Promise<{ answer: any } | { result: T }> => {
-    const credentials = request.credentials;
+    ctx: ServerContext,
+    run: () => Promise<T>,
+  ): Promise<{ answer: any } | { value: T }> => {
     const answer = async (retried: boolean) => ({
       answer: await connectRequired(
         env,
@@ -422,139 +470,132 @@ function registerHandlers(
         retried,
       ),
     });
-    if (credentials?.disconnected.has(backend) && byName.has(backend)) {
-      return await answer(connectRound === true);
+    if (disconnected?.has(backend) && byName.has(backend)) {
+      const retried = method !== "completion/complete" &&
+        await isConnectRound(env, ctx, request.principalId ?? "", method, backend, name);
+      return await answer(retried);
     }
     try {
-      return { result: await call() };
+      return { value: await run() };
     } catch (error) {
       if (credentials && isNotConnected(error)) return await answer(false);
       throw error;
     }
   };
+  /** The connect answer of a request to a backend the caller has not connected. */
+  const notConnected = async (
+    method: RoutedMethod,
+    backend: string,
+    name: string,
+    ctx: ServerContext,
+  ) =>
+    ((await gated(method, backend, name, ctx, () => Promise.resolve())) as { answer: any }).answer;
+  /** The backend a routed name or gateway URI belongs to, if the caller may see it. */
+  const ownerOf = (name: string) => {
+    const backend = splitName(name)?.backend ?? unwrapUri(name)?.backend;
+    return backend && userAllows(request.tools, name) ? backend : undefined;
+  };
 
   if (caps.tools) {
-    server.setRequestHandler(
-      "tools/list",
-      mergedList(
-        "tools/list",
-        "tools",
-        async (c, signal) =>
-          c.capabilities.tools
-            ? (await c.client.listTools(undefined, { signal, timeout: SDK_TIMEOUT_MS })).tools
-            : [],
-        (backend, t) => {
-          const name = rename(backend, t.name, "tool");
-          return name ? { ...t, name } : null;
-        },
-        (backend) => placeholderTools(request.credentials, backend),
-      ),
-    );
+    server.setRequestHandler("tools/list", async (req, ctx) => {
+      const live = { ...request, backends: backends.filter((b) => !disconnected?.has(b.name)) };
+      const listed = await listedTools(userEnv, live, ctx.mcpReq.signal);
+      const waiting = backends.filter((b) => disconnected?.has(b.name))
+        .flatMap((b) => placeholderTools(credentials, b))
+        .filter((t) => userAllows(request.tools, t.name));
+      const p = page([...listed, ...waiting], req.params?.cursor);
+      return { tools: p.items, ...(p.nextCursor ? { nextCursor: p.nextCursor } : {}) };
+    });
     server.setRequestHandler("tools/call", async (req, ctx) => {
-      const target = splitName(req.params.name);
-      const notFound = `Unknown tool: ${req.params.name}`;
-      if (!target) throw new ProtocolError(ProtocolErrorCode.InvalidParams, notFound);
-      const progressToken = req.params._meta?.progressToken;
-      const { connect: connectRound, ...retry } = await retryFields(
-        env,
-        request,
-        ctx,
-        "tools/call",
-        target.backend,
-        req.params.name,
-      );
-      const reached = await reach(
-        "tools/call",
-        target.backend,
-        req.params.name,
-        connectRound,
-        () =>
-          routed(
-            target.backend,
-            ctx,
-            notFound,
-            (c, signal, keepAlive) =>
-              c.client.callTool(
-                { name: target.name, arguments: req.params.arguments, ...retry } as any,
-                {
-                  signal,
-                  timeout: SDK_TIMEOUT_MS,
-                  allowInputRequired: true,
-                  onprogress: (p) => {
-                    keepAlive();
-                    if (progressToken === undefined) return;
-                    ctx.mcpReq.notify({
-                      method: "notifications/progress",
-                      params: { ...p, progressToken },
-                    }).catch(() => {});
-                  },
-                },
-              ),
-          ),
-      );
-      if ("answer" in reached) return reached.answer;
-      const result = reached.result;
-      if (isInputRequiredResult(result)) {
-        return await relayInputRequired(
-          env,
-          request,
-          "tools/call",
-          target.backend,
-          req.params.name,
-          result as any,
-        );
+      if (req.params.name === SEARCH_TOOLS) {
+        return await searchTools(userEnv, request, req.params.arguments, ctx.mcpReq.signal);
       }
-      return rewriteToolResult(target.backend, result as CallToolResult) as any;
+      // call_tool (tool search) resolves its tool exactly like a direct call.
+      const { name, arguments: args } = req.params.name === CALL_TOOL
+        ? unwrapCallTool(req.params.arguments)
+        : req.params;
+      const notFound = `Unknown tool: ${name}`;
+      const owner = ownerOf(name);
+      if (owner && disconnected?.has(owner)) {
+        return await notConnected("tools/call", owner, name, ctx);
+      }
+      const target = await resolveTool(userEnv, request, name, ctx.mcpReq.signal);
+      if (!target) throw new ProtocolError(ProtocolErrorCode.InvalidParams, notFound);
+      const backend = target.backend.name;
+      const progressToken = req.params._meta?.progressToken;
+      const gate = await gated("tools/call", backend, name, ctx, () =>
+        relayed(
+          "tools/call",
+          backend,
+          name,
+          ctx,
+          notFound,
+          (c, signal, keepAlive, extra) =>
+            c.client.callTool(
+              {
+                name: target.original,
+                arguments: target.rules.withDefaults(target.original, args),
+                ...extra,
+              } as any,
+              {
+                signal,
+                timeout: SDK_TIMEOUT_MS,
+                allowInputRequired: true,
+                onprogress: (p) => {
+                  keepAlive();
+                  if (progressToken === undefined) return;
+                  ctx.mcpReq.notify({
+                    method: "notifications/progress",
+                    params: { ...p, progressToken },
+                  }).catch(() => {});
+                },
+              },
+            ),
+        ));
+      if ("answer" in gate) return gate.answer;
+      const outcome = gate.value;
+      if ("reply" in outcome) return outcome.reply;
+      const result = outcome.done;
+      if (isInputRequiredResult(result)) {
+        return await relayInputRequired(env, request, "tools/call", backend, name, result as any);
+      }
+      return rewriteToolResult(backend, result as CallToolResult) as any;
     });
   }
 
   if (caps.prompts) {
-    server.setRequestHandler(
-      "prompts/list",
-      mergedList(
-        "prompts/list",
-        "prompts",
-        async (c, signal) =>
-          c.capabilities.prompts
-            ? (await c.client.listPrompts(undefined, { signal, timeout: SDK_TIMEOUT_MS })).prompts
-            : [],
-        (backend, p) => {
-          const name = rename(backend, p.name, "prompt");
-          return name ? { ...p, name } : null;
-        },
-      ),
-    );
+    server.setRequestHandler("prompts/list", async (req, ctx) => {
+      const live = { ...request, backends: backends.filter((b) => !disconnected?.has(b.name)) };
+      const prompts = await visiblePrompts(userEnv, live, ctx.mcpReq.signal);
+      const p = page(prompts.map((item) => item.item), req.params?.cursor);
+      return { prompts: p.items, ...(p.nextCursor ? { nextCursor: p.nextCursor } : {}) };
+    });
     server.setRequestHandler("prompts/get", async (req, ctx) => {
-      const target = splitName(req.params.name);
+      const owner = ownerOf(req.params.name);
+      if (owner && disconnected?.has(owner)) {
+        return await notConnected("prompts/get", owner, req.params.name, ctx);
+      }
+      const resolved = await resolvePrompt(userEnv, request, req.params.name, ctx.mcpReq.signal);
       const notFound = `Unknown prompt: ${req.params.name}`;
-      if (!target) throw new ProtocolError(ProtocolErrorCode.InvalidParams, notFound);
-      const { connect: connectRound, ...retry } = await retryFields(
-        env,
-        request,
-        ctx,
-        "prompts/get",
-        target.backend,
-        req.params.name,
-      );
-      const reached = await reach(
-        "prompts/get",
-        target.backend,
-        req.params.name,
-        connectRound,
-        () =>
-          routed(
-            target.backend,
-            ctx,
-            notFound,
-            (c, signal) =>
-              c.client.getPrompt(
-                { name: target.name, arguments: req.params.arguments, ...retry } as any,
-                { signal, timeout: SDK_TIMEOUT_MS, allowInputRequired: true },
-              ),
-          ),
-      );
-      if ("answer" in reached) return reached.answer;
-      const result = reached.result;
+      if (!resolved) throw new ProtocolError(ProtocolErrorCode.InvalidParams, notFound);
+      const target = { backend: resolved.backend.name, name: resolved.original };
+      const gate = await gated("prompts/get", target.backend, req.params.name, ctx, () =>
+        relayed(
+          "prompts/get",
+          target.backend,
+          req.params.name,
+          ctx,
+          notFound,
+          (c, signal, _keepAlive, extra) =>
+            c.client.getPrompt(
+              { name: target.name, arguments: req.params.arguments, ...extra } as any,
+              { signal, timeout: SDK_TIMEOUT_MS, allowInputRequired: true },
+            ),
+        ));
+      if ("answer" in gate) return gate.answer;
+      const outcome = gate.value;
+      if ("reply" in outcome) return outcome.reply;
+      const result = outcome.done as GetPromptResult;
       if (isInputRequiredResult(result)) {
         return await relayInputRequired(
           env,
@@ -584,7 +625,10 @@ function registerHandlers(
             ? (await c.client.listResources(undefined, { signal, timeout: SDK_TIMEOUT_MS }))
               .resources
             : [],
-        (backend, r) => ({ ...r, uri: wrapUri(backend, r.uri) }),
+        (backend, r) =>
+          resourceAllowed(byName.get(backend)!, r.uri)
+            ? { ...r, uri: wrapUri(backend, r.uri) }
+            : null,
       ),
     );
     server.setRequestHandler(
@@ -597,40 +641,36 @@ function registerHandlers(
             ? (await c.client.listResourceTemplates(undefined, { signal, timeout: SDK_TIMEOUT_MS }))
               .resourceTemplates
             : [],
-        (backend, t) => ({ ...t, uriTemplate: wrapUri(backend, t.uriTemplate) }),
+        (backend, t) =>
+          resourceAllowed(byName.get(backend)!, t.uriTemplate)
+            ? { ...t, uriTemplate: wrapUri(backend, t.uriTemplate) }
+            : null,
       ),
     );
     server.setRequestHandler("resources/read", async (req, ctx) => {
       const target = unwrapUri(req.params.uri);
       const notFound = `Resource not found: ${req.params.uri}`;
-      if (!target) throw new ProtocolError(ProtocolErrorCode.InvalidParams, notFound);
-      const { connect: connectRound, ...retry } = await retryFields(
-        env,
-        request,
-        ctx,
-        "resources/read",
-        target.backend,
-        req.params.uri,
-      );
-      const reached = await reach(
-        "resources/read",
-        target.backend,
-        req.params.uri,
-        connectRound,
-        () =>
-          routed(
-            target.backend,
-            ctx,
-            notFound,
-            (c, signal) =>
-              c.client.readResource(
-                { uri: target.uri, ...retry } as any,
-                { signal, timeout: SDK_TIMEOUT_MS, allowInputRequired: true },
-              ),
-          ),
-      );
-      if ("answer" in reached) return reached.answer;
-      const result = reached.result;
+      const owner = target && byName.get(target.backend);
+      if (!target || (owner && !resourceAllowed(owner, target.uri))) {
+        throw new ProtocolError(ProtocolErrorCode.InvalidParams, notFound);
+      }
+      const gate = await gated("resources/read", target.backend, req.params.uri, ctx, () =>
+        relayed(
+          "resources/read",
+          target.backend,
+          req.params.uri,
+          ctx,
+          notFound,
+          (c, signal, _keepAlive, extra) =>
+            c.client.readResource(
+              { uri: target.uri, ...extra } as any,
+              { signal, timeout: SDK_TIMEOUT_MS, allowInputRequired: true },
+            ),
+        ));
+      if ("answer" in gate) return gate.answer;
+      const outcome = gate.value;
+      if ("reply" in outcome) return outcome.reply;
+      const result = outcome.done as ReadResourceResult;
       if (isInputRequiredResult(result)) {
         return await relayInputRequired(
           env,
@@ -655,18 +695,25 @@ function registerHandlers(
       let backend: string | undefined;
       let upstreamRef: typeof ref | undefined;
       if (ref.type === "ref/prompt") {
-        const t = splitName(ref.name);
-        if (t) [backend, upstreamRef] = [t.backend, { ...ref, name: t.name }];
+        const owner = ownerOf(ref.name);
+        if (owner && disconnected?.has(owner)) {
+          return await notConnected("completion/complete", owner, ref.name, ctx);
+        }
+        const t = await resolvePrompt(userEnv, request, ref.name, ctx.mcpReq.signal);
+        if (t) [backend, upstreamRef] = [t.backend.name, { ...ref, name: t.original }];
       } else {
         const t = unwrapUri(ref.uri);
-        if (t) [backend, upstreamRef] = [t.backend, { ...ref, uri: t.uri }];
+        const owner = t && byName.get(t.backend);
+        if (t && (!owner || resourceAllowed(owner, t.uri))) {
+          [backend, upstreamRef] = [t.backend, { ...ref, uri: t.uri }];
+        }
       }
       const notFound = "Unknown completion reference";
       if (!backend || !upstreamRef) {
         throw new ProtocolError(ProtocolErrorCode.InvalidParams, notFound);
       }
       const name = ref.type === "ref/prompt" ? ref.name : ref.uri;
-      const reached = await reach("completion/complete", backend, name, false, () =>
+      const gate = await gated("completion/complete", backend, name, ctx, () =>
         routed(
           backend!,
           ctx,
@@ -677,8 +724,8 @@ function registerHandlers(
               timeout: SDK_TIMEOUT_MS,
             }),
         ));
-      if ("answer" in reached) return reached.answer;
-      return stripReservedMeta(reached.result) as any;
+      if ("answer" in gate) return gate.answer;
+      return stripReservedMeta(gate.value) as any;
     });
   }
 }

@@ -27,6 +27,8 @@ export interface AggregateSessionRecord {
   clientCapabilities: Record<string, unknown>;
   /** The user of the principal that opened the session (team sign-in); absent otherwise. */
   user?: UserRef;
+  /** The level set by `logging/setLevel` (MCP 2025-11-25 Server/Utilities/Logging), if any. */
+  logLevel?: string;
   expiresAt: number;
 }
 
@@ -79,6 +81,33 @@ export async function endSession(deps: Deps, id: string, principalId: string): P
   return true;
 }
 
+/**
+ * Records the log level session `hash` set (`logging/setLevel`): in KV for every isolate, and in
+ * this isolate's cache at once. `false` when the session is gone.
+ */
+export async function setSessionLogLevel(
+  deps: Pick<Deps, "kv" | "now">,
+  hash: string,
+  level: string,
+): Promise<boolean> {
+  const key = aggregateSessionKey(hash);
+  for (let attempt = 0; attempt < 3; attempt++) {
+    const now = deps.now();
+    const entry = await getLive<AggregateSessionRecord>(deps.kv, key, now);
+    if (!entry) return false;
+    const record = { ...entry.value, logLevel: level };
+    const res = await deps.kv.atomic().check(entry).set(key, record, {
+      expireIn: ttl(record.expiresAt, now),
+    }).commit();
+    if (!res.ok) continue;
+    for (const cached of cachesOf(deps).values()) {
+      if (cached.hash === hash) cached.record = record;
+    }
+    return true;
+  }
+  return false;
+}
+
 /** How long an isolate may trust a session it validated without reading KV again. */
 export const SESSION_CACHE_MS = 1000;
 const SESSION_CACHE_MAX = 10_000;
@@ -96,7 +125,7 @@ interface CachedSession extends ValidatedSession {
 // Keyed by the KV handle (one cache per gateway instance), then by session id.
 const caches = new WeakMap<Deno.Kv, Map<string, CachedSession>>();
 
-function cachesOf(deps: Deps): Map<string, CachedSession> {
+function cachesOf(deps: Pick<Deps, "kv">): Map<string, CachedSession> {
   let cache = caches.get(deps.kv);
   if (!cache) caches.set(deps.kv, cache = new Map());
   return cache;
