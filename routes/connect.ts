@@ -6,12 +6,10 @@
  */
 import type { RouteContext } from "../lib/deps.ts";
 import {
+  backendPageRequest,
   connectionsLink,
   notAllowedPage,
-  perUserBackend,
   sessionMayUse,
-  sessionOrSignIn,
-  unknownBackendPage,
 } from "../lib/credentials/browser_pages.ts";
 import { startConnect } from "../lib/credentials/connect_flow.ts";
 import { loadConnection } from "../lib/credentials/connections.ts";
@@ -22,12 +20,9 @@ import { linkedPageResponse } from "../lib/identity/sign_in_page.ts";
 
 /** Starts a connect, or shows the secret form. */
 export async function handler(req: Request, ctx: RouteContext): Promise<Response> {
-  const backend = perUserBackend(ctx, ctx.params.backend);
-  if (!backend) return unknownBackendPage(ctx);
-  ctx.logFields.backend = backend.name;
-  const session = await sessionOrSignIn(req, ctx, `/connect/${backend.name}`);
-  if (session instanceof Response) return session;
-  ctx.logFields.user = session.user.sub;
+  const page = await backendPageRequest(req, ctx);
+  if (page instanceof Response) return page;
+  const { backend, session } = page;
   if (!sessionMayUse(session, backend)) return notAllowedPage(ctx, backend);
   if (backend.auth!.type === "user-secret") {
     return secretFormPage({

@@ -5,21 +5,16 @@
  */
 import { z } from "zod";
 import type { RouteContext } from "../lib/deps.ts";
+import type { UserSecretBackendAuth } from "../lib/credentials/auth_config.ts";
 import {
-  csrfFailedPage,
-  formCsrfOk,
+  backendPageRequest,
+  connectionForm,
   notAllowedPage,
-  perUserBackend,
   sessionMayUse,
-  sessionOrSignIn,
-  unknownBackendPage,
 } from "../lib/credentials/browser_pages.ts";
 import { saveSecretConnection } from "../lib/credentials/connections.ts";
 import { secretFormPage } from "../lib/credentials/pages.ts";
 import { seeOther } from "../lib/identity/sign_in.ts";
-import { linkedPageResponse } from "../lib/identity/sign_in_page.ts";
-import { readForm } from "../lib/infra/http.ts";
-import { OAuthError } from "../lib/oauth/oauth_error.ts";
 
 const formSchema = z.object({
   csrf_token: z.string().max(256),
@@ -29,27 +24,18 @@ const formSchema = z.object({
 
 /** Stores the user's secret for the backend. */
 export async function handler(req: Request, ctx: RouteContext): Promise<Response> {
-  const backend = perUserBackend(ctx, ctx.params.backend);
-  if (!backend || backend.auth?.type !== "user-secret") return unknownBackendPage(ctx);
-  ctx.logFields.backend = backend.name;
-  const session = await sessionOrSignIn(req, ctx, `/connect/${backend.name}`);
-  if (session instanceof Response) return session;
-  ctx.logFields.user = session.user.sub;
-  let fields;
-  try {
-    fields = Object.fromEntries(await readForm(req));
-  } catch (e) {
-    if (!(e instanceof OAuthError)) throw e;
-    return linkedPageResponse("Invalid form", e.message, 400);
-  }
-  if (!formCsrfOk(req, ctx, session, fields.csrf_token?.slice(0, 256))) return csrfFailedPage(ctx);
+  const page = await backendPageRequest(req, ctx, { type: "user-secret" });
+  if (page instanceof Response) return page;
+  const { backend, session } = page;
+  const fields = await connectionForm(req, ctx, session);
+  if (fields instanceof Response) return fields;
   if (!sessionMayUse(session, backend)) return notAllowedPage(ctx, backend);
   const form = formSchema.safeParse(fields);
   if (!form.success) {
     return secretFormPage({
       base: ctx.settings.publicUrl,
       backend: backend.name,
-      label: backend.auth.label,
+      label: (backend.auth as UserSecretBackendAuth).label,
       user: session.user,
       csrfToken: session.csrfToken,
       connected: false,

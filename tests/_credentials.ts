@@ -9,7 +9,7 @@ import { closeAggregate } from "../lib/mcp/aggregate/handler.ts";
 import type { Deps } from "../lib/deps.ts";
 import { mintTokens, putGrant } from "../lib/oauth/tokens.ts";
 import type { UserRef } from "../lib/store.ts";
-import { assertEquals } from "./_assert.ts";
+import { assertEquals, assertMatch, assertStringIncludes } from "./_assert.ts";
 import { type ServedGateway, serveGateway } from "./_helpers.ts";
 import { HttpBrowser, type Page, providerHref, signInAtIdp } from "./_http_browser.ts";
 import { oidcProviderConfig, startIdp, type TestIdp } from "./_idp.ts";
@@ -148,4 +148,16 @@ export async function userToken(
   const minted = await mintTokens(deps, op, grant);
   if (!(await op.commit()).ok) throw new Error("userToken: commit failed");
   return minted.accessToken;
+}
+
+/** Asserts a gateway HTML page: status, content type, no framing, and its text. */
+export function assertPage(page: Page, status: number, text: RegExp): void {
+  assertEquals(page.status, status, page.html.slice(0, 400));
+  assertMatch(page.res.headers.get("content-type") ?? "", /^text\/html/);
+  assertStringIncludes(
+    page.res.headers.get("content-security-policy") ?? "",
+    "frame-ancestors 'none'",
+  );
+  assertEquals(page.res.headers.get("x-frame-options"), "DENY");
+  assertMatch(page.html, text);
 }

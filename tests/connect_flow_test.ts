@@ -7,24 +7,17 @@
  * the user refusing at the server, the server down, forms without their CSRF token.
  */
 import { assert, assertEquals, assertMatch, assertStringIncludes } from "./_assert.ts";
-import { connectBackend, signedInBrowser, startCredentialsSetup } from "./_credentials.ts";
-import { field, HttpBrowser, type Page, providerHref, signInAtIdp } from "./_http_browser.ts";
+import {
+  assertPage,
+  connectBackend,
+  signedInBrowser,
+  startCredentialsSetup,
+} from "./_credentials.ts";
+import { field, HttpBrowser, providerHref, signInAtIdp } from "./_http_browser.ts";
 import { entries } from "./_sign_in.ts";
 import { backendConnectionKey } from "../lib/store.ts";
 
 const atCallback = (u: URL) => u.pathname === "/connect/notes/callback";
-
-/** Asserts an HTML error page: status, content type, security headers, and the message. */
-function assertPage(page: Page, status: number, text: RegExp): void {
-  assertEquals(page.status, status, page.html.slice(0, 400));
-  assertMatch(page.res.headers.get("content-type") ?? "", /^text\/html/);
-  assertStringIncludes(
-    page.res.headers.get("content-security-policy") ?? "",
-    "frame-ancestors 'none'",
-  );
-  assertEquals(page.res.headers.get("x-frame-options"), "DENY");
-  assertMatch(page.html, text);
-}
 
 Deno.test("GET /connect/{backend}", async (t) => {
   const s = await startCredentialsSetup({

@@ -57,6 +57,19 @@ async function startInnerGateway() {
 
 const textOf = (result: any) => String(result?.content?.[0]?.text ?? "");
 
+/** A 2026-07-28 v2 SDK client of `url` with `token`. */
+async function modernClient(url: string, token: string): Promise<Client> {
+  const client = new Client({ name: "modern", version: "1.0.0" }, {
+    versionNegotiation: { mode: "auto" },
+  });
+  await client.connect(
+    new StreamableHTTPClientTransport(new URL(url), {
+      requestInit: { headers: { authorization: `Bearer ${token}` } },
+    }),
+  );
+  return client;
+}
+
 Deno.test("gateway behind gateway", async (t) => {
   const inner = await startInnerGateway();
   const s = await startCredentialsSetup({
@@ -100,14 +113,7 @@ Deno.test("gateway behind gateway", async (t) => {
     await t.step(
       "/mcp, 2026-07-28: the inner gateway's tools under the front's prefix, called with the inner token",
       async () => {
-        const client = new Client({ name: "modern", version: "1.0.0" }, {
-          versionNegotiation: { mode: "auto" },
-        });
-        await client.connect(
-          new StreamableHTTPClientTransport(new URL(`${s.gw.url}/mcp`), {
-            requestInit: { headers: { authorization: `Bearer ${ana}` } },
-          }),
-        );
+        const client = await modernClient(`${s.gw.url}/mcp`, ana);
         closers.push(() => client.close());
         const names = (await client.listTools()).tools.map((x: { name: string }) => x.name);
         assert(names.includes("inner__alpha__echo"), names.join());
@@ -155,14 +161,7 @@ Deno.test("gateway behind gateway", async (t) => {
     await t.step(
       "the inner access token expires on the inner clock: refreshed, rotation honoured",
       async () => {
-        const client = new Client({ name: "modern", version: "1.0.0" }, {
-          versionNegotiation: { mode: "auto" },
-        });
-        await client.connect(
-          new StreamableHTTPClientTransport(new URL(`${s.gw.url}/mcp`), {
-            requestInit: { headers: { authorization: `Bearer ${ana}` } },
-          }),
-        );
+        const client = await modernClient(`${s.gw.url}/mcp`, ana);
         closers.push(() => client.close());
         const tokenOf = async () => ((await loadConnection(s.gw.deps, "corp:ana", "inner"))!
           .secrets as OAuthSecrets);

@@ -8,8 +8,14 @@ import { Client, StreamableHTTPClientTransport } from "@modelcontextprotocol/cli
 import { createMcpHandler, McpServer } from "@modelcontextprotocol/server";
 import { backendConnectionKey } from "../lib/store.ts";
 import { assert, assertEquals, assertMatch, assertStringIncludes } from "./_assert.ts";
-import { signedInBrowser, startCredentialsSetup, userRef, userToken } from "./_credentials.ts";
-import { field, type Page } from "./_http_browser.ts";
+import {
+  assertPage,
+  signedInBrowser,
+  startCredentialsSetup,
+  userRef,
+  userToken,
+} from "./_credentials.ts";
+import { field } from "./_http_browser.ts";
 
 /** A search backend (official SDK server) that knows a few API keys, sent as `X-Api-Key: key=…`. */
 function startSearchBackend(keys: Record<string, string>) {
@@ -40,16 +46,6 @@ function startSearchBackend(keys: Record<string, string>) {
       await http.shutdown();
     },
   };
-}
-
-function assertPage(page: Page, status: number, text: RegExp): void {
-  assertEquals(page.status, status, page.html.slice(0, 400));
-  assertMatch(page.res.headers.get("content-type") ?? "", /^text\/html/);
-  assertStringIncludes(
-    page.res.headers.get("content-security-policy") ?? "",
-    "frame-ancestors 'none'",
-  );
-  assertMatch(page.html, text);
 }
 
 const textOf = (result: any) => String(result?.content?.[0]?.text ?? "");

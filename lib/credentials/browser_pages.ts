@@ -9,6 +9,8 @@ import { type BrowserSession, currentBrowserSession } from "../identity/browser_
 import { seeOther } from "../identity/sign_in.ts";
 import { linkedPageResponse } from "../identity/sign_in_page.ts";
 import { timingSafeEqual } from "../infra/crypto.ts";
+import { readForm } from "../infra/http.ts";
+import { OAuthError } from "../oauth/oauth_error.ts";
 import { scopeCoversBackend } from "../oauth/resources.ts";
 
 /** The per-user backend called `name`, or `null`. */
@@ -82,4 +84,49 @@ export function csrfFailedPage(ctx: RouteContext): Response {
     403,
     [connectionsLink(ctx)],
   );
+}
+
+/** A signed-in browser's request about one per-user backend. */
+export interface BackendPageRequest {
+  backend: BackendConfig;
+  session: BrowserSession;
+}
+
+/**
+ * The per-user backend `ctx.params.backend` (of `type`, when given) and the signed-in session,
+ * or the page to answer instead: 404 for any other name, the sign-in entry (coming back to
+ * `returnTo`, default `/connect/<backend>`) for a signed-out browser. Logs backend and user.
+ */
+export async function backendPageRequest(
+  req: Request,
+  ctx: RouteContext,
+  options: { type?: "oauth" | "user-secret"; returnTo?: string } = {},
+): Promise<BackendPageRequest | Response> {
+  const backend = perUserBackend(ctx, ctx.params.backend);
+  if (!backend || (options.type && backend.auth?.type !== options.type)) {
+    return unknownBackendPage(ctx);
+  }
+  ctx.logFields.backend = backend.name;
+  const session = await sessionOrSignIn(req, ctx, options.returnTo ?? `/connect/${backend.name}`);
+  if (session instanceof Response) return session;
+  ctx.logFields.user = session.user.sub;
+  return { backend, session };
+}
+
+/** The fields of a connection page's form once its CSRF check passed, or the error page. */
+export async function connectionForm(
+  req: Request,
+  ctx: RouteContext,
+  session: BrowserSession,
+): Promise<Record<string, string> | Response> {
+  let fields: Record<string, string>;
+  try {
+    fields = Object.fromEntries(await readForm(req));
+  } catch (e) {
+    if (!(e instanceof OAuthError)) throw e;
+    return linkedPageResponse("Invalid form", e.message, 400);
+  }
+  return formCsrfOk(req, ctx, session, fields.csrf_token?.slice(0, 256))
+    ? fields
+    : csrfFailedPage(ctx);
 }
