@@ -14,6 +14,7 @@ import {
   unseal,
 } from "../lib/credentials/encryption.ts";
 import { readSettings } from "../lib/deps.ts";
+import { renderBanner } from "../lib/startup/banner.ts";
 import { backendConnectionKey, type BackendConnectionRecord } from "../lib/store.ts";
 import {
   assert,
@@ -301,4 +302,36 @@ Deno.test("backends[].auth config", async (t) => {
     });
     fails({ type: "saml" }, /backends\[0\]\.auth\.type/);
   });
+});
+
+Deno.test("start banner: per-user backends", () => {
+  const backends = parseConfig({
+    backends: [
+      { name: "docs", url: "https://docs.example/mcp" },
+      { name: "gh", url: "https://gh.example/mcp", auth: { type: "oauth" } },
+      {
+        name: "search",
+        url: "https://search.example/mcp",
+        auth: { type: "user-secret", label: "Search API key" },
+      },
+    ],
+  }, () => undefined).backends;
+  const lines = renderBanner({
+    version: "1.0.0",
+    denoVersion: "2.9.6",
+    listen: "http://0.0.0.0:8000",
+    publicUrl: "https://gw.example",
+    publicUrlSet: true,
+    backends: backends.map((backend) => ({ backend })),
+    kv: { kind: "memory" },
+    signIn: [],
+    apiKeys: 0,
+    externalIssuers: [],
+  });
+  const from = lines.findIndex((l) => l.startsWith("  per-user"));
+  assertEquals(lines.slice(from, from + 3), [
+    "  per-user    https://gw.example/connections  where each user connects their own account",
+    "              gh      oauth: redirect URI https://gw.example/connect/gh/callback",
+    "              search  user-secret: Search API key",
+  ]);
 });
