@@ -55,6 +55,24 @@ import type { McpOperation } from "../../admin/mcp_operation.ts";
 /** The backends a modern request's token covers, while the SDK serves it (listen streams). */
 const listenScope = new AsyncLocalStorage<ReadonlySet<string>>();
 
+/** Largest `initialize` capabilities a legacy session keeps (in its KV record, 64 KiB at most). */
+export const MAX_SESSION_CAPABILITIES_BYTES = 16 * 1024;
+
+/**
+ * Why a legacy `initialize` cannot open a session, or `undefined`: the session record keeps the
+ * client's declared capabilities and protocol version, and a Deno KV value holds 64 KiB.
+ */
+function oversizedInitialize(params: any): string | undefined {
+  const capabilities = JSON.stringify(params?.capabilities ?? {}) ?? "";
+  if (capabilities.length > MAX_SESSION_CAPABILITIES_BYTES) {
+    return `params.capabilities is larger than ${MAX_SESSION_CAPABILITIES_BYTES} bytes`;
+  }
+  if (String(params?.protocolVersion ?? "").length > 64) {
+    return "params.protocolVersion is longer than 64 characters";
+  }
+  return undefined;
+}
+
 /** BroadcastChannel carrying legacy cancellations between isolates. */
 export const CANCEL_CHANNEL = "gateway-mcp-cancel";
 
@@ -395,6 +413,8 @@ export async function serveAggregate(
   }
 
   if (req.method === "POST" && single?.method === "initialize") {
+    const tooLarge = oversizedInitialize(single.params);
+    if (tooLarge) return rpcError(400, -32602, tooLarge, (single as { id?: unknown }).id ?? null);
     aggregateRequest.credentials = await requestCredentials(
       deps,
       allowed,
