@@ -28,10 +28,16 @@ import * as adminUsers from "./routes/admin_users.ts";
 import * as asMetadata from "./routes/as_metadata.ts";
 import * as authorize from "./routes/authorize.ts";
 import * as authorizeDecision from "./routes/authorize_decision.ts";
+import * as connect from "./routes/connect.ts";
+import * as connectCallback from "./routes/connect_callback.ts";
+import * as connectSecret from "./routes/connect_secret.ts";
+import * as connections from "./routes/connections.ts";
+import * as disconnect from "./routes/disconnect.ts";
 import * as health from "./routes/health.ts";
 import * as healthz from "./routes/healthz.ts";
 import * as home from "./routes/home.ts";
 import * as mcpBackend from "./routes/mcp_backend.ts";
+import * as oauthClientMetadata from "./routes/oauth_client_metadata.ts";
 import * as protectedResource from "./routes/protected_resource.ts";
 import * as register from "./routes/register.ts";
 import * as login from "./routes/login.ts";
@@ -135,6 +141,33 @@ export const routes: Route[] = [
     handler: loginCallback.handler,
   },
   { name: "sign_out", pattern: p("/logout"), method: "POST", handler: signOut.handler },
+  { name: "connect", pattern: p("/connect/:backend"), method: "GET", handler: connect.handler },
+  {
+    name: "connect_secret",
+    pattern: p("/connect/:backend"),
+    method: "POST",
+    handler: connectSecret.handler,
+  },
+  {
+    name: "connect_callback",
+    pattern: p("/connect/:backend/callback"),
+    method: "GET",
+    handler: connectCallback.handler,
+  },
+  { name: "connections", pattern: p("/connections"), method: "GET", handler: connections.handler },
+  {
+    name: "disconnect",
+    pattern: p("/connections/:backend/disconnect"),
+    method: "POST",
+    handler: disconnect.handler,
+  },
+  {
+    name: "oauth_client_metadata",
+    pattern: p("/oauth/client.json"),
+    method: "GET",
+    handler: oauthClientMetadata.handler,
+    cors: true,
+  },
   // The admin console (lib/admin/console/): administrators' browser sessions only.
   { name: "admin", pattern: p("/admin{/}?"), method: "GET", handler: adminBackends.handler },
   {

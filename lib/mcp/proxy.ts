@@ -9,6 +9,9 @@
  *   backend's response headers only.
  * - A backend 401/403 means the gateway's configured credentials are wrong: 502, and its
  *   `WWW-Authenticate` is dropped so that clients do not re-authenticate against the gateway.
+ * - A per-user backend (`auth`) gets the caller's own credential instead (POST bodies are read
+ *   for it); not connected, or a 401 (the credential is then dropped), gets the connect answer
+ *   (lib/credentials/pass_through.ts).
  * - A backend with curation rules, or a caller with per-user tool globs, takes the curated path
  *   (curated_proxy.ts): the POST's messages are read, refused or rewritten, and list results are
  *   filtered message by message. Everything else streams untouched.
@@ -17,6 +20,7 @@ import type { Principal } from "../oauth/bearer.ts";
 import type { BackendConfig, GatewayConfig } from "../config.ts";
 import type { Deps, RouteContext } from "../deps.ts";
 import { jsonRpcErrorResponse } from "../infra/http.ts";
+import { type PerUserRequest, preparePerUserRequest } from "../credentials/pass_through.ts";
 import { type CuratedPost, curatePost, needsCuration } from "./curated_proxy.ts";
 import { SESSION_ID, sessionBindings } from "./session_binding.ts";
 import type { McpOperation } from "../admin/mcp_operation.ts";
@@ -245,9 +249,24 @@ export async function proxyToBackend(
   // an ArrayBuffer first measured slower in bench/).
   let body: BodyInit | null = method === "GET" || method === "DELETE" ? null : req.body;
   const call = passThroughCall(operation, req, name);
+  let perUser: PerUserRequest | undefined;
+  if (backend.config.auth) {
+    const prepared = await preparePerUserRequest(req, ctx, backend.config, principal);
+    if (prepared instanceof Response) {
+      call?.end("denied", "no usable credential of the user");
+      return prepared;
+    }
+    perUser = prepared;
+    headers.push(prepared.header);
+    body = prepared.body;
+  }
   let curated: CuratedPost | undefined;
   if (method === "POST" && needsCuration(backend.config, principal)) {
-    const prepared = await curatePost(req, headers, backend.config, principal);
+    // A per-user POST was read already: curation reads the same text.
+    const source = perUser
+      ? new Request(req.url, { method: "POST", headers: req.headers, body: perUser.body })
+      : req;
+    const prepared = await curatePost(source, headers, backend.config, principal);
     if (prepared instanceof Response) {
       call?.end("denied");
       return prepared;
@@ -270,10 +289,13 @@ export async function proxyToBackend(
   ctx.logFields.upstreamStatus = status;
   if (status === 401 || status === 403) {
     await upstream.body?.cancel().catch(() => {});
+    if (perUser && status === 401) return await perUser.rejected();
     return jsonRpcErrorResponse(
       502,
       INTERNAL_ERROR,
-      `backend ${name} rejected the gateway's credentials (HTTP ${status})`,
+      perUser
+        ? `backend ${name} refused this request with your account (HTTP ${status})`
+        : `backend ${name} rejected the gateway's credentials (HTTP ${status})`,
     );
   }
   const garbage = unexpectedAnswer(upstream, method, name);

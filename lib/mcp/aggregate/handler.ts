@@ -35,12 +35,14 @@ import type { BackendConfig } from "../../config.ts";
 import type { Deps } from "../../deps.ts";
 import { jsonResponse, mediaType, readBodyText } from "../../infra/http.ts";
 import { aggregateResource, backendScope, scopeCoversBackend } from "../../oauth/resources.ts";
+import { credentialUser } from "../../credentials/lazy_consent.ts";
 import { splitName } from "./naming.ts";
 import { cancelKey, CancelRegistry } from "./cancel.ts";
 import { CALL_TOOL, type CatalogEnv, exposedToolCount, gatewayUriAllowed } from "./catalog.ts";
 import { LIST_CACHE_CHANNEL, ListCache } from "./list_cache.ts";
 import { legacyChangeStream, ScopedListenBus } from "./changes.ts";
 import { fastToolCall, isFastLegacyCall } from "./fast_call.ts";
+import { requestCredentials } from "./per_user.ts";
 import { answerKey, clientAnswersOf, lacksCapability } from "./input_relay.ts";
 import { backendPool, closeBackendPool } from "./pool.ts";
 import { RelayHub } from "./relay_hub.ts";
@@ -235,6 +237,22 @@ async function checkSession(
   return { ...session, id };
 }
 
+/** Methods whose answer depends on the caller's per-user backend connections. */
+const PER_USER_METHODS = new Set([
+  undefined,
+  "initialize",
+  "server/discover",
+  "tools/list",
+  "prompts/list",
+  "resources/list",
+  "resources/templates/list",
+  "tools/call",
+  "prompts/get",
+  "resources/read",
+  "completion/complete",
+]);
+
+const CAPABILITIES_KEY = "io.modelcontextprotocol/clientCapabilities";
 /** Whether a 2025-era client declared a capability to answer relayed input requests. */
 function answersInput(capabilities: Record<string, unknown>): boolean {
   return !lacksCapability(capabilities, "elicitation/create", {}) ||
@@ -311,6 +329,7 @@ export async function serveAggregate(
     logFields.tool = (viaSearch ? inner : single.params.name).slice(0, 100);
     if (viaSearch) logFields.via = CALL_TOOL;
   }
+  const user = credentialUser(principal);
   const fastCall = {
     deps,
     pool: backendPool(deps),
@@ -319,6 +338,7 @@ export async function serveAggregate(
     tools: principal.tools,
     logFields,
     operation,
+    ...(user ? { user } : {}),
   };
   if (single?.method === "tools/call") {
     // A call to a known modern backend skips both SDKs (fast_call.ts); else undefined. A legacy
@@ -362,7 +382,17 @@ export async function serveAggregate(
   };
   const h = handlersFor(deps);
   const legacy = await isLegacyRequest(request, parsed, { maxRequestBodySize: MAX_BODY_BYTES });
+  const perUser = req.method === "POST" && PER_USER_METHODS.has(aggregateRequest.method);
   if (!legacy) {
+    if (perUser) {
+      aggregateRequest.credentials = await requestCredentials(
+        deps,
+        allowed,
+        user,
+        "modern",
+        single?.params?._meta?.[CAPABILITIES_KEY],
+      );
+    }
     const scope = new Set(allowed.map((b) => b.name));
     const serve = () =>
       listenScope.run(scope, () => h.modern.fetch(request, { parsedBody: parsed, authInfo }));
@@ -385,6 +415,13 @@ export async function serveAggregate(
   if (req.method === "POST" && single?.method === "initialize") {
     const tooLarge = oversizedInitialize(single.params);
     if (tooLarge) return rpcError(400, -32602, tooLarge, (single as { id?: unknown }).id ?? null);
+    aggregateRequest.credentials = await requestCredentials(
+      deps,
+      allowed,
+      user,
+      "legacy",
+      single.params?.capabilities,
+    );
     const res = await h.legacy(request, { parsedBody: parsed, authInfo });
     if (!res.ok) return res;
     const sessionId = await openSession(deps, principal.id, {
@@ -433,6 +470,15 @@ export async function serveAggregate(
   }
   const sessionHash = session.hash;
   aggregateRequest.sessionHash = sessionHash;
+  if (perUser) {
+    aggregateRequest.credentials = await requestCredentials(
+      deps,
+      allowed,
+      user,
+      "legacy",
+      session.record.clientCapabilities,
+    );
+  }
   aggregateRequest.session = relaySession;
   if (single?.method === "notifications/cancelled" && single.params?.requestId !== undefined) {
     h.cancels.cancel(cancelKey(sessionHash, single.params.requestId));
