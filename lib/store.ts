@@ -180,7 +180,9 @@ export type AuditEvent =
   | "refresh"
   | "reuse_detected"
   | "revocation"
-  | "rate_limited";
+  | "rate_limited"
+  | "backend_connect"
+  | "backend_disconnect";
 
 /**
  * One audit record, as stored (without `expiresAt`) and exported (JSON Lines). Every field is

@@ -4,6 +4,7 @@
  * consumed, the code exchanged, the tokens stored (connect_flow.ts); then `/connections` says
  * the backend is connected. Every failure is an error page with a way to start again.
  */
+import { auditEvent } from "../lib/admin/audit.ts";
 import type { RouteContext } from "../lib/deps.ts";
 import {
   connectionsLink,
@@ -38,11 +39,21 @@ export async function handler(req: Request, ctx: RouteContext): Promise<Response
   } catch (e) {
     if (!(e instanceof ConnectError || e instanceof BackendAuthError)) throw e;
     ctx.logFields.error = e.message.slice(0, 200);
+    const outcome = e instanceof ConnectError ? "connect_failed" : "backend_unreachable";
+    auditEvent(ctx, "backend_connect", audited(session.user.sub, backend.name, outcome));
     const status = e instanceof ConnectError ? e.status : 502;
     return linkedPageResponse(`${backend.name} not connected`, e.message, status, [
       again,
       connectionsLink(ctx),
     ]);
   }
+  auditEvent(ctx, "backend_connect", audited(session.user.sub, backend.name, "ok"));
   return seeOther(`${ctx.settings.publicUrl}/connections?connected=${backend.name}`);
 }
+
+const audited = (user: string, backend: string, outcome: string) => ({
+  user,
+  backend,
+  method: "oauth",
+  outcome,
+});

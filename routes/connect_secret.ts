@@ -3,6 +3,7 @@
  * (the session's token, our `Origin`); the secret (1–4096 characters, no control characters: it
  * becomes a header value) is stored sealed for (user, backend); then `/connections`.
  */
+import { auditEvent } from "../lib/admin/audit.ts";
 import { z } from "zod";
 import type { RouteContext } from "../lib/deps.ts";
 import type { UserSecretBackendAuth } from "../lib/credentials/auth_config.ts";
@@ -44,5 +45,11 @@ export async function handler(req: Request, ctx: RouteContext): Promise<Response
   }
   await saveSecretConnection(ctx, session.user.sub, backend.name, form.data.secret);
   ctx.log({ event: "backend_connected", user: session.user.sub, backend: backend.name });
+  auditEvent(ctx, "backend_connect", {
+    user: session.user.sub,
+    backend: backend.name,
+    method: "user-secret",
+    outcome: "ok",
+  });
   return seeOther(`${ctx.settings.publicUrl}/connections?connected=${backend.name}`);
 }

@@ -4,6 +4,7 @@
  * header and template on both `/mcp` and `/mcp/{backend}`; the backend refusing it (401) drops
  * it and the user is asked again.
  */
+import type { AuditRecord } from "../lib/store.ts";
 import { Client, StreamableHTTPClientTransport } from "@modelcontextprotocol/client";
 import { createMcpHandler, McpServer } from "@modelcontextprotocol/server";
 import { backendConnectionKey } from "../lib/store.ts";
@@ -185,6 +186,20 @@ Deno.test("user-secret backends", async (t) => {
         assertMatch(page.html, /data-backend="search"[\s\S]*?Not connected/);
       },
     );
+
+    await t.step("the audit trail names who connected and why the connection went", async () => {
+      await s.gw.deps.audit.flush();
+      const events: string[] = [];
+      for await (const e of s.gw.deps.kv.list<AuditRecord>({ prefix: ["audit"] })) {
+        const r = e.value;
+        if (r.backend !== "search" || !r.event.startsWith("backend_")) continue;
+        events.push(`${r.event} ${r.user} ${r.method} ${r.outcome}`);
+      }
+      assertEquals(events, [
+        "backend_connect corp:ana user-secret ok",
+        "backend_disconnect corp:ana backend_401 ok",
+      ]);
+    });
   } finally {
     for (const c of clients) await c.close().catch(() => {});
     await s.close();

@@ -8,6 +8,7 @@
  * refreshes) are announced to the isolate's listeners (the aggregated endpoint's per-user
  * clients, see pool.ts).
  */
+import { type AuditContext, auditEvent } from "../admin/audit.ts";
 import type { Deps } from "../deps.ts";
 import {
   backendConnectionKey,
@@ -35,7 +36,7 @@ export interface LoadedConnection {
   secrets: OAuthSecrets | UserSecret;
 }
 
-type ConnectionDeps = Pick<Deps, "kv" | "now" | "log" | "settings">;
+type ConnectionDeps = Pick<Deps, "kv" | "now" | "log" | "settings"> & AuditContext;
 
 /** Why a connection was dropped (logged). */
 export type DropReason =
@@ -169,6 +170,7 @@ export async function dropConnection(
       backend,
       reason,
     });
+    auditEvent(deps, "backend_disconnect", { user: sub, backend, method: reason, outcome: "ok" });
     announce(deps.kv, sub, backend);
   }
   return ok;
