@@ -16,13 +16,28 @@ import {
 } from "./lib/infra/http.ts";
 import { isKvFailure, KV_RETRY_AFTER_SECONDS } from "./lib/infra/kv_errors.ts";
 import { OAuthError, oauthErrorResponse } from "./lib/oauth/oauth_error.ts";
+import * as adminAudit from "./routes/admin_audit.ts";
+import * as adminAuditExport from "./routes/admin_audit_export.ts";
+import * as adminBackends from "./routes/admin_backends.ts";
+import * as adminClients from "./routes/admin_clients.ts";
+import * as adminConfig from "./routes/admin_config.ts";
+import * as adminGrantRevoke from "./routes/admin_grant_revoke.ts";
+import * as adminGrants from "./routes/admin_grants.ts";
+import * as adminUserRevoke from "./routes/admin_user_revoke.ts";
+import * as adminUsers from "./routes/admin_users.ts";
 import * as asMetadata from "./routes/as_metadata.ts";
 import * as authorize from "./routes/authorize.ts";
 import * as authorizeDecision from "./routes/authorize_decision.ts";
+import * as connect from "./routes/connect.ts";
+import * as connectCallback from "./routes/connect_callback.ts";
+import * as connectSecret from "./routes/connect_secret.ts";
+import * as connections from "./routes/connections.ts";
+import * as disconnect from "./routes/disconnect.ts";
 import * as health from "./routes/health.ts";
 import * as healthz from "./routes/healthz.ts";
 import * as home from "./routes/home.ts";
 import * as mcpBackend from "./routes/mcp_backend.ts";
+import * as oauthClientMetadata from "./routes/oauth_client_metadata.ts";
 import * as protectedResource from "./routes/protected_resource.ts";
 import * as register from "./routes/register.ts";
 import * as login from "./routes/login.ts";
@@ -126,6 +141,73 @@ export const routes: Route[] = [
     handler: loginCallback.handler,
   },
   { name: "sign_out", pattern: p("/logout"), method: "POST", handler: signOut.handler },
+  { name: "connect", pattern: p("/connect/:backend"), method: "GET", handler: connect.handler },
+  {
+    name: "connect_secret",
+    pattern: p("/connect/:backend"),
+    method: "POST",
+    handler: connectSecret.handler,
+  },
+  {
+    name: "connect_callback",
+    pattern: p("/connect/:backend/callback"),
+    method: "GET",
+    handler: connectCallback.handler,
+  },
+  { name: "connections", pattern: p("/connections"), method: "GET", handler: connections.handler },
+  {
+    name: "disconnect",
+    pattern: p("/connections/:backend/disconnect"),
+    method: "POST",
+    handler: disconnect.handler,
+  },
+  {
+    name: "oauth_client_metadata",
+    pattern: p("/oauth/client.json"),
+    method: "GET",
+    handler: oauthClientMetadata.handler,
+    cors: true,
+  },
+  // The admin console (lib/admin/console/): administrators' browser sessions only.
+  { name: "admin", pattern: p("/admin{/}?"), method: "GET", handler: adminBackends.handler },
+  {
+    name: "admin_grants",
+    pattern: p("/admin/grants"),
+    method: "GET",
+    handler: adminGrants.handler,
+  },
+  {
+    name: "admin_grant_revoke",
+    pattern: p("/admin/grants/revoke"),
+    method: "POST",
+    handler: adminGrantRevoke.handler,
+  },
+  {
+    name: "admin_clients",
+    pattern: p("/admin/clients"),
+    method: "GET",
+    handler: adminClients.handler,
+  },
+  { name: "admin_users", pattern: p("/admin/users"), method: "GET", handler: adminUsers.handler },
+  {
+    name: "admin_user_revoke",
+    pattern: p("/admin/users/revoke"),
+    method: "POST",
+    handler: adminUserRevoke.handler,
+  },
+  { name: "admin_audit", pattern: p("/admin/audit"), method: "GET", handler: adminAudit.handler },
+  {
+    name: "admin_audit_export",
+    pattern: p("/admin/audit.jsonl"),
+    method: "GET",
+    handler: adminAuditExport.handler,
+  },
+  {
+    name: "admin_config",
+    pattern: p("/admin/config"),
+    method: "GET",
+    handler: adminConfig.handler,
+  },
   { name: "token", pattern: p("/token"), method: "POST", handler: token.handler, cors: true },
   { name: "revoke", pattern: p("/revoke"), method: "POST", handler: revoke.handler, cors: true },
   {

@@ -3,6 +3,7 @@
  * typed object. A bad file fails the start with a message naming the file and the field.
  */
 import { z } from "zod";
+import { backendAuthSchema, checkBackendAuth } from "./credentials/auth_config.ts";
 import { checkLogin, type LoginConfig, loginSchema } from "./identity/login_config.ts";
 import { OAuthError } from "./oauth/oauth_error.ts";
 import { validateRedirectUri } from "./oauth/redirect_uri.ts";
@@ -68,6 +69,7 @@ const backendSchema = z.strictObject({
   timeoutMs: z.int().min(100).max(600_000).default(30_000)
     .describe("Time allowed for the backend to start answering a request."),
   description: z.string().max(500).optional().describe("Shown in /health and docs."),
+  auth: backendAuthSchema,
   tools: toolRulesSchema.optional()
     .describe("Curation of the backend's tools, on /mcp and /mcp/<name> alike."),
   prompts: listRulesSchema.optional().describe("Which prompts (by name) are offered."),
@@ -325,6 +327,7 @@ export const configSchema = z.strictObject({
         ctx.addIssue({ code: "custom", path: [i, "name"], message: `duplicate name "${b.name}"` });
       }
       seen.add(b.name);
+      checkBackendAuth(b, [i], ctx);
       checkRenames(b, [i], ctx);
     });
   }),

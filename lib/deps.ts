@@ -5,6 +5,8 @@
 import { AuditWriter } from "./admin/audit.ts";
 import { buildTelemetry, type Telemetry } from "./admin/telemetry.ts";
 import { type GatewayConfig, loadConfigFile } from "./config.ts";
+import { requireEncryptionKey } from "./credentials/auth_config.ts";
+import { parseEncryptionKey } from "./credentials/encryption.ts";
 import { sha256Hex } from "./infra/crypto.ts";
 import { createExternalJwtVerifier, type ExternalJwtVerifier } from "./oauth/external_jwt.ts";
 import { consoleLogger, type Logger, stdoutLogger } from "./infra/log.ts";
@@ -25,6 +27,8 @@ export interface Settings {
   ownerPassword?: string;
   /** Whether cookies may use the `__Host-` prefix (https public URL). */
   secureCookies: boolean;
+  /** `GATEWAY_ENCRYPTION_KEY`: the AES-GCM key of stored per-user backend credentials. */
+  encryptionKey?: CryptoKey;
 }
 
 /** Dependencies shared by every route. */
@@ -100,12 +104,14 @@ export async function readSettings(env: (name: string) => string | undefined): P
     }
   }
   const password = env("GATEWAY_OWNER_PASSWORD") || undefined;
+  const encryptionKey = env("GATEWAY_ENCRYPTION_KEY");
   return {
     port,
     publicUrl,
     apiKeyHashes: await Promise.all(keys.map(sha256Hex)),
     ownerPassword: password,
     secureCookies: url.protocol === "https:",
+    ...(encryptionKey ? { encryptionKey: await encryptionKeyOf(encryptionKey) } : {}),
   };
 }
 
@@ -191,7 +197,21 @@ async function readStartInputs(
     );
     throw errors.length === 1 ? errors[0] : new AggregateError(errors, "the gateway cannot start");
   }
+  try {
+    requireEncryptionKey(config.value, settings.value);
+  } catch (e) {
+    throw new SettingsError((e as Error).message);
+  }
   return { settings: settings.value, config: config.value, kvPath: kvOpenPath(location.value) };
+}
+
+/** `GATEWAY_ENCRYPTION_KEY` as an AES-GCM key. @throws {SettingsError} naming the variable */
+async function encryptionKeyOf(text: string): Promise<CryptoKey> {
+  try {
+    return await parseEncryptionKey(text);
+  } catch (e) {
+    throw new SettingsError((e as Error).message);
+  }
 }
 
 /**

@@ -19,6 +19,10 @@
  * | ["user_grant", sub, grantId]          | createdAt (number): index from a user to their grants, written with the grant | as the grant |
  * | ["browser_session", sha256(id)]       | {@linkcode BrowserSessionRecord} (lib/identity/browser_session.ts) | 12 h |
  * | ["login_flow", sha256(state)]         | {@linkcode LoginFlowRecord}: a sign-in at an identity provider in progress (lib/identity/login_flow.ts) | 10 min, single use |
+ * | ["backend_connection", sub, backend]   | {@linkcode BackendConnectionRecord}: a user's own credential at a backend, its tokens or secret AES-GCM sealed under `GATEWAY_ENCRYPTION_KEY` (lib/credentials/connections.ts) | none (deleted on disconnect, `invalid_grant`, or the backend's 401) |
+ * | ["backend_client", backend, issuer]   | {@linkcode BackendClientRecord}: the gateway's dynamic registration (RFC 7591) at a backend's authorization server, its secret sealed; or that the server refused the gateway's metadata document (lib/credentials/backend_client_identity.ts) | none |
+ * | ["connect_flow", sha256(state)]       | {@linkcode ConnectFlowRecord}: a connect at a backend's authorization server in progress, its PKCE verifier sealed (lib/credentials/connect_flow.ts) | 10 min, single use |
+ * | ["backend_refresh_lease", sub, backend] | {@linkcode RefreshLeaseRecord}: the one isolate refreshing a user's backend token (lib/credentials/refresh.ts) | 30 s |
  * | ["list_cache", backend, kind]        | {@linkcode ListCacheMeta}: a backend's cached tool or prompt list (lib/mcp/aggregate/list_cache.ts) | `catalog.cacheTtlSeconds` |
  * | ["list_cache_part", backend, kind, generation, i] | one ≤ 30 000-character slice of that list's JSON | as its meta |
  * | ["audit", time, id]                   | {@linkcode StoredAuditRecord}: the audit trail, time-ordered (ms since epoch, then a per-isolate id); written in batches (lib/admin/audit.ts) | `audit.retentionDays` |
@@ -176,7 +180,9 @@ export type AuditEvent =
   | "refresh"
   | "reuse_detected"
   | "revocation"
-  | "rate_limited";
+  | "rate_limited"
+  | "backend_connect"
+  | "backend_disconnect";
 
 /**
  * One audit record, as stored (without `expiresAt`) and exported (JSON Lines). Every field is
@@ -213,6 +219,82 @@ export interface StoredAuditRecord extends AuditRecord {
 /** A legacy MCP session id bound to the principal that opened it. */
 export interface SessionRecord {
   principalId: string;
+  expiresAt: number;
+}
+
+/** An AES-GCM sealed value (lib/credentials/encryption.ts). */
+export interface SealedValue {
+  v: 1;
+  iv: Uint8Array;
+  ct: Uint8Array;
+}
+
+/** Where an OAuth connection's tokens come from, for refresh and revocation (nothing secret). */
+export interface BackendOAuthInfo {
+  issuer: string;
+  tokenEndpoint: string;
+  revocationEndpoint?: string;
+  /** The RFC 8707 `resource` the tokens were issued for. */
+  resource: string;
+  /** How the gateway identified itself: configured client, metadata document, or registration. */
+  clientMethod: "configured" | "cimd" | "dcr";
+  clientId: string;
+  scope?: string;
+}
+
+/**
+ * A user's connection to a per-user backend. `sealed` holds `{ accessToken, refreshToken? }`
+ * (oauth) or `{ secret }` (user-secret), bound to this row's key.
+ */
+export interface BackendConnectionRecord {
+  type: "oauth" | "user-secret";
+  sealed: SealedValue;
+  connectedAt: number;
+  /** Last refresh of the access token. */
+  refreshedAt?: number;
+  /** When the access token expires (from `expires_in`); absent = unknown (used until a 401). */
+  accessExpiresAt?: number;
+  /** Whether a refresh token is sealed too. */
+  refreshable?: boolean;
+  oauth?: BackendOAuthInfo;
+}
+
+/** The gateway as a client of one backend's authorization server (issuer). */
+export interface BackendClientRecord {
+  /** A dynamic registration (RFC 7591); its secret, if any, sealed as `{ clientSecret }`. */
+  registration?: {
+    clientId: string;
+    sealedSecret?: SealedValue;
+    authMethod: "none" | "client_secret_basic" | "client_secret_post";
+    redirectUri: string;
+    registeredAt: number;
+  };
+  /** Set when the server refused the gateway's Client ID Metadata Document. */
+  metadataDocumentRefusedAt?: number;
+}
+
+/** A connect at a backend's authorization server in progress, keyed by the hash of `state`. */
+export interface ConnectFlowRecord {
+  /** The signed-in user who started it: only they may finish it. */
+  sub: string;
+  backend: string;
+  issuer: string;
+  clientMethod: BackendOAuthInfo["clientMethod"];
+  clientId: string;
+  resource: string;
+  scope?: string;
+  tokenEndpoint: string;
+  revocationEndpoint?: string;
+  /** The server sends `iss` in its answers (RFC 9207 §3): a missing one is refused. */
+  issRequired: boolean;
+  /** `{ verifier }`: the PKCE code verifier (RFC 7636), sealed. */
+  sealedVerifier: SealedValue;
+  expiresAt: number;
+}
+
+/** The lease of the isolate refreshing one user's token at one backend. */
+export interface RefreshLeaseRecord {
+  holder: string;
   expiresAt: number;
 }
 
@@ -282,6 +364,28 @@ export const browserSessionKey = (hash: string): Deno.KvKey => ["browser_session
 /** Key of a sign-in at an identity provider in progress, by hash of its `state`. */
 export const loginFlowKey = (stateHash: string): Deno.KvKey => ["login_flow", stateHash];
 
+/** Key of a user's connection to a per-user backend. */
+export const backendConnectionKey = (sub: string, backend: string): Deno.KvKey => [
+  "backend_connection",
+  sub,
+  backend,
+];
+/** Prefix of every connection of a user. */
+export const backendConnectionsPrefix = (sub: string): Deno.KvKey => ["backend_connection", sub];
+/** Key of the gateway's client record at a backend's authorization server. */
+export const backendClientKey = (backend: string, issuer: string): Deno.KvKey => [
+  "backend_client",
+  backend,
+  issuer,
+];
+/** Key of a connect in progress, by hash of its `state`. */
+export const connectFlowKey = (stateHash: string): Deno.KvKey => ["connect_flow", stateHash];
+/** Key of the refresh lease of a user's connection. */
+export const refreshLeaseKey = (sub: string, backend: string): Deno.KvKey => [
+  "backend_refresh_lease",
+  sub,
+  backend,
+];
 /** Key of an audit record: time-ordered (ms since epoch), then unique per isolate. */
 export const auditKey = (time: number, id: string): Deno.KvKey => ["audit", time, id];
 /** Key of a grant's last bearer use (ms since epoch). */

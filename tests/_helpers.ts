@@ -3,6 +3,7 @@
  * clock) and helpers to serve the gateway on a real port.
  */
 import { parseConfig } from "../lib/config.ts";
+import { requireEncryptionKey } from "../lib/credentials/auth_config.ts";
 import { noTelemetry } from "../lib/admin/telemetry.ts";
 import {
   buildAuditWriter,
@@ -52,11 +53,13 @@ export async function makeDeps(
   );
   const clock = testClock();
   const log = memoryLogger();
+  const settings = await readSettings((n) => env[n]);
+  requireEncryptionKey(config, settings); // as loadDeps does at start
   const kv = await Deno.openKv(options.kvPath ?? ":memory:");
   const deps: Deps & { clock: TestClock; logs: Record<string, unknown>[] } = {
     kv,
     config,
-    settings: await readSettings((n) => env[n]),
+    settings,
     now: clock.now,
     fetch: globalThis.fetch.bind(globalThis),
     log,
@@ -89,13 +92,18 @@ export interface ServedGateway {
  * `configFor` may use the port to build its config.
  */
 export async function serveGateway(
-  options: Omit<TestDepsOptions, "env"> & { env?: Record<string, string> } = {},
+  options: Omit<TestDepsOptions, "env"> & {
+    env?: Record<string, string>;
+    /** Builds the config once the gateway's URL is known (instead of `config`). */
+    configFor?: (url: string) => Record<string, unknown> | Promise<Record<string, unknown>>;
+  } = {},
 ): Promise<ServedGateway> {
   const probe = Deno.listen({ hostname: "127.0.0.1", port: 0 });
   const port = (probe.addr as Deno.NetAddr).port;
   probe.close();
   const url = `http://127.0.0.1:${port}`;
-  const deps = await makeDeps({ ...options, env: { PUBLIC_URL: url, ...options.env } });
+  const config = options.configFor ? await options.configFor(url) : options.config;
+  const deps = await makeDeps({ ...options, config, env: { PUBLIC_URL: url, ...options.env } });
   const server = Deno.serve(
     { hostname: "127.0.0.1", port, onListen: () => {} },
     createHandler(deps),

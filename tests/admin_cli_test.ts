@@ -158,6 +158,7 @@ Deno.test("admin CLI", async (t) => {
       );
       assertEquals(tail.at(-1)!.event, "revocation");
       assertEquals(tail.at(-1)!.method, "admin");
+      assertEquals(tail.at(-1)!.actor, "cli", "the CLI is named as the revoking actor");
     });
 
     await t.step("grants revoke of an unknown grant: exit 1 and a clear error", async () => {

@@ -160,7 +160,7 @@ Deno.test("admin views: grants and users", async (t) => {
         const req = () =>
           new Request(mcp, { headers: { authorization: `Bearer ${ann2.accessToken}` } });
         assert(!((await authenticate(req(), deps, mcp)) instanceof Response), "valid before");
-        const revoked = await revokeGrantAsAdmin(deps, ann2.grant.grantId);
+        const revoked = await revokeGrantAsAdmin(deps, ann2.grant.grantId, "corp:admin");
         assertEquals(revoked?.grantId, ann2.grant.grantId);
         assertEquals((await deps.kv.get(["grant", ann2.grant.grantId])).value, null);
         assertEquals(
@@ -172,8 +172,17 @@ Deno.test("admin views: grants and users", async (t) => {
         assertEquals(refused.status, 401);
         await deps.audit.flush();
         const [r] = await Array.fromAsync(queryAudit(deps, { event: "revocation" }));
-        assertEquals([r?.method, r?.grantId, r?.user], ["admin", ann2.grant.grantId, "corp:ann"]);
-        assertEquals(await revokeGrantAsAdmin(deps, ann2.grant.grantId), null, "unknown now");
+        assertEquals([r?.method, r?.grantId, r?.user, r?.actor], [
+          "admin",
+          ann2.grant.grantId,
+          "corp:ann",
+          "corp:admin",
+        ]);
+        assertEquals(
+          await revokeGrantAsAdmin(deps, ann2.grant.grantId, "corp:admin"),
+          null,
+          "unknown now",
+        );
       },
     );
 
@@ -192,7 +201,7 @@ Deno.test("admin views: grants and users", async (t) => {
           createdAt: 0,
           expiresAt: deps.now() + 1000,
         });
-        const result = await revokeUserAsAdmin(deps, "corp:ann");
+        const result = await revokeUserAsAdmin(deps, "corp:ann", "corp:admin");
         assertEquals(result, { grants: 1, browserSessions: 1 });
         assertEquals(await listGrants(deps, { user: "corp:ann" }), []);
         assertEquals((await deps.kv.get(["browser_session", "h1"])).value, null);
@@ -201,6 +210,14 @@ Deno.test("admin views: grants and users", async (t) => {
           "another user's session stays",
         );
         assertEquals((await listGrants(deps)).length, 2);
+        await deps.audit.flush();
+        const records = await Array.fromAsync(
+          queryAudit(deps, { event: "revocation", user: "corp:ann", order: "asc" }),
+        );
+        assertEquals(records.slice(-2).map((r) => [r.method, r.actor]), [
+          ["admin", "corp:admin"],
+          ["admin_user", "corp:admin"],
+        ]);
       },
     );
 

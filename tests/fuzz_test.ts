@@ -13,7 +13,14 @@ import { createHandler } from "../main.ts";
 import { assert, assertEquals } from "./_assert.ts";
 import { startModernBackend } from "./_backends.ts";
 import { makeDeps } from "./_helpers.ts";
-import { authorizeUrl, DEFAULT_BASE_URL, pkcePair, registerClient } from "./_oauth_flow.ts";
+import { field, HttpBrowser } from "./_http_browser.ts";
+import {
+  authorizeUrl,
+  DEFAULT_BASE_URL,
+  DEFAULT_PASSWORD,
+  pkcePair,
+  registerClient,
+} from "./_oauth_flow.ts";
 import { issueAccessToken } from "./_tokens.ts";
 
 const SEED = Number(Deno.env.get("FUZZ_SEED") ?? 0x5eed_2026);
@@ -182,7 +189,7 @@ function oddHeaders(r: Rng): Record<string, string> {
 }
 
 /** How a route answers errors (CONVENTIONS.md §Errors). */
-type Shape = "oauth" | "authorize_page" | "consent_post" | "json" | "mcp";
+type Shape = "oauth" | "authorize_page" | "consent_post" | "json" | "mcp" | "admin_page";
 
 interface Case {
   req: Request;
@@ -254,6 +261,13 @@ async function check(shape: Shape, req: Request, res: Response): Promise<string 
   }
   const text = req.method === "HEAD" ? "" : await res.text();
   if (res.status === 204 || (res.status >= 300 && res.status < 400) || res.status === 202) {
+    if ((res.status === 302 || res.status === 303) && shape === "admin_page") {
+      // The console sends signed-out browsers to sign-in, and a done form back to a page.
+      const location = res.headers.get("location") ?? "";
+      const inside = location.startsWith(`${BASE}/login?return_to=%2Fadmin`) ||
+        location.startsWith(`${BASE}/admin`);
+      return inside ? null : `a redirect out of the console: ${location}`;
+    }
     if (res.status === 302 || res.status === 303) {
       if (shape !== "authorize_page" && shape !== "consent_post") return "unexpected redirect";
       const location = new URL(res.headers.get("location") ?? "");
@@ -270,13 +284,24 @@ async function check(shape: Shape, req: Request, res: Response): Promise<string 
   if (type === "text/html") {
     // A path that normalizes to "/" (e.g. "/healthz/%2e%2e") reaches the home page, also HTML.
     const page = shape === "authorize_page" || shape === "consent_post" ||
-      new URL(req.url).pathname === "/";
-    if (!page) return "HTML outside /authorize and /";
+      shape === "admin_page" || new URL(req.url).pathname === "/";
+    if (!page) return "HTML outside /authorize, /admin and /";
     if (!/^<!doctype html>/i.test(text.trimStart())) return "HTML page without a doctype";
     if (!(res.headers.get("content-security-policy") ?? "").includes("frame-ancestors 'none'")) {
       return "HTML page without frame-ancestors 'none'";
     }
     return null;
+  }
+  if (type === "application/x-ndjson") {
+    if (shape !== "admin_page" || res.status !== 200) return "JSON Lines outside the export";
+    const bad = text.split("\n").filter(Boolean).find((line) => {
+      try {
+        return typeof JSON.parse(line) !== "object";
+      } catch {
+        return true;
+      }
+    });
+    return bad === undefined ? null : `an exported line that is not a record: ${bad.slice(0, 100)}`;
   }
   if (type !== "application/json") {
     return `status ${res.status} with content-type ${JSON.stringify(type)}: ${text.slice(0, 200)}`;
@@ -334,6 +359,18 @@ Deno.test("fuzz: every endpoint answers malformed input in its standard error sh
     const requestId = consentHtml.match(/name="request_id" value="([^"]*)"/)?.[1] ?? "";
     const csrf = consentHtml.match(/name="csrf_token" value="([^"]*)"/)?.[1] ?? "";
     const cookie = (consent.headers.get("set-cookie") ?? "").split(";")[0]!;
+    // The owner, signed in: the admin console's pages get past the sign-in check.
+    const owner = new HttpBrowser({ [BASE]: handle });
+    const signIn = await owner.navigate(`${BASE}/login?return_to=/admin/config`);
+    const config = await owner.submit(`${BASE}/login`, {
+      signin_id: field(signIn.html, "signin_id"),
+      csrf_token: field(signIn.html, "csrf_token"),
+      return_to: field(signIn.html, "return_to"),
+      password: DEFAULT_PASSWORD,
+    });
+    assertEquals(config.status, 200, "the owner is signed in");
+    const adminCookie = owner.cookieHeader(new URL(BASE));
+    const adminCsrf = field(config.html, "csrf_token");
 
     const jsonRpc = (r: Rng) => () => {
       const msg: Record<string, unknown> = {
@@ -597,12 +634,67 @@ Deno.test("fuzz: every endpoint answers malformed input in its standard error sh
       mcpTarget("/mcp/alpha"),
       mcpTarget("/mcp"),
       {
+        name: "admin console",
+        shape: "admin_page",
+        make: (r) => {
+          const path = r.pick([
+            "/admin",
+            "/admin/grants",
+            "/admin/clients",
+            "/admin/users",
+            "/admin/audit",
+            "/admin/audit.jsonl",
+            "/admin/config",
+            "/admin/grants/revoke",
+            "/admin/users/revoke",
+          ]);
+          const time = () =>
+            r.pick(["1h", "7d", "2026-07-01T12:00", "0s", "999999d", junkString(r)]);
+          const query = r.chance(0.7)
+            ? `?${
+              junkForm(r, {
+                user: () => r.pick(["owner", "corp:ann", junkString(r)]),
+                backend: () => r.pick(["alpha", junkString(r)]),
+                tool: () => r.pick(["alpha__*", "*", "**", junkString(r)]),
+                outcome: () => r.pick(["ok", "error", "-32602", junkString(r)]),
+                event: () => r.pick(["mcp", "token", junkString(r)]),
+                since: time,
+                until: time,
+                before: () => r.pick(["0", "1e300", "-1", String(Date.now()), junkString(r)]),
+                skip: () => r.pick(["0", "50", "-3", junkString(r)]),
+                page: () => r.pick(["1", "0", "99999999", "1.5", junkString(r)]),
+                client: () => junkString(r),
+                revoked: () => junkString(r),
+              })
+            }`
+            : "";
+          const post = path.endsWith("/revoke") ? r.chance(0.85) : r.chance(0.1);
+          const headers: Record<string, string> = {};
+          if (r.chance(0.85)) headers.cookie = adminCookie;
+          if (post) {
+            headers["content-type"] = r.chance(0.85)
+              ? "application/x-www-form-urlencoded"
+              : r.pick(["application/json", "text/plain", junkString(r)]);
+          }
+          const body = junkForm(r, {
+            grant_id: () => r.pick([crypto.randomUUID(), "../x", junkString(r)]),
+            // Never the owner: the run stays signed in.
+            sub: () => r.pick(["corp:ann", "github:1", junkString(r)]),
+            confirm: () => r.pick(["yes", "no"]),
+            csrf_token: () => (r.chance(0.7) ? adminCsrf : junkString(r)),
+            return_to: () => r.pick(["/admin/grants?page=2", "//evil.example", junkString(r)]),
+          });
+          const method = post ? "POST" : r.chance(0.9) ? "GET" : r.pick(METHODS);
+          return build(r, `${BASE}${path}${query}`, method, headers, body);
+        },
+      },
+      {
         name: "unknown paths",
         shape: "json",
         make: (r) =>
           build(
             r,
-            `${BASE}/${r.pick(["mcp/alpha/x", "admin", "%ff", "register/", ".well-known/x"])}`,
+            `${BASE}/${r.pick(["mcp/alpha/x", "admin/x", "%ff", "register/", ".well-known/x"])}`,
             r.pick(METHODS),
             {},
             junkString(r),

@@ -307,6 +307,21 @@ Deno.test("/mcp aggregates a legacy and a modern backend", async (t) => {
       ]);
     });
 
+    await t.step(
+      "initialize with capabilities too large for a session record → 400 -32602, no 500",
+      async () => {
+        const capabilities = { experimental: { blob: "x".repeat(70_000) } };
+        const res = await post(gw, token, { ...INIT, params: { ...INIT.params, capabilities } });
+        assertEquals(res.status, 400);
+        assertEquals(res.headers.get("content-type"), "application/json");
+        const body = await res.json();
+        assertEquals(body.id, 1);
+        assertEquals(body.error.code, -32602);
+        assertMatch(body.error.message, /capabilities is larger than/);
+        assertEquals(res.headers.get("mcp-session-id"), null);
+      },
+    );
+
     await t.step("legacy session: missing id → 400, unknown → 404, DELETE ends it", async () => {
       const init = await post(gw, token, INIT, { accept: "application/json, text/event-stream" });
       assertEquals(init.status, 200);

@@ -8,7 +8,7 @@
  * for `cimd.example.test`, a name no DNS server knows: only the injected resolver maps it to
  * 127.0.0.1, so a fetch that resolved the name again could not reach the document at all.
  */
-import { PinnedFetchError, pinnedGet } from "../lib/infra/pinned_fetch.ts";
+import { PinnedFetchError, pinnedGet, pinnedRequest } from "../lib/infra/pinned_fetch.ts";
 import { resolveClientIdMetadata } from "../lib/oauth/client_id_metadata.ts";
 import { OAuthError } from "../lib/oauth/oauth_error.ts";
 import { assert, assertEquals, assertMatch, assertRejects } from "./_assert.ts";
@@ -233,4 +233,62 @@ Deno.test("pinnedGet: a narrow HTTP/1.1 GET", async (t) => {
     listener.close();
     for (const c of held) c.close();
   });
+});
+
+Deno.test("pinnedRequest: a POST of a small body (backends' authorization servers)", async (t) => {
+  const seen: { method: string; type: string | null; length: string | null; body: string }[] = [];
+  const server = Deno.serve({ hostname: "127.0.0.1", port: 0, onListen: () => {} }, async (req) => {
+    seen.push({
+      method: req.method,
+      type: req.headers.get("content-type"),
+      length: req.headers.get("content-length"),
+      body: await req.text(),
+    });
+    return Response.json({ access_token: "t", token_type: "Bearer" });
+  });
+  const url = new URL(`http://as.example.test:${server.addr.port}/token`);
+  try {
+    await t.step("the body goes with its Content-Length, to the checked address", async () => {
+      const body = "grant_type=refresh_token&refresh_token=r%C3%A9";
+      const res = await pinnedRequest({
+        url,
+        addresses: ["127.0.0.1"],
+        method: "POST",
+        headers: { "content-type": "application/x-www-form-urlencoded" },
+        body,
+        maxBodyBytes: 1000,
+      });
+      assertEquals(res.status, 200);
+      assertEquals(res.headers.get("content-type"), "application/json");
+      assertEquals(JSON.parse(new TextDecoder().decode(res.body!)).token_type, "Bearer");
+      assertEquals(seen, [{
+        method: "POST",
+        type: "application/x-www-form-urlencoded",
+        length: String(new TextEncoder().encode(body).length),
+        body,
+      }]);
+    });
+
+    await t.step(
+      "a header value with CR or LF is refused before connecting (no injection)",
+      async () => {
+        const e = await assertRejects(
+          () =>
+            pinnedRequest({
+              url,
+              addresses: ["127.0.0.1"],
+              method: "POST",
+              headers: { authorization: "Basic x\r\nX-Injected: 1" },
+              body: "",
+              maxBodyBytes: 1000,
+            }),
+          PinnedFetchError,
+        );
+        assertMatch(e.message, /CR or LF/);
+        assertEquals(seen.length, 1);
+      },
+    );
+  } finally {
+    await server.shutdown();
+  }
 });

@@ -38,6 +38,16 @@ Deno.test("hit(): a fixed-window counter in KV", async (t) => {
       assertEquals(over.allowed, false);
       assert(over.retryAfterSeconds >= 1 && over.retryAfterSeconds <= 60);
     });
+
+    await t.step("a subject too long for a KV key is counted under its hash", async () => {
+      const now = Date.now();
+      const huge = "c".repeat(5000); // e.g. a stated client_id in a 16 KiB /token form
+      assert((await hit(kv, "t3", huge, 2, MINUTE, now)).allowed);
+      assert((await hit(kv, "t3", huge, 2, MINUTE, now)).allowed);
+      assertEquals((await hit(kv, "t3", huge, 2, MINUTE, now)).allowed, false);
+      assertEquals((await peek(kv, "t3", "c".repeat(4999), 2, MINUTE, now)).count, 0);
+      assertMatch(String(rateKey("t3", huge, MINUTE, now)[2]), /^sha256:[0-9a-f]{64}$/);
+    });
   } finally {
     kv.close();
   }

@@ -28,6 +28,9 @@ export interface CliIo {
 /** Exit codes. */
 export const EXIT = { ok: 0, failed: 1, usage: 2 } as const;
 
+/** The `actor` of revocations made with the CLI (the audit trail's record of who revoked). */
+export const CLI_ACTOR = "cli";
+
 /** Default KV file of `deno task dev` and `deno task start`. */
 export const DEFAULT_KV_PATH = "./.data/gateway.kv";
 
@@ -123,7 +126,7 @@ const COMMANDS: Record<string, Command> = {
     flags: [],
     args: ["grant id"],
     run: async (ctx) => {
-      const grant = await revokeGrantAsAdmin(ctx.deps, ctx.args[0]!);
+      const grant = await revokeGrantAsAdmin(ctx.deps, ctx.args[0]!, CLI_ACTOR);
       if (!grant) {
         ctx.io.err(`error: no live grant ${ctx.args[0]}`);
         return EXIT.failed;
@@ -155,7 +158,7 @@ const COMMANDS: Record<string, Command> = {
     flags: [],
     args: ["sub"],
     run: async (ctx) => {
-      const done = await revokeUserAsAdmin(ctx.deps, ctx.args[0]!);
+      const done = await revokeUserAsAdmin(ctx.deps, ctx.args[0]!, CLI_ACTOR);
       ctx.io.err(
         `revoked ${done.grants} grant(s) and ${done.browserSessions} browser session(s) of ` +
           ctx.args[0],

@@ -75,11 +75,13 @@ export async function listGrants(deps: AdminDeps, filter: { user?: string } = {}
 
 /**
  * Revokes grant `grantId` and its tokens, recording the revocation (event `revocation`, method
- * `admin`). `null` when there is no live grant of that id.
+ * `admin`, `actor`: the administrator's `sub`, or `"cli"`). `null` when there is no live grant
+ * of that id.
  */
 export async function revokeGrantAsAdmin(
   deps: AdminDeps,
   grantId: string,
+  actor: string,
 ): Promise<GrantRecord | null> {
   const grant = (await deps.kv.get<GrantRecord>(grantKey(grantId))).value;
   if (!grant || grant.expiresAt <= deps.now()) return null;
@@ -91,6 +93,7 @@ export async function revokeGrantAsAdmin(
     grantId,
     method: "admin",
     outcome: "ok",
+    actor,
   });
   return grant;
 }
@@ -103,12 +106,17 @@ export interface UserRevocation {
 
 /**
  * Revokes everything of user `sub`: every grant (and so every token) and every signed-in browser
- * session. The user may sign in again while the access rules let them; this is a revocation,
- * not a ban.
+ * session, recorded as one revocation per grant (method `admin`) and one for the user (method
+ * `admin_user`), each with `actor` (the administrator's `sub`, or `"cli"`). The user may sign in
+ * again while the access rules let them; this is a revocation, not a ban.
  */
-export async function revokeUserAsAdmin(deps: AdminDeps, sub: string): Promise<UserRevocation> {
+export async function revokeUserAsAdmin(
+  deps: AdminDeps,
+  sub: string,
+  actor: string,
+): Promise<UserRevocation> {
   const grants = await grantRecords(deps, sub);
-  for (const g of grants) await revokeGrantAsAdmin(deps, g.grantId);
+  for (const g of grants) await revokeGrantAsAdmin(deps, g.grantId, actor);
   // Index entries of grants that expired without being revoked.
   for await (const e of deps.kv.list({ prefix: ["user_grant", sub] })) {
     const grantId = e.key[2] as string;
@@ -122,5 +130,6 @@ export async function revokeUserAsAdmin(deps: AdminDeps, sub: string): Promise<U
     await deps.kv.delete(browserSessionKey(e.key[1] as string));
     browserSessions++;
   }
+  auditEvent(deps, "revocation", { user: sub, method: "admin_user", outcome: "ok", actor });
   return { grants: grants.length, browserSessions };
 }

@@ -178,6 +178,20 @@ export class PassThroughAudit implements CurationObserver {
     this.#op.denied(this.#backend, reason, { method: r.method, params: r.params });
   }
 
+  /** Every request not sent yet is refused (`reason`: e.g. the user has no credential). */
+  deny(reason: string): void {
+    for (const r of this.#routed) {
+      if (r.denied || this.#open.has(r.key)) continue;
+      r.denied = true;
+      this.#op.denied(this.#backend, reason, { method: r.method, params: r.params });
+    }
+  }
+
+  /** Ends every open call with `outcome` (an answer the proxy does not relay). */
+  end(outcome: string, message?: string): void {
+    for (const key of [...this.#open.keys()]) this.#close(key)?.end(outcome, message);
+  }
+
   /** Curation forwards `message` as `sent` (its target maybe renamed back). */
   forwarded(message: JsonRpcMessage, sent: JsonRpcMessage): void {
     const r = this.#find(message);
@@ -203,7 +217,7 @@ export class PassThroughAudit implements CurationObserver {
     }
     const first = this.#open.values().next().value;
     const outcome = first ? await first.run(fetchBackend) : await fetchBackend();
-    if (!outcome.ok) this.#endAll(outcome.reason === "timeout" ? "timeout" : "unavailable");
+    if (!outcome.ok) this.end(outcome.reason === "timeout" ? "timeout" : "unavailable");
     return outcome;
   }
 
@@ -227,7 +241,7 @@ export class PassThroughAudit implements CurationObserver {
     }
     const leftover = () => status >= 300 ? String(status) : "unavailable";
     const ended = (aborted: boolean) =>
-      this.#endAll(
+      this.end(
         aborted && this.#signal.aborted ? "cancelled" : aborted ? "unavailable" : leftover(),
       );
     if (!body) {
@@ -260,10 +274,6 @@ export class PassThroughAudit implements CurationObserver {
     }
     const key = this.#open.has(idKey(message.id)) ? idKey(message.id) : FROM_HEADERS;
     this.#close(key)?.endWithMessage(message);
-  }
-
-  #endAll(outcome: string): void {
-    for (const key of [...this.#open.keys()]) this.#close(key)?.end(outcome);
   }
 
   /** Forgets the open call of `key` (to end it). */

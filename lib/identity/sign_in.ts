@@ -7,6 +7,7 @@
  */
 import { csrfCookieName, parseCookies, serializeCookie } from "../infra/cookies.ts";
 import { randomToken, timingSafeEqual } from "../infra/crypto.ts";
+import { originAllowed } from "../infra/http.ts";
 import type { RouteContext } from "../deps.ts";
 import { getPendingConsent } from "../oauth/authorization.ts";
 import { authzKey } from "../store.ts";
@@ -104,8 +105,8 @@ export function signInPage(
 }
 
 /**
- * CSRF check of the `return_to` password form: a present `Origin` is ours (`null` counts as
- * absent, as for the consent form), and the form's token equals the cookie named by its
+ * CSRF check of the `return_to` password form: the `Origin` is allowed ({@linkcode
+ * originAllowed}), and the form's token equals the cookie named by its
  * `signin_id` (double submit; the cookie is HttpOnly, `__Host-` on https).
  */
 export function checkSignInCsrf(
@@ -113,10 +114,7 @@ export function checkSignInCsrf(
   ctx: RouteContext,
   form: { signinId: string; csrfToken: string },
 ): boolean {
-  const origin = req.headers.get("origin");
-  if (origin !== null && origin !== "null" && origin !== new URL(ctx.settings.publicUrl).origin) {
-    return false;
-  }
+  if (!originAllowed(req, ctx.settings.publicUrl)) return false;
   const name = csrfCookieName(form.signinId, ctx.settings.secureCookies);
   const cookie = parseCookies(req.headers.get("cookie")).get(name);
   return cookie !== undefined && timingSafeEqual(cookie, form.csrfToken);

@@ -218,6 +218,17 @@ export function htmlResponse(html: string, status = 200, headers: HeadersInit = 
   return new Response(html, { status, headers: h });
 }
 
+/**
+ * CSRF check of a form post's `Origin` (RFC 6454 §7): absent, or our own. `Origin: null` counts
+ * as absent: browsers send it for form posts from pages served with `Referrer-Policy:
+ * no-referrer` (Fetch §3.1 "serializing a request origin"), as ours are. The SameSite=Lax
+ * cookie and a token only our page can read carry the rest of the protection.
+ */
+export function originAllowed(req: Request, publicUrl: string): boolean {
+  const origin = req.headers.get("origin");
+  return origin === null || origin === "null" || origin === new URL(publicUrl).origin;
+}
+
 /** Escapes text for HTML element content and attribute values. */
 export function escapeHtml(s: string): string {
   return s.replace(

@@ -8,11 +8,12 @@
  * checked address and, for `https`, upgraded with `Deno.startTls` verifying the certificate
  * against the URL's host name (SNI and name check as `fetch` would do).
  *
- * Deliberately narrow: one `GET`, `Connection: close`, no redirects, no compression, no
- * HTTP/2; the response head is capped at {@linkcode MAX_HEAD_BYTES} and the body at the caller's
+ * Deliberately narrow: one `GET` (or a `POST` of a small body, {@linkcode pinnedRequest}),
+ * `Connection: close`, no redirects, no compression, no HTTP/2; the response head is capped at {@linkcode MAX_HEAD_BYTES} and the body at the caller's
  * `maxBodyBytes` (a longer body is reported as `body: null`, and the connection closed);
  * `Content-Length` or chunked framing (RFC 9112 §6), else read until close. Used for Client ID
- * Metadata Documents (lib/oauth/client_id_metadata.ts).
+ * Metadata Documents (lib/oauth/client_id_metadata.ts) and for the gateway's requests to the
+ * authorization servers of per-user backends (lib/credentials/outbound.ts).
  * @module
  */
 
@@ -30,6 +31,13 @@ export interface PinnedGet {
   signal?: AbortSignal;
   /** Extra root certificates (PEM), for tests with a private CA. */
   caCerts?: string[];
+}
+
+/** A request to send over a pinned connection: a GET, or a POST with a (small) body. */
+export interface PinnedRequest extends PinnedGet {
+  method?: "GET" | "POST";
+  /** The POST body (sent with its `Content-Length`). */
+  body?: string;
 }
 
 /** What came back. `body` is `null` when it was longer than `maxBodyBytes`. */
@@ -237,7 +245,22 @@ async function readBody(
  * @throws {PinnedFetchError} a failed connection or a malformed answer
  * @throws the signal's reason (an `AbortError`) when aborted
  */
-export async function pinnedGet(request: PinnedGet): Promise<PinnedResponse> {
+export function pinnedGet(request: PinnedGet): Promise<PinnedResponse> {
+  return pinnedRequest(request);
+}
+
+/**
+ * {@linkcode pinnedGet}, or a `POST` of `request.body` (its `Content-Length` set; header values
+ * with CR or LF are refused).
+ * @throws {PinnedFetchError} a failed connection or a malformed answer
+ * @throws the signal's reason (an `AbortError`) when aborted
+ */
+export async function pinnedRequest(request: PinnedRequest): Promise<PinnedResponse> {
+  const extra = Object.entries(request.headers ?? {});
+  if (extra.some(([n, v]) => /[\r\n]/.test(n) || /[\r\n]/.test(v))) {
+    throw new PinnedFetchError("a header value may not contain CR or LF");
+  }
+  const payload = new TextEncoder().encode(request.body ?? "");
   const { conn, address } = await connect(request);
   const close = () => {
     try {
@@ -249,18 +272,21 @@ export async function pinnedGet(request: PinnedGet): Promise<PinnedResponse> {
   request.signal?.addEventListener("abort", close, { once: true });
   try {
     const url = request.url;
-    const lines = [`GET ${url.pathname}${url.search} HTTP/1.1`, `Host: ${url.host}`];
-    for (const [name, value] of Object.entries(request.headers ?? {})) {
-      lines.push(`${name}: ${value}`);
-    }
+    const method = request.method ?? "GET";
+    const lines = [`${method} ${url.pathname}${url.search} HTTP/1.1`, `Host: ${url.host}`];
+    for (const [name, value] of extra) lines.push(`${name}: ${value}`);
+    if (method === "POST") lines.push(`Content-Length: ${payload.length}`);
     lines.push("Connection: close", "", "");
-    const bytes = new TextEncoder().encode(lines.join("\r\n"));
+    const head = new TextEncoder().encode(lines.join("\r\n"));
+    const bytes = new Uint8Array(head.length + payload.length);
+    bytes.set(head);
+    bytes.set(payload, head.length);
     for (let sent = 0; sent < bytes.length;) sent += await conn.write(bytes.subarray(sent));
     const reader = new Reader(conn);
-    let head = await readHead(reader);
-    while (head.status < 200) head = await readHead(reader); // 1xx interim answers (RFC 9110 §15.2)
-    const body = await readBody(reader, head.status, head.headers, request.maxBodyBytes);
-    return { ...head, body, address };
+    let answer = await readHead(reader);
+    while (answer.status < 200) answer = await readHead(reader); // 1xx interim (RFC 9110 §15.2)
+    const body = await readBody(reader, answer.status, answer.headers, request.maxBodyBytes);
+    return { ...answer, body, address };
   } catch (error) {
     if (request.signal?.aborted) throw request.signal.reason;
     if (error instanceof PinnedFetchError) throw error;

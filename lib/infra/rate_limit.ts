@@ -4,6 +4,7 @@
  * failures (RFC 6749 §10.10: limit guessing of credentials) and reusable for `/register`,
  * `/token` and MCP routes.
  */
+import { sha256HexSync } from "./crypto.ts";
 
 /** The outcome of {@linkcode hit} or {@linkcode peek}. */
 export interface RateLimitResult {
@@ -15,14 +16,25 @@ export interface RateLimitResult {
   retryAfterSeconds: number;
 }
 
-/** KV key of the counter of `subject` in `bucket` for the window containing `now`. */
+/** Subjects longer than this are counted under their SHA-256 (KV keys are capped at 2 KiB). */
+export const MAX_CLEAR_SUBJECT = 200;
+
+function countedSubject(subject: string): string {
+  return subject.length > MAX_CLEAR_SUBJECT ? `sha256:${sha256HexSync(subject)}` : subject;
+}
+
+/**
+ * KV key of the counter of `subject` in `bucket` for the window containing `now`. A subject is
+ * often caller-supplied (a stated `client_id`): a long one is replaced by `sha256:<hex>`, so no
+ * input can make the key too large for Deno KV.
+ */
 export function rateKey(
   bucket: string,
   subject: string,
   windowMs: number,
   now: number,
 ): Deno.KvKey {
-  return ["rate", bucket, subject, Math.floor(now / windowMs)];
+  return ["rate", bucket, countedSubject(subject), Math.floor(now / windowMs)];
 }
 
 function retryAfter(windowMs: number, now: number): number {
@@ -212,7 +224,7 @@ export class BatchedRateLimiter {
     state.pending = 0;
     state.inFlight = count;
     state.lastFlush = now;
-    const key: Deno.KvKey = ["rate", this.bucket, subject, state.window];
+    const key: Deno.KvKey = ["rate", this.bucket, countedSubject(subject), state.window];
     state.flushing = (async () => {
       try {
         // The first write of a window creates the counter with an expiry (cleanup only; `sum`

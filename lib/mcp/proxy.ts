@@ -11,6 +11,9 @@
  *   routed requests (`tools/call` …) for each call's outcome.
  * - A backend 401/403 means the gateway's configured credentials are wrong: 502, and its
  *   `WWW-Authenticate` is dropped so that clients do not re-authenticate against the gateway.
+ * - A per-user backend (`auth`) gets the caller's own credential instead (POST bodies are read
+ *   for it); not connected, or a 401 (the credential is then dropped), gets the connect answer
+ *   (lib/credentials/pass_through.ts).
  * - A backend with curation rules, or a caller with per-user tool globs, takes the curated path
  *   (curated_proxy.ts): the POST's messages are read, refused or rewritten, and list results are
  *   filtered message by message. Everything else streams untouched.
@@ -19,6 +22,7 @@ import type { Principal } from "../oauth/bearer.ts";
 import type { BackendConfig, GatewayConfig } from "../config.ts";
 import type { Deps, RouteContext } from "../deps.ts";
 import { jsonRpcErrorResponse } from "../infra/http.ts";
+import { type PerUserRequest, preparePerUserRequest } from "../credentials/pass_through.ts";
 import { type CuratedPost, curatePost, needsCuration } from "./curated_proxy.ts";
 import { SESSION_ID, sessionBindings } from "./session_binding.ts";
 import type { McpOperation } from "../admin/mcp_operation.ts";
@@ -243,16 +247,30 @@ export async function proxyToBackend(
     }
   }
   const method = req.method;
-  // Piped, never buffered: Deno hands a request body stream to fetch natively (reading it into
-  // an ArrayBuffer first measured slower in bench/).
-  // The audit reads a 2025-era POST's body (its method is only there): then the text goes on.
+  // Piped when nothing reads it: Deno hands a request body stream to fetch natively (reading it
+  // into an ArrayBuffer first measured slower in bench/). The audit reads a 2025-era POST's body
+  // (its method is only there): then its text goes on.
   const audit = await passThroughAudit(operation, req, name, ctx.logFields);
   let body: BodyInit | null = method === "GET" || method === "DELETE"
     ? null
     : audit?.body ?? req.body;
+  // A body read already (audit, per-user credential) is read again from its text.
+  const source = () =>
+    typeof body === "string" ? new Request(req.url, { method, headers: req.headers, body }) : req;
+  let perUser: PerUserRequest | undefined;
+  if (backend.config.auth) {
+    const prepared = await preparePerUserRequest(source(), ctx, backend.config, principal);
+    if (prepared instanceof Response) {
+      audit?.deny("no_credential");
+      return prepared;
+    }
+    perUser = prepared;
+    headers.push(prepared.header);
+    body = prepared.body;
+  }
   let curated: CuratedPost | undefined;
   if (method === "POST" && needsCuration(backend.config, principal)) {
-    const prepared = await curatePost(req, headers, backend.config, principal, audit);
+    const prepared = await curatePost(source(), headers, backend.config, principal, audit);
     if (prepared instanceof Response) return prepared;
     curated = prepared;
     body = prepared.body;
@@ -272,10 +290,16 @@ export async function proxyToBackend(
   ctx.logFields.upstreamStatus = status;
   if (status === 401 || status === 403) {
     await upstream.body?.cancel().catch(() => {});
+    if (perUser && status === 401) {
+      audit?.end("401", "the backend refused the user's credential");
+      return await perUser.rejected();
+    }
     return jsonRpcErrorResponse(
       502,
       INTERNAL_ERROR,
-      `backend ${name} rejected the gateway's credentials (HTTP ${status})`,
+      perUser
+        ? `backend ${name} refused this request with your account (HTTP ${status})`
+        : `backend ${name} rejected the gateway's credentials (HTTP ${status})`,
     );
   }
   const garbage = unexpectedAnswer(upstream, method, name);

@@ -8,6 +8,7 @@ import { findClient } from "./clients.ts";
 import { parseCookies } from "../infra/cookies.ts";
 import { csrfCookieName } from "../infra/cookies.ts";
 import { randomToken, sha256Hex, timingSafeEqual } from "../infra/crypto.ts";
+import { originAllowed } from "../infra/http.ts";
 import type { Deps } from "../deps.ts";
 import { OAuthError } from "./oauth_error.ts";
 import { buildRedirectUrl, selectRedirectUri, validateRedirectUri } from "./redirect_uri.ts";
@@ -277,10 +278,8 @@ export function getPendingConsent(
 
 /**
  * CSRF check of the consent form (double submit bound to the request): the cookie and the form
- * carry the same token, its SHA-256 is the stored hash, and a present `Origin` is our own.
- * `Origin: null` counts as absent: browsers send it for form posts from pages served with
- * `Referrer-Policy: no-referrer` (Fetch §3.1 "serializing a request origin"), as ours are.
- * The SameSite=Lax cookie and the token only our page can read carry the protection.
+ * carry the same token, its SHA-256 is the stored hash, and the `Origin` is allowed
+ * ({@linkcode originAllowed}).
  */
 export async function checkCsrf(
   req: Request,
@@ -288,10 +287,7 @@ export async function checkCsrf(
   record: AuthzRequestRecord,
   settings: Deps["settings"],
 ): Promise<boolean> {
-  const origin = req.headers.get("origin");
-  if (origin !== null && origin !== "null" && origin !== new URL(settings.publicUrl).origin) {
-    return false;
-  }
+  if (!originAllowed(req, settings.publicUrl)) return false;
   const cookies = parseCookies(req.headers.get("cookie"));
   const cookie = cookies.get(csrfCookieName(form.requestId, settings.secureCookies)) ?? "";
   const sameToken = timingSafeEqual(cookie, form.csrfToken);

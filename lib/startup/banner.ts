@@ -70,6 +70,25 @@ export function bannerWarnings(data: BannerData): string[] {
   return warnings;
 }
 
+/**
+ * The per-user backends (issue 9): where users connect, and for `oauth` backends the redirect
+ * URI to register at a client made by hand. None: no line.
+ */
+function perUserLines(data: BannerData): string[] {
+  const perUser = data.backends.map((s) => s.backend).filter((b) => b.auth);
+  if (perUser.length === 0) return [];
+  const width = Math.max(...perUser.map((b) => b.name.length));
+  return [
+    `${data.publicUrl}/connections  where each user connects their own account`,
+    ...perUser.map((b) =>
+      `${b.name.padEnd(width)}  ` +
+      (b.auth!.type === "oauth"
+        ? `oauth: redirect URI ${data.publicUrl}/connect/${b.name}/callback`
+        : `user-secret: ${b.auth!.label}`)
+    ),
+  ];
+}
+
 /** The banner's lines (no trailing newlines, no colour). */
 export function renderBanner(data: BannerData): string[] {
   const mcp = `${data.publicUrl}/mcp`;
@@ -93,6 +112,7 @@ export function renderBanner(data: BannerData): string[] {
     ...section("KV", [describeKvLocation(data.kv)]),
     ...section("sign-in", signIn.length > 0 ? signIn : ["none"]),
   ];
+  lines.push(...section("per-user", perUserLines(data)));
   if (data.apiKeys > 0) lines.push(...section("API keys", [`${data.apiKeys} (GATEWAY_API_KEY)`]));
   if (data.externalIssuers.length > 0) {
     lines.push(...section("JWT issuers", data.externalIssuers));

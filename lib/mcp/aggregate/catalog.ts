@@ -23,7 +23,7 @@ import { type BackendRules, backendRules, userAllows } from "../curation.ts";
 import { SDK_TIMEOUT_MS, settleEach, withDeadline } from "./fanout.ts";
 import type { ListCache } from "./list_cache.ts";
 import { exposedName, looksShortened, splitName } from "./naming.ts";
-import type { BackendPool } from "./pool.ts";
+import type { PoolView } from "./pool.ts";
 import { rank } from "./search_index.ts";
 import { unwrapUri } from "./uri.ts";
 
@@ -38,7 +38,8 @@ const DEFAULT_LIMIT = 5;
 
 /** Shared parts the catalog needs. */
 export interface CatalogEnv {
-  pool: BackendPool;
+  /** The caller's view of the pool (per-user backends: the caller's own clients). */
+  pool: Pick<PoolView, "get">;
   lists: ListCache;
   log: Logger;
   catalog: GatewayConfig["catalog"];
@@ -69,13 +70,28 @@ export interface ResolvedTool {
   rules: BackendRules;
 }
 
+/**
+ * A backend's list through the list cache, except for a per-user backend: its lists are the
+ * user's account's, listed each time with the caller's own client (never shared).
+ */
+function cachedList<T>(
+  env: CatalogEnv,
+  backend: BackendConfig,
+  kind: "tools" | "prompts",
+  fetch: (cached: boolean) => Promise<T[]>,
+): Promise<T[]> {
+  if (backend.auth) return fetch(false);
+  return env.lists.get<T>(backend, kind, () => fetch(env.lists.enabled));
+}
+
 /** The backend's tools (cached). */
 function backendTools(env: CatalogEnv, backend: BackendConfig, signal?: AbortSignal) {
-  return env.lists.get<Tool>(
+  return cachedList<Tool>(
+    env,
     backend,
     "tools",
-    () =>
-      withDeadline(backend, env.lists.enabled ? undefined : signal, async (s) => {
+    (cached) =>
+      withDeadline(backend, cached ? undefined : signal, async (s) => {
         const c = await env.pool.get(backend.name);
         if (!c.capabilities.tools) return [];
         return (await c.client.listTools(undefined, { signal: s, timeout: SDK_TIMEOUT_MS })).tools;
@@ -85,11 +101,12 @@ function backendTools(env: CatalogEnv, backend: BackendConfig, signal?: AbortSig
 
 /** The backend's prompts (cached). */
 function backendPrompts(env: CatalogEnv, backend: BackendConfig, signal?: AbortSignal) {
-  return env.lists.get<Prompt>(
+  return cachedList<Prompt>(
+    env,
     backend,
     "prompts",
-    () =>
-      withDeadline(backend, env.lists.enabled ? undefined : signal, async (s) => {
+    (cached) =>
+      withDeadline(backend, cached ? undefined : signal, async (s) => {
         const c = await env.pool.get(backend.name);
         if (!c.capabilities.prompts) return [];
         return (await c.client.listPrompts(undefined, { signal: s, timeout: SDK_TIMEOUT_MS }))
@@ -193,6 +210,15 @@ export async function visibleTools(
   return request.tools === undefined
     ? all
     : all.filter((t) => userAllows(request.tools, t.exposed));
+}
+
+/**
+ * How many tools one backend shows on `/mcp` (curated, before any user's tool globs): from the
+ * list cache, else listed now within the backend's `timeoutMs` (which fills the cache). Rejects
+ * when the backend cannot be listed.
+ */
+export async function exposedToolCount(env: CatalogEnv, backend: BackendConfig): Promise<number> {
+  return toolsOf(env, backend, await backendTools(env, backend)).length;
 }
 
 /** Every prompt the caller may see, in configuration order. */

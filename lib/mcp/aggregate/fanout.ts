@@ -5,7 +5,7 @@
  */
 import type { BackendConfig } from "../../config.ts";
 import type { Logger } from "../../infra/log.ts";
-import type { BackendConnection, BackendPool } from "./pool.ts";
+import type { BackendConnection, PoolView } from "./pool.ts";
 
 /** One backend's share of a fan-out. */
 export interface FanOutItem<T> {
@@ -82,7 +82,7 @@ export async function withDeadline<T>(
  * successes in `backends` order. Failures are logged with the backend name and left out.
  */
 export function fanOut<T>(
-  pool: BackendPool,
+  pool: Pick<PoolView, "get">,
   backends: readonly BackendConfig[],
   log: Logger,
   what: string,

@@ -35,9 +35,20 @@
  * Failures give the SDK path's JSON-RPC errors: "Backend X timed out" (the backend's
  * `timeoutMs`, restarted by each progress notification), "Backend X is unavailable" and
  * "Request cancelled".
+ *
+ * A per-user backend (`auth`, issue 9) is called with the caller's own client connection and
+ * credential (lib/credentials/credential.ts). Without a usable credential the SDK path answers
+ * (with the connect answer); a 401 drops the credential and hands the call to the SDK path too.
  */
 import type { BackendConfig, GatewayConfig } from "../../config.ts";
 import type { Deps } from "../../deps.ts";
+import {
+  type BackendCredential,
+  backendCredential,
+  credentialRejected,
+} from "../../credentials/credential.ts";
+import { BackendAuthError } from "../../credentials/outbound.ts";
+import type { UserRef } from "../../store.ts";
 import { mcpHeaderValue } from "../jsonrpc_inspect.ts";
 import { Deadlines, fetchBackend } from "../proxy.ts";
 import { type BackendCall, type McpOperation, within } from "../../admin/mcp_operation.ts";
@@ -102,6 +113,8 @@ export interface FastCallContext {
   /** The principal's tool globs (`Principal.tools`); undefined = all. */
   tools?: readonly string[];
   logFields?: Record<string, unknown>;
+  /** The caller's user (per-user backends use their connection); absent: acts for no user. */
+  user?: UserRef;
   /** Audit trail and telemetry of the request (lib/admin/mcp_operation.ts). */
   operation?: McpOperation;
 }
@@ -132,6 +145,14 @@ export async function fastToolCall(
   }
   const route = modernRoute(ctx, params.name);
   if (!route) return undefined;
+  if (route.backend.auth) {
+    try {
+      route.credential = await backendCredential(ctx.deps, ctx.user!, route.backend) ?? undefined;
+    } catch (e) {
+      if (!(e instanceof BackendAuthError)) throw e;
+    }
+    if (!route.credential) return undefined; // the SDK path gives the connect answer
+  }
   const call: Call = { ctx, backend: route.backend.name, id, name: params.name, capabilities: {} };
   call.observed = ctx.operation?.backendCall(route.backend.name, "tools/call", route.tool);
   const headers = modernHeaders(route.tool);
@@ -232,13 +253,16 @@ interface Route {
   resolved: ResolvedTool;
   connection: BackendConnection;
   upstream: Target;
+  /** A per-user backend: the caller's credential. */
+  credential?: BackendCredential;
 }
 
 function modernRoute(ctx: FastCallContext, name: string): Route | undefined {
   const resolved = resolveToolDirect({ backends: ctx.allowed, tools: ctx.tools }, name);
   if (resolved === null || resolved === "lookup") return undefined;
   const backend = resolved.backend;
-  const connection = ctx.pool.connected(backend.name);
+  if (backend.auth && !ctx.user) return undefined;
+  const connection = ctx.pool.connected(backend.name, ctx.user);
   if (connection?.era !== "modern") return undefined;
   if (ctx.logFields) ctx.logFields.fast_path = true;
   return {
@@ -274,9 +298,10 @@ async function forward(
   headers: [string, string][],
   body: string,
   signal: AbortSignal,
-): Promise<Response> {
+): Promise<Response | undefined> {
   const { ctx } = call;
   for (const entry of route.upstream.headers) headers.push(entry);
+  if (route.credential) headers.push([route.credential.header, route.credential.value]);
   let settled = false;
   try {
     const outcome = await within(
@@ -290,6 +315,14 @@ async function forward(
       return failed(call, "unreachable", unavailableMessage);
     }
     const res = outcome.response;
+    if (route.credential && res.status === 401) {
+      // The backend refused the user's credential: drop it, and let the SDK path answer.
+      await res.body?.cancel().catch(() => {});
+      call.observed?.end("401", "the backend refused the user's credential");
+      await credentialRejected(ctx.deps, ctx.user!, route.backend, route.credential);
+      ctx.pool.invalidate(route.connection);
+      return undefined;
+    }
     const type = (res.headers.get("content-type") ?? "").split(";")[0]!.trim().toLowerCase();
     if (type === "text/event-stream" && res.ok && res.body) {
       const rewriter = sseRewriter(call, route.backend.timeoutMs, () => {

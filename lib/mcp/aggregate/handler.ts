@@ -35,12 +35,14 @@ import type { BackendConfig } from "../../config.ts";
 import type { Deps } from "../../deps.ts";
 import { jsonResponse, mediaType, readBodyText } from "../../infra/http.ts";
 import { aggregateResource, backendScope, scopeCoversBackend } from "../../oauth/resources.ts";
+import { credentialUser } from "../../credentials/lazy_consent.ts";
 import { splitName } from "./naming.ts";
 import { cancelKey, CancelRegistry } from "./cancel.ts";
-import { CALL_TOOL, gatewayUriAllowed } from "./catalog.ts";
+import { CALL_TOOL, type CatalogEnv, exposedToolCount, gatewayUriAllowed } from "./catalog.ts";
 import { LIST_CACHE_CHANNEL, ListCache } from "./list_cache.ts";
 import { legacyChangeStream, ScopedListenBus } from "./changes.ts";
 import { fastToolCall, isFastLegacyCall } from "./fast_call.ts";
+import { requestCredentials } from "./per_user.ts";
 import { answerKey, clientAnswersOf, lacksCapability } from "./input_relay.ts";
 import { backendPool, closeBackendPool } from "./pool.ts";
 import { RelayHub } from "./relay_hub.ts";
@@ -53,6 +55,24 @@ import type { McpOperation } from "../../admin/mcp_operation.ts";
 /** The backends a modern request's token covers, while the SDK serves it (listen streams). */
 const listenScope = new AsyncLocalStorage<ReadonlySet<string>>();
 
+/** Largest `initialize` capabilities a legacy session keeps (in its KV record, 64 KiB at most). */
+export const MAX_SESSION_CAPABILITIES_BYTES = 16 * 1024;
+
+/**
+ * Why a legacy `initialize` cannot open a session, or `undefined`: the session record keeps the
+ * client's declared capabilities and protocol version, and a Deno KV value holds 64 KiB.
+ */
+function oversizedInitialize(params: any): string | undefined {
+  const capabilities = JSON.stringify(params?.capabilities ?? {}) ?? "";
+  if (capabilities.length > MAX_SESSION_CAPABILITIES_BYTES) {
+    return `params.capabilities is larger than ${MAX_SESSION_CAPABILITIES_BYTES} bytes`;
+  }
+  if (String(params?.protocolVersion ?? "").length > 64) {
+    return "params.protocolVersion is longer than 64 characters";
+  }
+  return undefined;
+}
+
 /** BroadcastChannel carrying legacy cancellations between isolates. */
 export const CANCEL_CHANNEL = "gateway-mcp-cancel";
 
@@ -60,6 +80,7 @@ export const CANCEL_CHANNEL = "gateway-mcp-cancel";
 export const MAX_BODY_BYTES = 4 * 1024 * 1024;
 
 interface Handlers {
+  catalog: CatalogEnv;
   cancels: CancelRegistry;
   lists: ListCache;
   listsChannel: BroadcastChannel;
@@ -113,6 +134,7 @@ function handlersFor(deps: Deps): Handlers {
   // router), each only of the backends its token covers (the scope the request runs in).
   const bus = new ScopedListenBus(env.pool.changes, () => listenScope.getStore());
   h = {
+    catalog: env,
     cancels,
     lists,
     listsChannel,
@@ -127,6 +149,14 @@ function handlersFor(deps: Deps): Handlers {
   };
   handlers.set(deps.kv, h);
   return h;
+}
+
+/**
+ * How many tools backend `backend` shows on `/mcp` (the admin console's backends page), through
+ * the same list cache and backend connections as `/mcp` (catalog.ts `exposedToolCount`).
+ */
+export function backendToolCount(deps: Deps, backend: BackendConfig): Promise<number> {
+  return exposedToolCount(handlersFor(deps).catalog, backend);
 }
 
 /** Closes the per-gateway handlers and backend clients (tests; shutdown). */
@@ -207,6 +237,22 @@ async function checkSession(
   return { ...session, id };
 }
 
+/** Methods whose answer depends on the caller's per-user backend connections. */
+const PER_USER_METHODS = new Set([
+  undefined,
+  "initialize",
+  "server/discover",
+  "tools/list",
+  "prompts/list",
+  "resources/list",
+  "resources/templates/list",
+  "tools/call",
+  "prompts/get",
+  "resources/read",
+  "completion/complete",
+]);
+
+const CAPABILITIES_KEY = "io.modelcontextprotocol/clientCapabilities";
 /** Whether a 2025-era client declared a capability to answer relayed input requests. */
 function answersInput(capabilities: Record<string, unknown>): boolean {
   return !lacksCapability(capabilities, "elicitation/create", {}) ||
@@ -283,6 +329,7 @@ export async function serveAggregate(
     logFields.tool = (viaSearch ? inner : single.params.name).slice(0, 100);
     if (viaSearch) logFields.via = CALL_TOOL;
   }
+  const user = credentialUser(principal);
   const fastCall = {
     deps,
     pool: backendPool(deps),
@@ -291,6 +338,7 @@ export async function serveAggregate(
     tools: principal.tools,
     logFields,
     operation,
+    ...(user ? { user } : {}),
   };
   if (single?.method === "tools/call") {
     // A call to a known modern backend skips both SDKs (fast_call.ts); else undefined. A legacy
@@ -334,7 +382,17 @@ export async function serveAggregate(
   };
   const h = handlersFor(deps);
   const legacy = await isLegacyRequest(request, parsed, { maxRequestBodySize: MAX_BODY_BYTES });
+  const perUser = req.method === "POST" && PER_USER_METHODS.has(aggregateRequest.method);
   if (!legacy) {
+    if (perUser) {
+      aggregateRequest.credentials = await requestCredentials(
+        deps,
+        allowed,
+        user,
+        "modern",
+        single?.params?._meta?.[CAPABILITIES_KEY],
+      );
+    }
     const scope = new Set(allowed.map((b) => b.name));
     const serve = () =>
       listenScope.run(scope, () => h.modern.fetch(request, { parsedBody: parsed, authInfo }));
@@ -355,6 +413,15 @@ export async function serveAggregate(
   }
 
   if (req.method === "POST" && single?.method === "initialize") {
+    const tooLarge = oversizedInitialize(single.params);
+    if (tooLarge) return rpcError(400, -32602, tooLarge, (single as { id?: unknown }).id ?? null);
+    aggregateRequest.credentials = await requestCredentials(
+      deps,
+      allowed,
+      user,
+      "legacy",
+      single.params?.capabilities,
+    );
     const res = await h.legacy(request, { parsedBody: parsed, authInfo });
     if (!res.ok) return res;
     const sessionId = await openSession(deps, principal.id, {
@@ -403,6 +470,15 @@ export async function serveAggregate(
   }
   const sessionHash = session.hash;
   aggregateRequest.sessionHash = sessionHash;
+  if (perUser) {
+    aggregateRequest.credentials = await requestCredentials(
+      deps,
+      allowed,
+      user,
+      "legacy",
+      session.record.clientCapabilities,
+    );
+  }
   aggregateRequest.session = relaySession;
   if (single?.method === "notifications/cancelled" && single.params?.requestId !== undefined) {
     h.cancels.cancel(cancelKey(sessionHash, single.params.requestId));

@@ -756,6 +756,8 @@ async function modernClientCall(
       method: target.method,
       name: target.name,
     });
+    // A connect round of per_user.ts: the user connected meanwhile; nothing of it is the backend's.
+    if (claims.connect) fields = {};
     if (claims.park !== undefined) {
       const outcome = await env.parks.resume(
         claims.park,

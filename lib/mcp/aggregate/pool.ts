@@ -6,8 +6,12 @@
  * remembered with the connection. Nothing here is needed across requests for correctness: a new
  * isolate simply connects again.
  *
- * Backend credentials are only the configured `headers` (MCP 2025-11-25 Authorization §Token
- * Passthrough: the client's token is never forwarded).
+ * Backend credentials are the configured `headers` (MCP 2025-11-25 Authorization §Token
+ * Passthrough: the client's token is never forwarded), and for a per-user backend (`auth`) the
+ * user's own credential: such a backend gets one client per (backend, user), each request
+ * carrying the user's current credential (lib/credentials/credential.ts), at most
+ * {@linkcode MAX_USER_CLIENTS} of them per isolate, closed after {@linkcode USER_CLIENT_IDLE_MS}
+ * unused or when the user's connection changes.
  */
 import {
   Client,
@@ -18,6 +22,13 @@ import {
 } from "@modelcontextprotocol/client";
 import type { BackendConfig } from "../../config.ts";
 import type { Deps } from "../../deps.ts";
+import { onConnectionChange } from "../../credentials/connections.ts";
+import {
+  credentialFetch,
+  isNotConnected,
+  NotConnectedError,
+} from "../../credentials/credential.ts";
+import type { UserRef } from "../../store.ts";
 import { CallTap } from "./call_relay.ts";
 import { ChangeHub, type ListKind } from "./changes.ts";
 import { SDK_TIMEOUT_MS } from "./fanout.ts";
@@ -26,6 +37,8 @@ import { propagateTraceContext } from "../../admin/telemetry.ts";
 /** A connected backend. */
 export interface BackendConnection {
   name: string;
+  /** Its slot in the pool: the backend's name, plus the user's subject for per-user backends. */
+  key: string;
   client: Client;
   era: "legacy" | "modern";
   capabilities: ServerCapabilities;
@@ -35,8 +48,13 @@ export interface BackendConnection {
 /** After a failed connect, further requests fail fast for this long before a new attempt. */
 const RETRY_AFTER_MS = 1000;
 
+/** Most per-user clients an isolate keeps (the least recently used one is closed first). */
+export const MAX_USER_CLIENTS = 200;
+/** A per-user client unused this long is closed. */
+export const USER_CLIENT_IDLE_MS = 10 * 60 * 1000;
+
 /** What the pool needs from the gateway's dependencies. */
-export type PoolDeps = Pick<Deps, "config" | "fetch" | "log">;
+export type PoolDeps = Pick<Deps, "config" | "fetch" | "log" | "kv" | "now" | "settings">;
 
 /**
  * Hears what backends send outside any call: their session-wide log messages, resource updates,
@@ -52,13 +70,29 @@ interface Slot {
   promise: Promise<BackendConnection>;
   failedAt?: number;
   connection?: BackendConnection;
+  /** Per-user slots: last use (performance.now()). */
+  usedAt?: number;
 }
+
+/** The pool as one caller sees it: per-user backends resolve to that user's clients. */
+export interface PoolView {
+  get(name: string): Promise<BackendConnection>;
+  connected(name: string): BackendConnection | undefined;
+  invalidate(connection: BackendConnection): void;
+}
+
+/** The slot of a backend: per-user backends have one per user. */
+const slotKey = (backend: BackendConfig, user: UserRef | undefined) =>
+  backend.auth && user ? `${backend.name}\n${user.sub}` : backend.name;
 
 /** Connected clients of every backend of one gateway instance. */
 export class BackendPool {
   #deps: PoolDeps;
   #slots = new Map<string, Slot>();
+  #userSlots = 0;
+  #sweptAt = 0;
   #closed = false;
+  #unsubscribe: () => void;
   /** Backend list changes seen by this pool's clients (debounced, see changes.ts). */
   readonly changes = new ChangeHub();
   /** Listeners of the backends' other notifications (see {@linkcode BackendListener}). */
@@ -66,6 +100,21 @@ export class BackendPool {
 
   constructor(deps: PoolDeps) {
     this.#deps = deps;
+    // A user connected or disconnected a backend in this isolate: their client starts afresh,
+    // and clients refetch their tool lists (`{backend}__connect` ↔ the backend's tools).
+    this.#unsubscribe = onConnectionChange(deps.kv, (sub, name) => {
+      this.#drop(`${name}\n${sub}`);
+      this.changes.publish("tools", name);
+    });
+  }
+
+  /** This pool as `user` sees it (undefined: a caller acting for no user). */
+  forUser(user: UserRef | undefined): PoolView {
+    return {
+      get: (name) => this.get(name, user),
+      connected: (name) => this.connected(name, user),
+      invalidate: (connection) => this.invalidate(connection),
+    };
   }
 
   /** The backend's config, or `undefined` when no backend has that name. */
@@ -73,44 +122,95 @@ export class BackendPool {
     return this.#deps.config.backends.find((b) => b.name === name);
   }
 
-  /** The connection of `name`, connecting if needed. Rejects when the backend is unreachable. */
-  get(name: string): Promise<BackendConnection> {
-    const slot = this.#slots.get(name);
+  /**
+   * The connection of `name` (for a per-user backend, `user`'s), connecting if needed. Rejects
+   * when the backend is unreachable, or with `NotConnectedError` when a per-user backend has no
+   * user or the user no usable connection.
+   */
+  get(name: string, user?: UserRef): Promise<BackendConnection> {
+    const backend = this.backend(name);
+    if (!backend) return Promise.reject(new Error(`unknown backend ${name}`));
+    if (backend.auth && !user) return Promise.reject(new NotConnectedError(name));
+    const key = slotKey(backend, user);
+    const slot = this.#slots.get(key);
     if (
       slot && (slot.failedAt === undefined || performance.now() - slot.failedAt < RETRY_AFTER_MS)
     ) {
+      if (slot.usedAt !== undefined) slot.usedAt = performance.now();
       return slot.promise;
     }
-    const backend = this.backend(name);
-    if (!backend) return Promise.reject(new Error(`unknown backend ${name}`));
-    const fresh: Slot = { promise: this.#connect(backend) };
+    if (backend.auth) this.#makeRoomForUser();
+    const fresh: Slot = { promise: this.#connect(backend, key, user) };
+    if (backend.auth) {
+      fresh.usedAt = performance.now();
+      if (slot?.usedAt === undefined) this.#userSlots++;
+    }
     fresh.promise.then(
       (c) => void (fresh.connection = c),
-      () => void (fresh.failedAt = performance.now()),
+      (error) => {
+        fresh.failedAt = performance.now();
+        // A per-user client that found no credential is not kept: the next call checks again.
+        if (isNotConnected(error) && this.#slots.get(key) === fresh) this.#drop(key);
+      },
     );
-    this.#slots.set(name, fresh);
+    this.#slots.set(key, fresh);
     return fresh.promise;
   }
 
   /**
-   * The live connection of `name` when it is already established (no connect, no wait), else
-   * `undefined`: lets a caller use the remembered era without starting a probe.
+   * The live connection of `name` (for a per-user backend, `user`'s) when it is already
+   * established (no connect, no wait), else `undefined`: lets a caller use the remembered era
+   * without starting a probe.
    */
-  connected(name: string): BackendConnection | undefined {
-    const slot = this.#slots.get(name);
+  connected(name: string, user?: UserRef): BackendConnection | undefined {
+    const backend = this.backend(name);
+    if (!backend || (backend.auth && !user)) return undefined;
+    const slot = this.#slots.get(slotKey(backend, user));
+    if (slot?.usedAt !== undefined) slot.usedAt = performance.now();
     return slot?.failedAt === undefined ? slot?.connection : undefined;
   }
 
   /** Forgets a broken connection (closing it) so that the next request reconnects. */
   invalidate(connection: BackendConnection): void {
-    const slot = this.#slots.get(connection.name);
-    if (slot?.connection === connection) this.#slots.delete(connection.name);
+    const slot = this.#slots.get(connection.key);
+    if (slot?.connection === connection) this.#drop(connection.key);
     connection.client.close().catch(() => {});
+  }
+
+  /** Removes a slot, closing its client. */
+  #drop(key: string): void {
+    const slot = this.#slots.get(key);
+    if (!slot) return;
+    this.#slots.delete(key);
+    if (slot.usedAt !== undefined) this.#userSlots--;
+    slot.promise.then((c) => c.client.close(), () => {}).catch(() => {});
+  }
+
+  /** Closes idle per-user clients (at most once a minute) and the oldest when over the bound. */
+  #makeRoomForUser(): void {
+    const now = performance.now();
+    if (now - this.#sweptAt > 60_000) {
+      this.#sweptAt = now;
+      for (const [key, slot] of this.#slots) {
+        if (slot.usedAt !== undefined && now - slot.usedAt > USER_CLIENT_IDLE_MS) this.#drop(key);
+      }
+    }
+    while (this.#userSlots >= MAX_USER_CLIENTS) {
+      let oldest: [string, number] | undefined;
+      for (const [key, slot] of this.#slots) {
+        if (slot.usedAt !== undefined && (!oldest || slot.usedAt < oldest[1])) {
+          oldest = [key, slot.usedAt];
+        }
+      }
+      if (!oldest) break;
+      this.#drop(oldest[0]);
+    }
   }
 
   /** Closes every client (tests; shutdown). */
   async close(): Promise<void> {
     this.#closed = true;
+    this.#unsubscribe();
     this.changes.close();
     const slots = [...this.#slots.values()];
     this.#slots.clear();
@@ -162,7 +262,11 @@ export class BackendPool {
     });
   }
 
-  async #connect(backend: BackendConfig): Promise<BackendConnection> {
+  async #connect(
+    backend: BackendConfig,
+    key: string,
+    user: UserRef | undefined,
+  ): Promise<BackendConnection> {
     if (this.#closed) throw new Error("backend pool is closed");
     const started = performance.now();
     const client = new Client(
@@ -173,7 +277,9 @@ export class BackendPool {
     relayServerRequests(client, backend.name, tap);
     this.#hearNotices(client, backend.name);
     const transport = new StreamableHTTPClientTransport(new URL(backend.url), {
-      fetch: tap.fetch(this.#deps.fetch),
+      fetch: tap.fetch(
+        backend.auth && user ? credentialFetch(this.#deps, user, backend) : this.#deps.fetch,
+      ),
       requestInit: { headers: { ...backend.headers } },
     });
     propagateTraceContext(transport);
@@ -191,6 +297,7 @@ export class BackendPool {
     }
     const connection: BackendConnection = {
       name: backend.name,
+      key,
       client,
       era: client.getProtocolEra() === "modern" ? "modern" : "legacy",
       capabilities: client.getServerCapabilities() ?? {},
@@ -257,7 +364,8 @@ const pools = new WeakMap<Deno.Kv, BackendPool>();
 export function backendPool(deps: Deps): BackendPool {
   let pool = pools.get(deps.kv);
   if (!pool) {
-    pool = new BackendPool({ config: deps.config, fetch: deps.fetch, log: deps.log });
+    const { config, fetch, log, kv, settings } = deps;
+    pool = new BackendPool({ config, fetch, log, kv, settings, now: () => deps.now() });
     pools.set(deps.kv, pool);
   }
   return pool;

@@ -33,6 +33,8 @@ export interface RequestStateClaims {
   name: string;
   /** The backend's own `requestState`, echoed back to it verbatim. */
   backendState?: string;
+  /** The gateway's own round: the user was asked to connect a per-user backend (per_user.ts). */
+  connect?: true;
   /**
    * A call parked while its client answers an input request of a 2025-era backend (see
    * input_relay.ts): the parked call's id and the round the answer is for.
@@ -118,7 +120,7 @@ function invalid(): ProtocolError {
 export async function openRequestState(
   deps: Pick<Deps, "kv" | "now">,
   token: unknown,
-  expected: Omit<RequestStateClaims, "backendState">,
+  expected: Omit<RequestStateClaims, "backendState" | "connect">,
 ): Promise<string | undefined> {
   return (await openRequestStateClaims(deps, token, expected)).backendState;
 }
@@ -157,5 +159,6 @@ export async function openRequestStateClaims(
     ...(typeof body.backendState === "string" ? { backendState: body.backendState } : {}),
     ...(typeof body.park === "string" ? { park: body.park } : {}),
     ...(typeof body.round === "number" ? { round: body.round } : {}),
+    ...(body.connect === true ? { connect: true as const } : {}),
   };
 }

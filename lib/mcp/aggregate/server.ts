@@ -17,6 +17,9 @@
  * - Backend log messages of a call go to the client on the call's stream, at the level it asked
  *   for (log_relay.ts); `resources/subscribe`, `resources/unsubscribe` and `logging/setLevel`
  *   of 2025-era sessions are session_methods.ts.
+ * - Per-user backends (`auth`, issue 9) are reached with the caller's own client (pool.ts
+ *   `forUser`) and their lists are not cached; one the caller cannot use yet lists only
+ *   `{backend}__connect`, and a routed request to it gets the connect answer of per_user.ts.
  * - `initialize` / `server/discover` are answered by the SDK from this server's info:
  *   `serverInfo.name` = `serverName`, capabilities = union of the backends, instructions of
  *   each backend under a `[backend]` heading.
@@ -34,6 +37,7 @@ import {
   type ServerContext,
 } from "@modelcontextprotocol/server";
 import type { BackendConfig, GatewayConfig } from "../../config.ts";
+import { authFailure, isNotConnected } from "../../credentials/credential.ts";
 import type { Logger } from "../../infra/log.ts";
 import { runInCall } from "./call_relay.ts";
 import { fanOut, SDK_TIMEOUT_MS, withDeadline } from "./fanout.ts";
@@ -52,7 +56,16 @@ import {
   visiblePrompts,
 } from "./catalog.ts";
 import { cancelKey, type CancelRegistry } from "./cancel.ts";
+import { userAllows } from "../curation.ts";
 import type { ListCache } from "./list_cache.ts";
+import { splitName } from "./naming.ts";
+import {
+  connectRequired,
+  isConnectRound,
+  placeholderTools,
+  type RequestCredentials,
+  type RoutedMethod,
+} from "./per_user.ts";
 import type { BackendConnection, BackendPool } from "./pool.ts";
 import { sealRequestState } from "./request_state.ts";
 import type { RelayHub, RelaySession } from "./relay_hub.ts";
@@ -82,6 +95,8 @@ export interface AggregateRequest {
   tools?: readonly string[];
   /** Audit trail and telemetry of the request: told each backend call (lib/admin/). */
   operation?: McpOperation;
+  /** Per-user backends among `backends`: the caller's user and what they cannot use yet. */
+  credentials?: RequestCredentials;
 }
 
 /** Shared, per-gateway parts of every server instance. */
@@ -121,15 +136,20 @@ export async function createAggregateServer(
   let capabilities = FULL_CAPABILITIES;
   let instructions: string | undefined;
   if (request.method === undefined || HANDSHAKES.has(request.method)) {
+    const disconnected = request.credentials?.disconnected;
     const live = await fanOut(
-      env.pool,
-      request.backends,
+      env.pool.forUser(request.credentials?.user),
+      request.backends.filter((b) => !disconnected?.has(b.name)),
       env.log,
       "connect",
       (c) => Promise.resolve(c),
     );
     capabilities = unionCapabilities(live.map((l) => l.value));
     instructions = joinInstructions(live.map((l) => l.value));
+    if (request.credentials?.user) {
+      // `{backend}__connect` while disconnected; the list changes once the user connects.
+      capabilities = { ...capabilities, tools: { ...capabilities.tools, listChanged: true } };
+    }
   }
   const server = new Server(
     { name: env.serverName, version: GATEWAY_VERSION },
@@ -232,6 +252,11 @@ function relayError(
   backend: string,
   error: unknown,
 ): never {
+  if (isNotConnected(error)) {
+    // The backend refused the user's credential (dropped): the caller answers with a connect.
+    if (connection) env.pool.invalidate(connection);
+    throw error;
+  }
   if (error instanceof ProtocolError) {
     if (error.code === ProtocolErrorCode.MissingRequiredClientCapability) {
       // The backend wants a capability the gateway does not declare to it (e.g. roots).
@@ -243,6 +268,17 @@ function relayError(
       );
     }
     throw new ProtocolError(error.code, error.message, error.data);
+  }
+  const auth = authFailure(error);
+  if (auth) {
+    // The user's token needed a refresh and the backend's authorization server failed.
+    env.log({
+      level: "warn",
+      event: "backend_auth_failed",
+      backend,
+      error: auth.message.slice(0, 200),
+    });
+    throw new ProtocolError(ProtocolErrorCode.InternalError, `Backend ${backend}: ${auth.message}`);
   }
   const message = error instanceof Error ? error.message : String(error);
   env.log({ level: "warn", event: "backend_call_failed", backend, error: message.slice(0, 200) });
@@ -291,6 +327,11 @@ function registerHandlers(
 ): void {
   const backends = request.backends;
   const byName = new Map(backends.map((b) => [b.name, b]));
+  // Per-user backends resolve to the caller's own clients (pool.ts `forUser`).
+  const pool = env.pool.forUser(request.credentials?.user);
+  const userEnv = { ...env, pool };
+  const credentials = request.credentials;
+  const disconnected = credentials?.disconnected;
   /**
    * One aggregated list method: fans `list` out to every backend (each with its deadline),
    * presents each item under the gateway's name or URI (`null` leaves it out), and pages the
@@ -303,7 +344,8 @@ function registerHandlers(
     present: (backend: string, item: T) => U | null,
   ) =>
   async (req: { params?: { cursor?: string } }, ctx: ServerContext) => {
-    const lists = await fanOut(env.pool, backends, env.log, method, list, ctx.mcpReq.signal);
+    const live = backends.filter((b) => !disconnected?.has(b.name));
+    const lists = await fanOut(pool, live, env.log, method, list, ctx.mcpReq.signal);
     const items = lists.flatMap(({ backend, value }) =>
       value.flatMap((item) => {
         const shown = present(backend, item);
@@ -341,7 +383,7 @@ function registerHandlers(
     const audited = request.operation?.backendCall(backend.name, ctx.mcpReq.method, upstream);
     try {
       const result = await withDeadline(backend, parent, async (signal, keepAlive, hold) => {
-        const c = connection = await env.pool.get(backend.name);
+        const c = connection = await pool.get(backend.name);
         if (!call) return await within(audited, () => op(c, signal, keepAlive));
         call.relay.hold = hold;
         if (level && c.era === "legacy" && c.capabilities.logging) {
@@ -411,21 +453,78 @@ function registerHandlers(
         }, { relay, parent }),
     );
 
+  /**
+   * Runs `run` unless the caller cannot use per-user `backend` (yet), or the backend refuses the
+   * user's credential meanwhile: then the connect answer of per_user.ts (thrown when an error).
+   */
+  const gated = async <T>(
+    method: RoutedMethod,
+    backend: string,
+    name: string,
+    ctx: ServerContext,
+    run: () => Promise<T>,
+  ): Promise<{ answer: any } | { value: T }> => {
+    const answer = async (retried: boolean) => ({
+      answer: await connectRequired(
+        env,
+        credentials!,
+        request.principalId ?? "",
+        method,
+        backend,
+        name,
+        retried,
+      ),
+    });
+    if (disconnected?.has(backend) && byName.has(backend)) {
+      const retried = method !== "completion/complete" &&
+        await isConnectRound(env, ctx, request.principalId ?? "", method, backend, name);
+      return await answer(retried);
+    }
+    try {
+      return { value: await run() };
+    } catch (error) {
+      if (credentials && isNotConnected(error)) return await answer(false);
+      throw error;
+    }
+  };
+  /** The connect answer of a request to a backend the caller has not connected. */
+  const notConnected = async (
+    method: RoutedMethod,
+    backend: string,
+    name: string,
+    ctx: ServerContext,
+  ) =>
+    ((await gated(method, backend, name, ctx, () => Promise.resolve())) as { answer: any }).answer;
+  /** The backend a routed name or gateway URI belongs to, if the caller may see it. */
+  const ownerOf = (name: string) => {
+    const backend = splitName(name)?.backend ?? unwrapUri(name)?.backend;
+    return backend && userAllows(request.tools, name) ? backend : undefined;
+  };
+
   if (caps.tools) {
     server.setRequestHandler("tools/list", async (req, ctx) => {
-      const p = page(await listedTools(env, request, ctx.mcpReq.signal), req.params?.cursor);
+      const live = { ...request, backends: backends.filter((b) => !disconnected?.has(b.name)) };
+      const listed = await listedTools(userEnv, live, ctx.mcpReq.signal);
+      const waiting = backends.filter((b) => disconnected?.has(b.name))
+        .flatMap((b) => placeholderTools(credentials, b))
+        .filter((t) => userAllows(request.tools, t.name));
+      const p = page([...listed, ...waiting], req.params?.cursor);
       return { tools: p.items, ...(p.nextCursor ? { nextCursor: p.nextCursor } : {}) };
     });
     server.setRequestHandler("tools/call", async (req, ctx) => {
       if (req.params.name === SEARCH_TOOLS) {
-        return await searchTools(env, request, req.params.arguments, ctx.mcpReq.signal);
+        return await searchTools(userEnv, request, req.params.arguments, ctx.mcpReq.signal);
       }
       // call_tool (tool search) resolves its tool exactly like a direct call.
       const { name, arguments: args } = req.params.name === CALL_TOOL
         ? unwrapCallTool(req.params.arguments)
         : req.params;
       const notFound = `Unknown tool: ${name}`;
-      const target = await resolveTool(env, request, name, ctx.mcpReq.signal);
+      const owner = ownerOf(name);
+      if (owner && disconnected?.has(owner)) {
+        return await notConnected("tools/call", owner, name, ctx);
+      }
+      const target = await resolveTool(userEnv, request, name, ctx.mcpReq.signal);
       if (!target) {
         // Refused for the caller's tool globs (answered like an unknown tool): audited denied.
         const excluded = excludedByGlobs(request, name);
@@ -439,35 +538,38 @@ function registerHandlers(
       }
       const backend = target.backend.name;
       const progressToken = req.params._meta?.progressToken;
-      const outcome = await relayed(
-        "tools/call",
-        backend,
-        name,
-        target.original,
-        ctx,
-        notFound,
-        (c, signal, keepAlive, extra) =>
-          c.client.callTool(
-            {
-              name: target.original,
-              arguments: target.rules.withDefaults(target.original, args),
-              ...extra,
-            } as any,
-            {
-              signal,
-              timeout: SDK_TIMEOUT_MS,
-              allowInputRequired: true,
-              onprogress: (p) => {
-                keepAlive();
-                if (progressToken === undefined) return;
-                ctx.mcpReq.notify({
-                  method: "notifications/progress",
-                  params: { ...p, progressToken },
-                }).catch(() => {});
+      const gate = await gated("tools/call", backend, name, ctx, () =>
+        relayed(
+          "tools/call",
+          backend,
+          name,
+          target.original,
+          ctx,
+          notFound,
+          (c, signal, keepAlive, extra) =>
+            c.client.callTool(
+              {
+                name: target.original,
+                arguments: target.rules.withDefaults(target.original, args),
+                ...extra,
+              } as any,
+              {
+                signal,
+                timeout: SDK_TIMEOUT_MS,
+                allowInputRequired: true,
+                onprogress: (p) => {
+                  keepAlive();
+                  if (progressToken === undefined) return;
+                  ctx.mcpReq.notify({
+                    method: "notifications/progress",
+                    params: { ...p, progressToken },
+                  }).catch(() => {});
+                },
               },
-            },
-          ),
-      );
+            ),
+        ));
+      if ("answer" in gate) return gate.answer;
+      const outcome = gate.value;
       if ("reply" in outcome) return outcome.reply;
       const result = outcome.done;
       if (isInputRequiredResult(result)) {
@@ -479,28 +581,36 @@ function registerHandlers(
 
   if (caps.prompts) {
     server.setRequestHandler("prompts/list", async (req, ctx) => {
-      const prompts = await visiblePrompts(env, request, ctx.mcpReq.signal);
+      const live = { ...request, backends: backends.filter((b) => !disconnected?.has(b.name)) };
+      const prompts = await visiblePrompts(userEnv, live, ctx.mcpReq.signal);
       const p = page(prompts.map((item) => item.item), req.params?.cursor);
       return { prompts: p.items, ...(p.nextCursor ? { nextCursor: p.nextCursor } : {}) };
     });
     server.setRequestHandler("prompts/get", async (req, ctx) => {
-      const resolved = await resolvePrompt(env, request, req.params.name, ctx.mcpReq.signal);
+      const owner = ownerOf(req.params.name);
+      if (owner && disconnected?.has(owner)) {
+        return await notConnected("prompts/get", owner, req.params.name, ctx);
+      }
+      const resolved = await resolvePrompt(userEnv, request, req.params.name, ctx.mcpReq.signal);
       const notFound = `Unknown prompt: ${req.params.name}`;
       if (!resolved) throw new ProtocolError(ProtocolErrorCode.InvalidParams, notFound);
       const target = { backend: resolved.backend.name, name: resolved.original };
-      const outcome = await relayed(
-        "prompts/get",
-        target.backend,
-        req.params.name,
-        target.name,
-        ctx,
-        notFound,
-        (c, signal, _keepAlive, extra) =>
-          c.client.getPrompt(
-            { name: target.name, arguments: req.params.arguments, ...extra } as any,
-            { signal, timeout: SDK_TIMEOUT_MS, allowInputRequired: true },
-          ),
-      );
+      const gate = await gated("prompts/get", target.backend, req.params.name, ctx, () =>
+        relayed(
+          "prompts/get",
+          target.backend,
+          req.params.name,
+          target.name,
+          ctx,
+          notFound,
+          (c, signal, _keepAlive, extra) =>
+            c.client.getPrompt(
+              { name: target.name, arguments: req.params.arguments, ...extra } as any,
+              { signal, timeout: SDK_TIMEOUT_MS, allowInputRequired: true },
+            ),
+        ));
+      if ("answer" in gate) return gate.answer;
+      const outcome = gate.value;
       if ("reply" in outcome) return outcome.reply;
       const result = outcome.done as GetPromptResult;
       if (isInputRequiredResult(result)) {
@@ -561,19 +671,22 @@ function registerHandlers(
       if (!target || (owner && !resourceAllowed(owner, target.uri))) {
         throw new ProtocolError(ProtocolErrorCode.InvalidParams, notFound);
       }
-      const outcome = await relayed(
-        "resources/read",
-        target.backend,
-        req.params.uri,
-        target.uri,
-        ctx,
-        notFound,
-        (c, signal, _keepAlive, extra) =>
-          c.client.readResource(
-            { uri: target.uri, ...extra } as any,
-            { signal, timeout: SDK_TIMEOUT_MS, allowInputRequired: true },
-          ),
-      );
+      const gate = await gated("resources/read", target.backend, req.params.uri, ctx, () =>
+        relayed(
+          "resources/read",
+          target.backend,
+          req.params.uri,
+          target.uri,
+          ctx,
+          notFound,
+          (c, signal, _keepAlive, extra) =>
+            c.client.readResource(
+              { uri: target.uri, ...extra } as any,
+              { signal, timeout: SDK_TIMEOUT_MS, allowInputRequired: true },
+            ),
+        ));
+      if ("answer" in gate) return gate.answer;
+      const outcome = gate.value;
       if ("reply" in outcome) return outcome.reply;
       const result = outcome.done as ReadResourceResult;
       if (isInputRequiredResult(result)) {
@@ -600,7 +713,11 @@ function registerHandlers(
       let backend: string | undefined;
       let upstreamRef: typeof ref | undefined;
       if (ref.type === "ref/prompt") {
-        const t = await resolvePrompt(env, request, ref.name, ctx.mcpReq.signal);
+        const owner = ownerOf(ref.name);
+        if (owner && disconnected?.has(owner)) {
+          return await notConnected("completion/complete", owner, ref.name, ctx);
+        }
+        const t = await resolvePrompt(userEnv, request, ref.name, ctx.mcpReq.signal);
         if (t) [backend, upstreamRef] = [t.backend.name, { ...ref, name: t.original }];
       } else {
         const t = unwrapUri(ref.uri);
@@ -613,18 +730,21 @@ function registerHandlers(
       if (!backend || !upstreamRef) {
         throw new ProtocolError(ProtocolErrorCode.InvalidParams, notFound);
       }
-      const result = await routed(
-        backend,
-        upstreamRef.type === "ref/prompt" ? upstreamRef.name : upstreamRef.uri,
-        ctx,
-        notFound,
-        (c, signal) =>
-          c.client.complete({ ...req.params, ref: upstreamRef! }, {
-            signal,
-            timeout: SDK_TIMEOUT_MS,
-          }),
-      );
-      return stripReservedMeta(result) as any;
+      const name = ref.type === "ref/prompt" ? ref.name : ref.uri;
+      const gate = await gated("completion/complete", backend, name, ctx, () =>
+        routed(
+          backend!,
+          upstreamRef!.type === "ref/prompt" ? upstreamRef!.name : upstreamRef!.uri,
+          ctx,
+          notFound,
+          (c, signal) =>
+            c.client.complete({ ...req.params, ref: upstreamRef! }, {
+              signal,
+              timeout: SDK_TIMEOUT_MS,
+            }),
+        ));
+      if ("answer" in gate) return gate.answer;
+      return stripReservedMeta(gate.value) as any;
     });
   }
 }
