@@ -448,12 +448,13 @@ Deno.test("audit trail: the pass-through /mcp/{backend}", async (t) => {
       },
     );
   } finally {
-    await closeAggregate(gw.deps);
-    await gw.close();
-    for (const s of Object.values(spies)) await s.close();
+    // Backends first: they end the sessions' GET streams, which the spies and the gateway relay.
     await sseBackend.close();
     await jsonBackend.close();
     await modern.close();
+    for (const s of Object.values(spies)) await s.close();
+    await closeAggregate(gw.deps);
+    await gw.close();
   }
 });
 
