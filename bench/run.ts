@@ -20,7 +20,14 @@ import {
   runInterleaved,
   runLoad,
 } from "./load.ts";
-import { type McpRequest, modernRequest, openLegacySession, probe, readRpc } from "./mcp.ts";
+import {
+  legacyRequest,
+  type McpRequest,
+  modernRequest,
+  openLegacySession,
+  probe,
+  readRpc,
+} from "./mcp.ts";
 import { closedLoopRounds, codeFlow, type OpsResult, refresh, register } from "./oauth.ts";
 import { type Proc, startBenchServer } from "./procs.ts";
 import { profilePassThrough } from "./profile.ts";
@@ -256,12 +263,28 @@ try {
     if (problem) {
       unavailable(S1, "gateway /mcp/{backend} + token", reasonOf(problem, "/mcp/alpha"));
     } else s1.push({ config: "gateway /mcp/{backend} + token", spec: loadSpec(url, gwCall) });
+    // A 2025-era client's call: its method is only in the body, which the audit trail reads.
+    const legacyConfig = "gateway /mcp/{backend} + token, 2025-era client (one session)";
+    try {
+      const session = await openLegacySession(url, `Bearer ${token}`);
+      const legacy = legacyRequest(
+        "tools/call",
+        { name: "echo", arguments: { text: "hi" } },
+        { ...session, authorization: `Bearer ${token}` },
+      );
+      const p = await probe(url, legacy);
+      if (p) throw new Error(p);
+      s1.push({ config: legacyConfig, spec: loadSpec(url, legacy) });
+    } catch (e) {
+      unavailable(S1, legacyConfig, reasonOf((e as Error).message, "/mcp/alpha"));
+    }
   }
   log(`${S1}: ${s1.map((c) => c.config).join(", ")} interleaved (${ROUNDS} × ${ROUND_S} s each)`);
   const r1 = await runInterleaved(tool, s1.map((c) => c.spec), {
     warmupS: WARMUP_S,
     rounds: ROUNDS,
   });
+  const s1Rows = rows.length;
   for (const [i, c] of s1.entries()) {
     const r = r1[i]!;
     rows.push({
@@ -275,14 +298,20 @@ try {
     raw[`${S1}: ${c.config}`] = r;
   }
   bareResult = r1[1]!;
-  if (r1[2] && mainGw) {
-    const g = r1[2];
+  const gwIndex = s1.findIndex((c) => c.config === "gateway /mcp/{backend} + token");
+  for (const [i, r] of r1.entries()) {
+    if (!s1[i]!.config.includes("2025-era")) continue;
+    const perRound = r.rounds.map((q, k) => ratio(q.rps, bareResult!.rounds[k]!.rps));
+    rows[s1Rows + i]!.note += ` ${x(median(perRound))} bare req/s`;
+  }
+  if (gwIndex >= 0 && mainGw) {
+    const g = r1[gwIndex]!;
     peakRss = mainGw.proc.peakRssMb();
     // Paired rounds: the ratio of each round, then their median.
     const perRound = g.rounds.map((q, k) => ratio(q.rps, bareResult!.rounds[k]!.rps));
     const rr = median(perRound);
     const pr = median(g.rounds.map((q, k) => ratio(q.p99Ms, bareResult!.rounds[k]!.p99Ms)));
-    rows[rows.length - 1]!.note += ` ${x(rr)} bare req/s, p99 ${x(pr)} bare`;
+    rows[s1Rows + gwIndex]!.note += ` ${x(rr)} bare req/s, p99 ${x(pr)} bare`;
     targets.push({
       name: "pass-through req/s",
       goal: "≥ 0.85 × bare",
@@ -805,6 +834,11 @@ notes.push(
   "Pass-through and aggregated loads send a 2026-07-28 (modern) `tools/call`: `_meta` envelope " +
     "plus `MCP-Protocol-Version`, `Mcp-Method`, `Mcp-Name`; the minimal backend answers at once. " +
     "The legacy load opens one session with `initialize` and sends every call on it.",
+  "Section 1 includes the audit trail of the pass-through (lib/admin/pass_through_audit.ts): " +
+    "the 2026-07-28 call's body is not read (its method and tool come from `Mcp-Method` and " +
+    "`Mcp-Name`), its JSON answer is read whole to end the call at its JSON-RPC response; the " +
+    "2025-era call's POST is read and parsed too (its method is only in the body). Each writes " +
+    "one audit record.",
   "The gateway runs as `deno run -A main.ts` with the runtime contract's environment (PORT, " +
     "PUBLIC_URL, KV_PATH = a temp file, GATEWAY_CONFIG = a temp config); its per-request JSON " +
     "log lines go to /dev/null. Tokens are minted into its KV file from the bench process with " +

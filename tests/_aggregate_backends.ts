@@ -37,7 +37,12 @@ function serve(handler: (req: Request) => Promise<Response>): Deno.HttpServer<De
 export function legacyBackend(
   name: string,
   setup: (server: V1McpServer) => void,
-  options: { instructions?: string; capabilities?: Record<string, unknown> } = {},
+  options: {
+    instructions?: string;
+    capabilities?: Record<string, unknown>;
+    /** Answer POSTs with JSON instead of an SSE stream (the transport's `enableJsonResponse`). */
+    jsonResponse?: boolean;
+  } = {},
 ): TestBackend {
   const sessions = new Map<string, { transport: V1Transport; server: V1McpServer }>();
   const seen: TestBackend["seen"] = [];
@@ -59,6 +64,7 @@ export function legacyBackend(
     const transport: V1Transport = new V1Transport({
       sessionIdGenerator: () => crypto.randomUUID(),
       onsessioninitialized: (id: string) => void sessions.set(id, { transport, server }),
+      enableJsonResponse: options.jsonResponse ?? false,
     });
     transport.onclose = () => {
       if (transport.sessionId) sessions.delete(transport.sessionId);

@@ -1,7 +1,7 @@
 /**
  * The audit trail as the gateway writes it (issue 12): one record per MCP operation that reaches a
  * backend — aggregated `/mcp` through the SDK path and the fast path, the pass-through
- * `/mcp/{backend}` from its headers — and per OAuth event, with who, what, outcome, latency and
+ * `/mcp/{backend}` (in depth: pass_through_audit_test.ts) — and per OAuth event, with who, what, outcome, latency and
  * the request id of the log line. Real backends (v1 and v2 SDK servers), real SDK clients, real KV.
  */
 import { assert, assertEquals } from "./_assert.ts";
@@ -12,8 +12,7 @@ import { completable } from "@modelcontextprotocol/server";
 import { z } from "zod";
 import { fastCallSettings } from "../lib/mcp/aggregate/fast_call.ts";
 import { closeAggregate } from "../lib/mcp/aggregate/handler.ts";
-import { mintTokens, putGrant } from "../lib/oauth/tokens.ts";
-import { type AuditRecord, grantUsedKey, type StoredAuditRecord } from "../lib/store.ts";
+import { type AuditRecord, grantUsedKey } from "../lib/store.ts";
 import { REDACTED } from "../lib/infra/log.ts";
 import { createHandler } from "../main.ts";
 import { type ServedGateway, serveGateway } from "./_helpers.ts";
@@ -21,50 +20,7 @@ import { lateBackend, legacyBackend, modernBackend } from "./_aggregate_backends
 import { expectTokens, formRequest, putClient, putCode } from "./_kv_fixtures.ts";
 import { authorizeUrl, pkcePair, postDecision, readConsentForm } from "./_oauth_flow.ts";
 import { makeDeps } from "./_helpers.ts";
-
-/** Every audit record in KV, oldest first (after writing what is pending). */
-async function records(deps: ServedGateway["deps"]): Promise<AuditRecord[]> {
-  await deps.audit.flush();
-  const out: AuditRecord[] = [];
-  for await (const e of deps.kv.list<StoredAuditRecord>({ prefix: ["audit"] })) {
-    const { expiresAt: _, ...r } = e.value;
-    out.push(r);
-  }
-  return out;
-}
-
-/** The one new record since `before` matching `pick`. */
-async function newRecord(
-  deps: ServedGateway["deps"],
-  before: number,
-  pick: (r: AuditRecord) => boolean,
-): Promise<AuditRecord> {
-  const found = (await records(deps)).slice(before).filter(pick);
-  assertEquals(found.length, 1, `one matching record, got ${JSON.stringify(found)}`);
-  return found[0]!;
-}
-
-/** Stores a grant (of `user` when given) and mints its access token, as `/token` would. */
-async function token(
-  deps: ServedGateway["deps"],
-  o: { scope?: string; resource?: string; user?: string } = {},
-): Promise<{ token: string; grantId: string }> {
-  const now = deps.now();
-  const grant = {
-    grantId: crypto.randomUUID(),
-    clientId: "audit-client",
-    scope: o.scope ?? "mcp",
-    resource: o.resource ?? `${deps.settings.publicUrl}/mcp`,
-    createdAt: now,
-    expiresAt: now + 86_400_000,
-    ...(o.user ? { user: { sub: o.user } } : {}),
-  };
-  const op = deps.kv.atomic();
-  putGrant(deps, op, grant);
-  const minted = await mintTokens(deps, op, grant);
-  assert((await op.commit()).ok);
-  return { token: minted.accessToken, grantId: grant.grantId };
-}
+import { newRecord, records, token } from "./_audit.ts";
 
 async function modernClient(gw: ServedGateway, bearer: string): Promise<Client> {
   const client = new Client({ name: "audit-test", version: "1.0.0" }, {

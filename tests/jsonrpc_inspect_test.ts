@@ -68,7 +68,7 @@ Deno.test("JSON-RPC inspection", async (t) => {
       chunked('[{"jsonrpc":"2.0","id":1,"result":{}},{"jsonrpc":"2.0","id":2,"result":{}}]'),
       "application/json",
       (m) => (m.id === 2 ? null : m),
-      [{ jsonrpc: "2.0", id: 3, error: { code: -32602, message: "Unknown tool: x" } }],
+      { prepend: [{ jsonrpc: "2.0", id: 3, error: { code: -32602, message: "Unknown tool: x" } }] },
     ));
     assertEquals(JSON.parse(out).map((m: JsonRpcMessage) => m.id), [3, 1]);
   });
@@ -111,7 +111,7 @@ Deno.test("JSON-RPC inspection", async (t) => {
       chunked('data: {"jsonrpc":"2.0","id":1,"result":{}}\n\ndata: not json\n\n'),
       "text/event-stream",
       () => null,
-      [{ jsonrpc: "2.0", id: 2, error: { code: -32602, message: "no" } }],
+      { prepend: [{ jsonrpc: "2.0", id: 2, error: { code: -32602, message: "no" } }] },
     ));
     assertEquals(
       out,
@@ -132,6 +132,55 @@ Deno.test("JSON-RPC inspection", async (t) => {
       await text(transformMessages(chunked("<html>"), "text/html", () => null)),
       "<html>",
     );
+  });
+  await t.step("onEnd: once, after the last message, for JSON, SSE and other types", async () => {
+    for (
+      const [type, raw] of [
+        ["application/json", '{"jsonrpc":"2.0","id":1,"result":{}}'],
+        ["text/event-stream", 'data: {"jsonrpc":"2.0","id":1,"result":{}}\n\n'],
+      ]
+    ) {
+      const seen: string[] = [];
+      const out = transformMessages(chunked(raw!), type!, (m) => {
+        seen.push(`message ${m.id}`);
+        return m;
+      }, { onEnd: (aborted) => seen.push(`end ${aborted}`) });
+      assertEquals(await text(out), raw, type);
+      assertEquals(seen, ["message 1", "end false"], type);
+    }
+    const ends: boolean[] = [];
+    await text(transformMessages(chunked("<html>"), "text/html", (m) => m, {
+      onEnd: (aborted) => ends.push(aborted),
+    }));
+    assertEquals(ends, [false], "a body passed untouched ends at once");
+  });
+  await t.step("onEnd: aborted when the body breaks or the reader cancels", async () => {
+    for (const type of ["application/json", "text/event-stream"]) {
+      const ends: boolean[] = [];
+      const broken = new ReadableStream<Uint8Array>({
+        start(c) {
+          c.enqueue(encoder.encode('data: {"jsonrpc"'));
+          c.error(new Error("connection reset"));
+        },
+      });
+      const out = transformMessages(broken, type, (m) => m, { onEnd: (a) => ends.push(a) });
+      const failed = await text(out).then(() => false, () => true);
+      assert(failed, `${type}: the failure reaches the reader`);
+      assertEquals(ends, [true], type);
+    }
+    const ends: boolean[] = [];
+    const open = new ReadableStream<Uint8Array>({
+      start(c) {
+        c.enqueue(encoder.encode('data: {"jsonrpc":"2.0","method":"notifications/progress"}\n\n'));
+      },
+    });
+    const out = transformMessages(open, "text/event-stream", (m) => m, {
+      onEnd: (a) => ends.push(a),
+    });
+    const reader = out.getReader();
+    await reader.read();
+    await reader.cancel();
+    assertEquals(ends, [true], "the client went away mid-stream");
   });
   await t.step("non-ASCII header values are base64-encoded (MCP 2026-07-28)", () => {
     assertEquals(mcpHeaderValue("search_code"), "search_code");

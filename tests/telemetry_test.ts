@@ -4,15 +4,17 @@
  * SERVER span per request (`{mcp.method.name} {target}` and the MCP semantic conventions'
  * attributes, plus the gateway's own), the backend call as a CLIENT span in the same trace, the
  * trace context reaching the backend in `traceparent` and `params._meta.traceparent`, on `/mcp`
- * (SDK path and fast path) and `/mcp/{backend}`; the duration histograms and the
- * authentication-failure counter.
+ * (SDK path and fast path) and `/mcp/{backend}` (both eras, outcomes read from the JSON-RPC
+ * response inside a 200); the backend's own tool name on the client span for renamed and
+ * shortened tools; the duration histograms and the authentication-failure counter.
  */
 import { assert, assertEquals, assertMatch } from "./_assert.ts";
 import { z } from "zod";
 import { makeDeps } from "./_helpers.ts";
 import { putGrantOf } from "./_admin_fixtures.ts";
 import { startGatewayProcess } from "./_gateway_process.ts";
-import { modernBackend } from "./_aggregate_backends.ts";
+import { legacyBackend, modernBackend } from "./_aggregate_backends.ts";
+import { exposedName } from "../lib/mcp/aggregate/naming.ts";
 
 type Attr = { key: string; value: Record<string, unknown> };
 interface OtlpSpan {
@@ -121,7 +123,12 @@ Deno.test("OpenTelemetry: spans and metrics reach an OTLP/HTTP receiver", async 
       { inputSchema: z.object({ text: z.string() }) },
       ({ text }) => ({ content: [{ type: "text", text }] }),
     );
+    // Not a valid exposed name: shown on /mcp shortened (naming.ts).
+    s.registerTool("do.echo", {}, () => ({ content: [{ type: "text", text: "done" }] }));
   });
+  const legacy = legacyBackend("legacy", (s) => {
+    s.registerTool("fail", {}, () => ({ content: [{ type: "text", text: "no" }], isError: true }));
+  }, { jsonResponse: true });
   const spy = Deno.serve({ hostname: "127.0.0.1", port: 0, onListen: () => {} }, async (req) => {
     if (req.method === "POST") {
       const msg = await req.clone().json().catch(() => ({}));
@@ -136,7 +143,13 @@ Deno.test("OpenTelemetry: spans and metrics reach an OTLP/HTTP receiver", async 
     return await backend.handler.fetch(req);
   });
   const backendUrl = `http://127.0.0.1:${spy.addr.port}/mcp`;
-  const gw = await startGatewayProcess({ backends: [{ name: "alpha", url: backendUrl }] }, {
+  const gw = await startGatewayProcess({
+    backends: [
+      { name: "alpha", url: backendUrl },
+      { name: "renamed", url: backendUrl, tools: { rename: { echo: "say" } } },
+      { name: "legacy", url: legacy.url },
+    ],
+  }, {
     OTEL_DENO: "true",
     OTEL_EXPORTER_OTLP_ENDPOINT: receiver.url,
     OTEL_EXPORTER_OTLP_PROTOCOL: "http/json",
@@ -296,11 +309,123 @@ Deno.test("OpenTelemetry: spans and metrics reach an OTLP/HTTP receiver", async 
       assert(Number(point.asInt ?? point.asDouble) >= 1, JSON.stringify(point));
       assert(grant.grantId);
     });
+
+    await t.step(
+      "/mcp, renamed and shortened tools: the client span names the backend's own tool",
+      async () => {
+        for (
+          const [n, exposed, upstream] of [
+            [6, "renamed__say", "echo"],
+            [7, exposedName("alpha", "do.echo"), "do.echo"],
+          ] as const
+        ) {
+          const traceId = String(n).repeat(32);
+          const res = await toolCall(
+            `${gw.url}/mcp`,
+            accessToken,
+            exposed,
+            n,
+            traceparentOf(traceId),
+          );
+          assertEquals(res.status, 200);
+          await res.body?.cancel();
+          const server = await until(`the server span of ${exposed}`, () => serverSpan(traceId));
+          assertEquals(server.name, `tools/call ${exposed}`);
+          assertEquals(attr(server, "gen_ai.tool.name"), exposed, "the name the client used");
+          const client = await until("its client span", () => childOf(server, SPAN_KIND_CLIENT));
+          assertEquals(client.name, `tools/call ${upstream}`);
+          assertEquals(attr(client, "gen_ai.tool.name"), upstream, "the name sent to the backend");
+          assertEquals(seen.at(-1)!.name, upstream);
+        }
+      },
+    );
+
+    await t.step(
+      "/mcp/{backend}: a JSON-RPC error inside the 200 is error.type on both spans",
+      async () => {
+        const traceId = "e".repeat(32);
+        const res = await toolCall(
+          `${gw.url}/mcp/alpha`,
+          accessToken,
+          "nope",
+          8,
+          traceparentOf(traceId),
+        );
+        assertEquals(res.status, 200);
+        assertEquals(res.headers.get("content-type")?.split(";")[0], "application/json");
+        assertEquals((await res.json()).error.code, -32602);
+        const server = await until("the server span", () => serverSpan(traceId));
+        const client = await until("its client span", () => childOf(server, SPAN_KIND_CLIENT));
+        for (const s of [server, client]) {
+          assertEquals(attr(s, "error.type"), "-32602");
+          assertEquals(s.status?.code, STATUS_ERROR);
+        }
+      },
+    );
+
+    await t.step(
+      "/mcp/{backend}, a 2025-era client: server span from the body, isError is tool_error",
+      async () => {
+        const headers = {
+          authorization: `Bearer ${accessToken}`,
+          "content-type": "application/json",
+          accept: "application/json, text/event-stream",
+        };
+        const init = await fetch(`${gw.url}/mcp/legacy`, {
+          method: "POST",
+          headers,
+          body: JSON.stringify({
+            jsonrpc: "2.0",
+            id: 0,
+            method: "initialize",
+            params: {
+              protocolVersion: "2025-11-25",
+              capabilities: {},
+              clientInfo: { name: "otel-legacy", version: "1" },
+            },
+          }),
+        });
+        assertEquals(init.status, 200);
+        await init.body?.cancel();
+        const session = init.headers.get("mcp-session-id")!;
+        const traceId = "f".repeat(32);
+        const res = await fetch(`${gw.url}/mcp/legacy`, {
+          method: "POST",
+          headers: {
+            ...headers,
+            "mcp-session-id": session,
+            "mcp-protocol-version": "2025-11-25",
+            traceparent: traceparentOf(traceId),
+          },
+          body: JSON.stringify({
+            jsonrpc: "2.0",
+            id: 9,
+            method: "tools/call",
+            params: { name: "fail", arguments: {} },
+          }),
+        });
+        assertEquals(res.status, 200);
+        assertEquals((await res.json()).result.isError, true);
+        const server = await until("the server span", () => serverSpan(traceId));
+        assertEquals(server.name, "tools/call fail");
+        assertEquals(attr(server, "mcp.gateway.backend"), "legacy");
+        assertEquals(attr(server, "jsonrpc.request.id"), "9");
+        assertEquals(attr(server, "mcp.protocol.version"), "2025-11-25");
+        assertMatch(String(attr(server, "mcp.session.id")), /^[0-9a-f]{32}$/);
+        const client = await until("its client span", () => childOf(server, SPAN_KIND_CLIENT));
+        assertEquals(attr(client, "gen_ai.tool.name"), "fail");
+        for (const s of [server, client]) {
+          assertEquals(attr(s, "error.type"), "tool_error");
+          assertEquals(s.status?.code, STATUS_ERROR);
+        }
+      },
+    );
   } finally {
     deps.kv.close();
     await gw.stop();
     await spy.shutdown();
     await backend.close();
+    await legacy.close();
     await receiver.close();
     await Deno.remove(gw.dir, { recursive: true });
   }

@@ -79,15 +79,6 @@ export function targetOf(method: string, params: Record<string, any> | undefined
   return null;
 }
 
-/** The backend's own name of an aggregated `backend__name` or `mcpgw-backend+uri` target. */
-function upstreamOf(backend: string, target: string | null): string | null {
-  if (target === null) return null;
-  for (const prefix of [`${backend}__`, `mcpgw-${backend}+`]) {
-    if (target.startsWith(prefix)) return target.slice(prefix.length);
-  }
-  return target;
-}
-
 /** Span attributes naming a method's target (MCP semantic conventions §Server, §Client). */
 function targetAttributes(method: string, target: string | null): Record<string, unknown> {
   return {
@@ -206,17 +197,22 @@ export class McpOperation {
 
   /**
    * Opens the call of `method` to `backend` (ended by the caller with its outcome). Its target
-   * and arguments come from the described message when it is this method's; `upstream` is the
-   * backend's own name of the target when the caller knows it. `byStatus`: the call ends with the
-   * HTTP status of the response handed to {@linkcode McpOperation.finish}, unless ended before.
+   * and arguments come from `options.params` (the request's params as the client sent them: the
+   * pass-through, whose POST may be a batch), else from the described message when it is this
+   * method's (a `call_tool` unwrapped); `upstream` is the backend's own name of the target (the
+   * one sent to the backend: renames undone, shortened names resolved) when the caller knows it.
+   * `byStatus`: the call ends with the HTTP status of the response handed to
+   * {@linkcode McpOperation.finish}, unless ended before (or its answer is read:
+   * {@linkcode McpOperation.answerRead}).
    */
   backendCall(
     backend: string,
     method: string,
     upstream?: string,
-    options: { byStatus?: boolean } = {},
+    options: { byStatus?: boolean; params?: Record<string, any> } = {},
   ): BackendCall {
-    const params = viaSearch(this.#message?.method === method ? this.#message.params : undefined);
+    const params = options.params ??
+      viaSearch(this.#message?.method === method ? this.#message.params : undefined);
     const target = targetOf(method, params);
     const args = this.deps.config.audit?.arguments === "redacted"
       ? redactArguments(method === "completion/complete" ? params?.argument : params?.arguments)
@@ -225,7 +221,7 @@ export class McpOperation {
       backend,
       method,
       target,
-      upstream: upstream ?? upstreamOf(backend, target),
+      upstream: upstream ?? target,
       arguments: args,
       parent: this.#spanContext,
     });
@@ -234,16 +230,24 @@ export class McpOperation {
   }
 
   /**
-   * Records a routed request refused before it reached `backend` (its scope does not cover
-   * the backend): outcome `denied`.
+   * Records a routed request refused before it reached `backend`: outcome `denied`. `reason`
+   * (the SERVER span's `error.type`): `insufficient_scope` (the token's scope does not cover the
+   * backend), `tool_globs` (the user's tool globs exclude the tool), `curation` (a curation rule
+   * on the pass-through). `message`: the refused request when it is not the described one (a
+   * message of a batch); a described `call_tool` names the tool it would have run.
    */
-  denied(backend: string, reason = "insufficient_scope"): void {
-    const m = this.#message;
+  denied(
+    backend: string,
+    reason = "insufficient_scope",
+    message?: { method: string; params?: Record<string, any> },
+  ): void {
+    const m = message ?? this.#message;
+    const params = message || m?.method !== "tools/call" ? m?.params : viaSearch(m.params);
     this.deps.audit?.record(auditRecord(this.deps.now(), "mcp", {
       ...this.caller,
       backend,
       method: m?.method,
-      tool: m ? targetOf(m.method, m.params) : null,
+      tool: m ? targetOf(m.method, params) : null,
       outcome: "denied",
       latencyMs: roundMs(performance.now() - this.#startedAt),
     }, this.requestId));
@@ -272,6 +276,14 @@ export class McpOperation {
       statusText: res.statusText,
       headers: res.headers,
     });
+  }
+
+  /**
+   * The answer of `call` (opened `byStatus`) is read after all: its JSON-RPC response ends it,
+   * no longer the HTTP status in {@linkcode McpOperation.finish}.
+   */
+  answerRead(call: BackendCall): void {
+    this.#byStatus.delete(call);
   }
 
   /** @internal A call ended: forget it; its failure becomes the request's `error.type`. */

@@ -43,25 +43,42 @@ export function needsCuration(backend: BackendConfig, principal: Principal): boo
   return principal.tools !== undefined || backendRules(backend).active;
 }
 
+/**
+ * Told about each request of a curated POST (the pass-through's audit,
+ * lib/admin/pass_through_audit.ts): refused (`curation`: a rule of the backend; `tool_globs`: the
+ * caller's tool globs), or forwarded as `sent`. `body`: the POST's text when it was read already.
+ */
+export interface CurationObserver {
+  readonly body?: string;
+  refused(message: JsonRpcMessage, reason: "curation" | "tool_globs"): void;
+  forwarded(message: JsonRpcMessage, sent: JsonRpcMessage): void;
+}
+
 /** One curated POST: what to send upstream, and how to rewrite what comes back. */
 export interface CuratedPost {
   body: string;
   /** The backend's answer as the client gets it. */
-  respond: (status: number, headers: [string, string][], body: ReadableStream | null) => Response;
+  respond: (
+    status: number,
+    headers: [string, string][],
+    body: ReadableStream<Uint8Array> | string | null,
+  ) => Response;
 }
 
 /**
  * Reads and curates a POST to `backend`. Returns the refusal when every request in it is
- * refused, `null` when the body is not JSON-RPC (forwarded as read, for the backend to answer),
- * else what to send and how to answer. `headers` (forwarded upstream) may be adjusted.
+ * refused, else what to send (a body that is not JSON-RPC is forwarded as read, for the backend
+ * to answer) and how to answer. `headers` (forwarded upstream) may be adjusted; `observer` hears
+ * of each request's fate.
  */
 export async function curatePost(
   req: Request,
   headers: [string, string][],
   backend: BackendConfig,
   principal: Principal,
+  observer?: CurationObserver,
 ): Promise<Response | CuratedPost> {
-  const text = await readBodyText(req, MCP_BODY_LIMIT);
+  const text = observer?.body ?? await readBodyText(req, MCP_BODY_LIMIT);
   const parsed = parseJsonRpcBody(text);
   const passThrough: CuratedPost = { body: text, respond: relay };
   if (!parsed) return passThrough;
@@ -78,10 +95,12 @@ export async function curatePost(
     }
     const outcome = curateRequest(rules, globs, message);
     if (outcome.refused) {
+      observer?.refused(message, outcome.reason);
       refusals.push(outcome.refused);
       changed = true;
       continue;
     }
+    observer?.forwarded(message, outcome.message);
     if (outcome.message !== message) {
       changed = true;
       if (message.method === "tools/call") {
@@ -101,20 +120,25 @@ export async function curatePost(
   };
   return {
     body,
-    respond: (status, relayed, resBody) => {
+    respond: (status, relayed, answer) => {
+      const resBody = typeof answer === "string" ? new Response(answer).body : answer;
       if (refusals.length > 0 && (status === 202 || resBody === null)) {
         resBody?.cancel().catch(() => {});
         return jsonResponse(refusals, 200, relayed.filter(([h]) => h !== "content-type"));
       }
       if (lists.size === 0 && refusals.length === 0) return relay(status, relayed, resBody);
       const type = relayed.find(([h]) => h === "content-type")?.[1] ?? null;
-      const out = resBody ? transformMessages(resBody, type, hook, refusals) : null;
+      const out = resBody ? transformMessages(resBody, type, hook, { prepend: refusals }) : null;
       return new Response(out, { status, headers: relayed });
     },
   };
 }
 
-function relay(status: number, headers: [string, string][], body: ReadableStream | null) {
+function relay(
+  status: number,
+  headers: [string, string][],
+  body: ReadableStream<Uint8Array> | string | null,
+) {
   return new Response(body, { status, headers });
 }
 
@@ -134,18 +158,24 @@ function curateRequest(
   rules: BackendRules,
   globs: readonly string[] | undefined,
   message: JsonRpcMessage,
-): { message: JsonRpcMessage; refused?: undefined } | { refused: JsonRpcMessage } {
+):
+  | { message: JsonRpcMessage; refused?: undefined }
+  | { refused: JsonRpcMessage; reason: "curation" | "tool_globs" } {
   const params = message.params && typeof message.params === "object" ? message.params : {};
+  const refused = (text: string, reason: "curation" | "tool_globs" = "curation") => ({
+    refused: refusal(message, text),
+    reason,
+  });
   switch (message.method) {
     case "tools/call": {
       const shown = str(params.name);
       if (shown === undefined) return { message };
       const original = rules.originalOf(shown);
-      if (
-        original === null || !rules.toolAllowed(original) ||
-        !userAllows(globs, rules.exposedName(original))
-      ) {
-        return { refused: refusal(message, `Unknown tool: ${shown}`) };
+      if (original === null || !rules.toolAllowed(original)) {
+        return refused(`Unknown tool: ${shown}`);
+      }
+      if (!userAllows(globs, rules.exposedName(original))) {
+        return refused(`Unknown tool: ${shown}`, "tool_globs");
       }
       const args = rules.withDefaults(original, params.arguments);
       if (original === shown && args === params.arguments) return { message };
@@ -154,14 +184,14 @@ function curateRequest(
     case "prompts/get": {
       const name = str(params.name);
       return name !== undefined && !rules.promptAllowed(name)
-        ? { refused: refusal(message, `Unknown prompt: ${name}`) }
+        ? refused(`Unknown prompt: ${name}`)
         : { message };
     }
     case "resources/read":
     case "resources/subscribe": {
       const uri = str(params.uri);
       return uri !== undefined && !rules.resourceAllowed(uri)
-        ? { refused: refusal(message, `Resource not found: ${uri}`) }
+        ? refused(`Resource not found: ${uri}`)
         : { message };
     }
     case "completion/complete": {
@@ -170,7 +200,7 @@ function curateRequest(
       const uri = ref.type === "ref/resource" ? str(ref.uri) : undefined;
       const denied = (prompt !== undefined && !rules.promptAllowed(prompt)) ||
         (uri !== undefined && !rules.resourceAllowed(uri));
-      return denied ? { refused: refusal(message, "Unknown completion reference") } : { message };
+      return denied ? refused("Unknown completion reference") : { message };
     }
   }
   return { message };

@@ -58,20 +58,39 @@ export function idKey(id: unknown): string {
  */
 export type MessageHook = (message: JsonRpcMessage) => JsonRpcMessage | null;
 
+/** Options of {@linkcode transformMessages}. */
+export interface TransformOptions {
+  /** Messages sent first (JSON: added to the batch; SSE: one event each). */
+  prepend?: JsonRpcMessage[];
+  /**
+   * Called once when the body is over: `aborted` when it failed or was cancelled before its
+   * end (the backend's stream broke, or the client went away). At once for a body passed
+   * untouched (another media type).
+   */
+  onEnd?: (aborted: boolean) => void;
+}
+
 /**
  * The body `body` (of media type `contentType`) with every JSON-RPC message passed through
- * `hook`. `prepend` messages are sent first (JSON: added to the batch; SSE: one event each).
- * Other media types pass untouched.
+ * `hook` (see {@linkcode TransformOptions}). Other media types pass untouched.
  */
 export function transformMessages(
   body: ReadableStream<Uint8Array>,
   contentType: string | null,
   hook: MessageHook,
-  prepend: JsonRpcMessage[] = [],
+  options: TransformOptions = {},
 ): ReadableStream<Uint8Array> {
   const type = (contentType ?? "").split(";")[0]!.trim().toLowerCase();
-  if (type === "application/json") return jsonTransform(body, hook, prepend);
-  if (type === "text/event-stream") return body.pipeThrough(sseTransform(hook, prepend));
+  const prepend = options.prepend ?? [];
+  let ended = false;
+  const onEnd = (aborted: boolean) => {
+    if (ended) return;
+    ended = true;
+    options.onEnd?.(aborted);
+  };
+  if (type === "application/json") return jsonTransform(body, hook, prepend, onEnd);
+  if (type === "text/event-stream") return body.pipeThrough(sseTransform(hook, prepend, onEnd));
+  onEnd(false);
   return body;
 }
 
@@ -81,17 +100,23 @@ function jsonTransform(
   body: ReadableStream<Uint8Array>,
   hook: MessageHook,
   prepend: JsonRpcMessage[],
+  onEnd: (aborted: boolean) => void,
 ): ReadableStream<Uint8Array> {
   return new ReadableStream<Uint8Array>({
     async start(controller) {
       const text = await new Response(body).text().catch(() => null);
-      if (text === null) return controller.error(new Error("backend body failed"));
+      if (text === null) {
+        onEnd(true);
+        return controller.error(new Error("backend body failed"));
+      }
       const parsed = parseJsonRpcBody(text);
       if (!parsed) {
+        onEnd(false);
         controller.enqueue(encoder.encode(text));
         return controller.close();
       }
       const out = parsed.messages.map(hook).filter((m): m is JsonRpcMessage => m !== null);
+      onEnd(false);
       const all = [...prepend, ...out];
       const changed = prepend.length > 0 || out.length !== parsed.messages.length ||
         out.some((m, i) => m !== parsed.messages[i]);
@@ -100,6 +125,9 @@ function jsonTransform(
         : JSON.stringify(parsed.batch || all.length !== 1 ? all : all[0]);
       controller.enqueue(encoder.encode(serialized));
       controller.close();
+    },
+    cancel() {
+      onEnd(true);
     },
   });
 }
@@ -111,6 +139,7 @@ const sseEvent = (message: JsonRpcMessage) =>
 function sseTransform(
   hook: MessageHook,
   prepend: JsonRpcMessage[],
+  onEnd: (aborted: boolean) => void,
 ): TransformStream<Uint8Array, Uint8Array> {
   const decoder = new TextDecoder();
   let buffer = "";
@@ -150,6 +179,10 @@ function sseTransform(
     flush(controller) {
       buffer += decoder.decode();
       if (buffer.trim() !== "") emit(buffer.replace(/\n+$/, ""), controller);
+      onEnd(false);
+    },
+    cancel() {
+      onEnd(true);
     },
   });
 }

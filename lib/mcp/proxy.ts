@@ -5,8 +5,10 @@
  * - Only an allow-list of client headers travels upstream, then the backend's configured
  *   headers; the client's `Authorization` and `Cookie` never do (MCP Authorization §Access
  *   Token Privilege Restriction: "MUST NOT pass through the token it received").
- * - Bodies are streamed both ways, never buffered; `timeoutMs` bounds the wait for the
- *   backend's response headers only.
+ * - Bodies are streamed both ways; `timeoutMs` bounds the wait for the backend's response
+ *   headers only. The audit (lib/admin/pass_through_audit.ts) reads a 2025-era JSON POST whole
+ *   (its method is only in the body) and reads, without changing it, the answer of a POST of
+ *   routed requests (`tools/call` …) for each call's outcome.
  * - A backend 401/403 means the gateway's configured credentials are wrong: 502, and its
  *   `WWW-Authenticate` is dropped so that clients do not re-authenticate against the gateway.
  * - A per-user backend (`auth`) gets the caller's own credential instead (POST bodies are read
@@ -24,7 +26,7 @@ import { type PerUserRequest, preparePerUserRequest } from "../credentials/pass_
 import { type CuratedPost, curatePost, needsCuration } from "./curated_proxy.ts";
 import { SESSION_ID, sessionBindings } from "./session_binding.ts";
 import type { McpOperation } from "../admin/mcp_operation.ts";
-import { passThroughCall, passThroughFetch } from "../admin/pass_through_audit.ts";
+import { passThroughAudit, passThroughFetch } from "../admin/pass_through_audit.ts";
 
 /** JSON-RPC 2.0 §5.1 internal error, used for unreachable / failing backends. */
 export const INTERNAL_ERROR = -32603;
@@ -245,15 +247,21 @@ export async function proxyToBackend(
     }
   }
   const method = req.method;
-  // Piped, never buffered: Deno hands a request body stream to fetch natively (reading it into
-  // an ArrayBuffer first measured slower in bench/).
-  let body: BodyInit | null = method === "GET" || method === "DELETE" ? null : req.body;
-  const call = passThroughCall(operation, req, name);
+  // Piped when nothing reads it: Deno hands a request body stream to fetch natively (reading it
+  // into an ArrayBuffer first measured slower in bench/). The audit reads a 2025-era POST's body
+  // (its method is only there): then its text goes on.
+  const audit = await passThroughAudit(operation, req, name, ctx.logFields);
+  let body: BodyInit | null = method === "GET" || method === "DELETE"
+    ? null
+    : audit?.body ?? req.body;
+  // A body read already (audit, per-user credential) is read again from its text.
+  const source = () =>
+    typeof body === "string" ? new Request(req.url, { method, headers: req.headers, body }) : req;
   let perUser: PerUserRequest | undefined;
   if (backend.config.auth) {
-    const prepared = await preparePerUserRequest(req, ctx, backend.config, principal);
+    const prepared = await preparePerUserRequest(source(), ctx, backend.config, principal);
     if (prepared instanceof Response) {
-      call?.end("denied", "no usable credential of the user");
+      audit?.deny("no_credential");
       return prepared;
     }
     perUser = prepared;
@@ -262,20 +270,13 @@ export async function proxyToBackend(
   }
   let curated: CuratedPost | undefined;
   if (method === "POST" && needsCuration(backend.config, principal)) {
-    // A per-user POST was read already: curation reads the same text.
-    const source = perUser
-      ? new Request(req.url, { method: "POST", headers: req.headers, body: perUser.body })
-      : req;
-    const prepared = await curatePost(source, headers, backend.config, principal);
-    if (prepared instanceof Response) {
-      call?.end("denied");
-      return prepared;
-    }
+    const prepared = await curatePost(source(), headers, backend.config, principal, audit);
+    if (prepared instanceof Response) return prepared;
     curated = prepared;
     body = prepared.body;
   }
   const outcome = await passThroughFetch(
-    call,
+    audit,
     () => fetchBackend(ctx.fetch, backend, method, headers, body, req.signal),
   );
   if (!outcome.ok) {
@@ -289,7 +290,10 @@ export async function proxyToBackend(
   ctx.logFields.upstreamStatus = status;
   if (status === 401 || status === 403) {
     await upstream.body?.cancel().catch(() => {});
-    if (perUser && status === 401) return await perUser.rejected();
+    if (perUser && status === 401) {
+      audit?.end("401", "the backend refused the user's credential");
+      return await perUser.rejected();
+    }
     return jsonRpcErrorResponse(
       502,
       INTERNAL_ERROR,
@@ -326,11 +330,12 @@ export async function proxyToBackend(
       }
     }
   }
-  let resBody = upstream.body;
+  let resBody: ReadableStream<Uint8Array> | string | null = upstream.body;
   if (resBody && NULL_BODY.has(status)) {
     await resBody.cancel().catch(() => {});
     resBody = null;
   }
+  if (audit) resBody = await audit.answer(status, upstream.headers.get("content-type"), resBody);
   if (curated) return curated.respond(status, relayed, resBody);
   return new Response(resBody, { status, headers: relayed });
 }

@@ -379,6 +379,16 @@ export function resolveToolDirect(
   return { backend, original, rules };
 }
 
+/**
+ * The backend of `exposed` when the caller's scope covers it but their tool globs exclude the
+ * name (a refusal the audit trail records as `denied`), else `undefined`.
+ */
+export function excludedByGlobs(request: CatalogRequest, exposed: string): string | undefined {
+  if (request.tools === undefined || userAllows(request.tools, exposed)) return undefined;
+  const backend = splitName(exposed)?.backend;
+  return request.backends.some((b) => b.name === backend) ? backend : undefined;
+}
+
 /** The backend tool behind an exposed name when the caller may call it, else `null`. */
 export async function resolveTool(
   env: CatalogEnv,

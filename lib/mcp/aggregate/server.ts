@@ -45,6 +45,7 @@ import { type EndClientRelay, type MrtrMethod, relayedCall } from "./input_relay
 import { LOG_LEVEL_KEY } from "./log_relay.ts";
 import {
   CALL_TOOL,
+  excludedByGlobs,
   listedTools,
   resolvePrompt,
   resolveTool,
@@ -356,11 +357,14 @@ function registerHandlers(
   };
 
   /**
-   * Runs `op` on the backend that owns a routed request. With a `relay` (input_relay.ts), `op`
-   * runs in its call scope (call_relay.ts) and `parent` is the call's signal.
+   * Runs `op` on the backend that owns a routed request; `upstream` is the backend's own name of
+   * the target (tool, prompt, URI: what the request sent to it carries), for the CLIENT span.
+   * With a `relay` (input_relay.ts), `op` runs in its call scope (call_relay.ts) and `parent` is
+   * the call's signal.
    */
   const routed = async <T>(
     backendName: string,
+    upstream: string,
     ctx: ServerContext,
     notFound: string,
     op: (c: BackendConnection, signal: AbortSignal, keepAlive: () => void) => Promise<T>,
@@ -376,7 +380,7 @@ function registerHandlers(
       (tracked ? AbortSignal.any([ctx.mcpReq.signal, tracked.signal]) : ctx.mcpReq.signal);
     const level = call?.relay.logLevel;
     const holder = `call:${crypto.randomUUID()}`;
-    const audited = request.operation?.backendCall(backend.name, ctx.mcpReq.method);
+    const audited = request.operation?.backendCall(backend.name, ctx.mcpReq.method, upstream);
     try {
       const result = await withDeadline(backend, parent, async (signal, keepAlive, hold) => {
         const c = connection = await pool.get(backend.name);
@@ -419,6 +423,7 @@ function registerHandlers(
     method: MrtrMethod,
     backendName: string,
     name: string,
+    upstream: string,
     ctx: ServerContext,
     notFound: string,
     op: (
@@ -439,7 +444,7 @@ function registerHandlers(
       { ctx, server, principal: request.principalId ?? "", session: request.session },
       { method, backend: backendName, name, timeoutMs: byName.get(backendName)?.timeoutMs ?? 0 },
       ({ fields, relay, parent }) =>
-        routed(backendName, ctx, notFound, (c, signal, keepAlive) => {
+        routed(backendName, upstream, ctx, notFound, (c, signal, keepAlive) => {
           const extra: Record<string, unknown> = { ...fields };
           if (relay.logLevel && c.era === "modern") {
             extra._meta = { [LOG_LEVEL_KEY]: relay.logLevel };
@@ -520,7 +525,17 @@ function registerHandlers(
         return await notConnected("tools/call", owner, name, ctx);
       }
       const target = await resolveTool(userEnv, request, name, ctx.mcpReq.signal);
-      if (!target) throw new ProtocolError(ProtocolErrorCode.InvalidParams, notFound);
+      if (!target) {
+        // Refused for the caller's tool globs (answered like an unknown tool): audited denied.
+        const excluded = excludedByGlobs(request, name);
+        if (excluded) {
+          request.operation?.denied(excluded, "tool_globs", {
+            method: "tools/call",
+            params: { name },
+          });
+        }
+        throw new ProtocolError(ProtocolErrorCode.InvalidParams, notFound);
+      }
       const backend = target.backend.name;
       const progressToken = req.params._meta?.progressToken;
       const gate = await gated("tools/call", backend, name, ctx, () =>
@@ -528,6 +543,7 @@ function registerHandlers(
           "tools/call",
           backend,
           name,
+          target.original,
           ctx,
           notFound,
           (c, signal, keepAlive, extra) =>
@@ -584,6 +600,7 @@ function registerHandlers(
           "prompts/get",
           target.backend,
           req.params.name,
+          target.name,
           ctx,
           notFound,
           (c, signal, _keepAlive, extra) =>
@@ -659,6 +676,7 @@ function registerHandlers(
           "resources/read",
           target.backend,
           req.params.uri,
+          target.uri,
           ctx,
           notFound,
           (c, signal, _keepAlive, extra) =>
@@ -716,6 +734,7 @@ function registerHandlers(
       const gate = await gated("completion/complete", backend, name, ctx, () =>
         routed(
           backend!,
+          upstreamRef!.type === "ref/prompt" ? upstreamRef!.name : upstreamRef!.uri,
           ctx,
           notFound,
           (c, signal) =>
