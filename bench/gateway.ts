@@ -21,10 +21,16 @@ export const BENCH_REDIRECT_URI = "http://127.0.0.1:9/callback";
 /** Rate-limit settings of the config raised for the bench (`rateLimits.*`). */
 const RATE_LIMITS = [
   "registerPerIpPerHour",
+  "tokenPerIpPerMinute",
   "tokenPerClientPerMinute",
+  "tokenFailuresPerClientAndIpPerMinute",
+  "revokePerIpPerMinute",
   "authorizePerIpPerMinute",
   "mcpPerGrantPerMinute",
+  "healthPerPrincipalPerMinute",
   "passwordFailuresPer15Minutes",
+  "passwordFailuresPerIpPer15Minutes",
+  "passwordFailuresGlobalPer15Minutes",
 ];
 
 /** A running gateway with its KV file open in the bench process too. */
