@@ -31,6 +31,15 @@ Deno.test("hit(): a fixed-window counter in KV", async (t) => {
       assertEquals((await peek(kv, "test", "ip", 100, MINUTE, now)).count, 25);
     });
 
+    await t.step("a concurrent burst lets exactly the limit through (issue 14)", async () => {
+      const now = Date.now();
+      const results = await Promise.all(
+        Array.from({ length: 20 }, () => hit(kv, "burst", "ip", 6, MINUTE, now)),
+      );
+      assertEquals(results.filter((r) => r.allowed).length, 6);
+      assertEquals((await peek(kv, "burst", "ip", 6, MINUTE, now)).count, 6);
+    });
+
     await t.step("past the limit: refused with Retry-After up to the window's end", async () => {
       const now = Date.now();
       for (let i = 0; i < 3; i++) assert((await hit(kv, "t2", "ip", 3, MINUTE, now)).allowed);
@@ -50,6 +59,41 @@ Deno.test("hit(): a fixed-window counter in KV", async (t) => {
     });
   } finally {
     kv.close();
+  }
+});
+
+Deno.test("/token per-IP limit over real HTTP: a burst of 20 lets exactly 6 through", async () => {
+  const deps = await makeDeps({
+    config: {
+      backends: [{ name: "alpha", url: "http://127.0.0.1:9/mcp" }],
+      rateLimits: { tokenPerIpPerMinute: 6 },
+    },
+  });
+  const server = Deno.serve(
+    { hostname: "127.0.0.1", port: 0, onListen: () => {} },
+    createHandler(deps),
+  );
+  try {
+    const responses = await Promise.all(
+      Array.from({ length: 20 }, () =>
+        fetch(`http://127.0.0.1:${server.addr.port}/token`, {
+          method: "POST",
+          headers: { "content-type": "application/x-www-form-urlencoded" },
+          body: "grant_type=refresh_token&refresh_token=gwrt_unknown&client_id=nobody",
+        })),
+    );
+    const statuses: number[] = [];
+    for (const res of responses) {
+      statuses.push(res.status);
+      assertEquals(res.headers.get("content-type"), "application/json");
+      const body = await res.json();
+      if (res.status === 429) assertEquals(body.error, "temporarily_unavailable");
+      else assertEquals(res.status, 401, JSON.stringify(body));
+    }
+    assertEquals(statuses.filter((s) => s !== 429).length, 6, statuses.join(","));
+  } finally {
+    await server.shutdown();
+    deps.kv.close();
   }
 });
 

@@ -46,9 +46,17 @@ function countOf(value: unknown): number {
   return value instanceof Deno.KvU64 ? Number(value.value) : 0;
 }
 
+/** Compare-and-set attempts of {@linkcode hit} before it falls back to a conflict-free `sum`. */
+const HIT_ATTEMPTS = 64;
+
 /**
  * Counts one event of `subject` in `bucket`: allowed while the window's count is at most
- * `limit`. The increment is atomic (check-and-set, retried on conflict).
+ * `limit`. Exact under concurrency: each allowed event is one compare-and-set of the counter
+ * (read, then `atomic().check(entry).set(count + 1)`, retried on conflict), so of N concurrent
+ * hits exactly `limit - count` pass. A refused hit writes nothing (the window is full anyway).
+ * After {@linkcode HIT_ATTEMPTS} lost races (extreme contention) the event is counted with a
+ * conflict-free `sum` and judged by the total read back, which may refuse a few too many but
+ * never allows too many.
  */
 export async function hit(
   kv: Deno.Kv,
@@ -59,20 +67,23 @@ export async function hit(
   now: number,
 ): Promise<RateLimitResult> {
   const key = rateKey(bucket, subject, windowMs, now);
-  const expireIn = (Math.floor(now / windowMs) + 1) * windowMs - now;
-  const result = (count: number): RateLimitResult => ({
-    allowed: count <= limit,
+  const expireIn = Math.max(1, (Math.floor(now / windowMs) + 1) * windowMs - now);
+  const result = (count: number, allowed = count <= limit): RateLimitResult => ({
+    allowed,
     count,
     retryAfterSeconds: retryAfter(windowMs, now),
   });
-  // The window's first hit creates the counter with its expiry; later hits add with `sum`,
-  // which never conflicts, so concurrent requests are all counted and none is refused for
-  // contention alone.
-  const created = await kv.atomic()
-    .check({ key, versionstamp: null })
-    .set(key, new Deno.KvU64(1n), { expireIn: Math.max(1, expireIn) })
-    .commit();
-  if (created.ok) return result(1);
+  for (let attempt = 0; attempt < HIT_ATTEMPTS; attempt++) {
+    const entry = await kv.get(key);
+    const count = countOf(entry.value);
+    if (count >= limit) return result(count + 1, false);
+    // `expireIn` is cleanup only (a window's key may outlive it); every write sets it again.
+    const { ok } = await kv.atomic()
+      .check(entry)
+      .set(key, new Deno.KvU64(BigInt(count + 1)), { expireIn })
+      .commit();
+    if (ok) return result(count + 1, true);
+  }
   await kv.atomic().sum(key, 1n).commit();
   return result(countOf((await kv.get(key)).value));
 }
