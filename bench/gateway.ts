@@ -43,6 +43,8 @@ export interface BenchGateway {
   deps: Deps;
   /** Whether the config's `rateLimits` were raised out of the way. */
   rateLimitsRaised: boolean;
+  /** The environment the process runs with (to start a second process on the same KV file). */
+  env: Record<string, string>;
   /** Stops the process and starts a fresh one on the same port, config and KV file. */
   restart: () => Promise<void>;
   stop: () => Promise<void>;
@@ -130,6 +132,7 @@ export async function launchGateway(
     kv,
     deps,
     rateLimitsRaised,
+    env,
     restart: async () => {
       await gw.proc.stop();
       gw.proc = await startGateway(name, repoRoot, env, port, denoFlags);

@@ -9,6 +9,7 @@ import { findHash, sha256HexSync } from "../infra/crypto.ts";
 import type { Deps } from "../deps.ts";
 import { looksLikeJwt } from "./external_jwt.ts";
 import { jsonResponse, jsonRpcErrorResponse } from "../infra/http.ts";
+import type { RateLimitResult } from "../infra/rate_limit.ts";
 import { OAuthError } from "./oauth_error.ts";
 import {
   audienceCovers,
@@ -183,7 +184,8 @@ export async function authenticate(
     );
   }
   noteInLog(deps, principal);
-  return enforceMcpRateLimit(deps, principal) ?? principal;
+  const limited = enforceMcpRateLimit(deps, principal);
+  return (limited instanceof Promise ? await limited : limited) ?? principal;
 }
 
 /** Adds the caller's identifiers (never its token) to the request's log line, if any. */
@@ -202,9 +204,17 @@ function noteInLog(deps: Deps, principal: Principal): void {
  * 2.0 §5.1, implementation-defined server error -32000). API keys (the operator's own) are
  * not limited. Counted per isolate and flushed to KV in batches (see `BatchedRateLimiter`).
  */
-function enforceMcpRateLimit(deps: Deps, principal: Principal): Response | null {
+function enforceMcpRateLimit(
+  deps: Deps,
+  principal: Principal,
+): Response | null | Promise<Response | null> {
   if (principal.kind === "api_key") return null;
   const result = deps.mcpRateLimiter.check(deps.kv, principal.id, deps.now());
+  if (result instanceof Promise) return result.then((r) => rateLimitedResponse(deps, r));
+  return rateLimitedResponse(deps, result);
+}
+
+function rateLimitedResponse(deps: Deps, result: RateLimitResult): Response | null {
   if (result.allowed) return null;
   return jsonRpcErrorResponse(
     429,
