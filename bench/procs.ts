@@ -131,19 +131,10 @@ export async function startGateway(
   port: number,
   denoFlags: string[] = [],
 ): Promise<Proc> {
-  const child = new Deno.Command(Deno.execPath(), {
-    args: ["run", "-A", ...denoFlags, "main.ts"],
-    cwd: repoRoot,
-    env: { ...env, PORT: String(port) },
-    stdout: "null",
-    stderr: "piped",
-    stdin: "null",
-  }).spawn();
-  const tail = drainTail(child.stderr);
-  const proc = wrap(name, child, port, tail);
+  const { proc, exited: ended } = spawnGateway(name, repoRoot, env, port, denoFlags);
   const deadline = Date.now() + 30_000;
   let exited = false;
-  child.status.then(() => exited = true);
+  ended.then(() => exited = true);
   while (Date.now() < deadline && !exited) {
     try {
       const res = await fetch(`${proc.url}/healthz`);
@@ -155,5 +146,28 @@ export async function startGateway(
     await new Promise((r) => setTimeout(r, 100));
   }
   await proc.stop();
-  throw new Error(`gateway did not start: ${tail().slice(-1500)}`);
+  throw new Error(`gateway did not start: ${proc.stderrTail().slice(-1500)}`);
+}
+
+/**
+ * Spawns `deno run -A <flags> main.ts` without waiting for it (cold-start timing starts here);
+ * `exited` resolves when the process ends.
+ */
+export function spawnGateway(
+  name: string,
+  repoRoot: string,
+  env: Record<string, string>,
+  port: number,
+  denoFlags: string[] = [],
+): { proc: Proc; exited: Promise<unknown> } {
+  const child = new Deno.Command(Deno.execPath(), {
+    args: ["run", "-A", ...denoFlags, "main.ts"],
+    cwd: repoRoot,
+    env: { ...env, PORT: String(port) },
+    stdout: "null",
+    stderr: "piped",
+    stdin: "null",
+  }).spawn();
+  const tail = drainTail(child.stderr);
+  return { proc: wrap(name, child, port, tail), exited: child.status };
 }
