@@ -5,6 +5,7 @@
  */
 import type { Deps } from "../deps.ts";
 import { auditEvent } from "./audit.ts";
+import { flushStdoutLog } from "../infra/log.ts";
 
 const field = (fields: Record<string, unknown>, name: string) =>
   typeof fields[name] === "string" ? fields[name] as string : undefined;
@@ -54,6 +55,7 @@ export function flushAuditOnShutdown(
         ? limiter.flush(deps.kv, deps.now()).catch(() => {})
         : Promise.resolve();
       Promise.all([deps.audit.close(), counts]).finally(() => {
+        flushStdoutLog();
         Deno.removeSignalListener(signal, onSignal);
         Deno.kill(Deno.pid, signal);
       });

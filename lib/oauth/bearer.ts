@@ -41,8 +41,11 @@ export interface Principal {
 }
 
 /** Looks up an access token (through the per-isolate cache) and checks its expiry. */
-export async function lookupAccessToken(deps: Deps, token: string): Promise<TokenRecord | null> {
-  const hash = sha256HexSync(token);
+export async function lookupAccessToken(
+  deps: Deps,
+  token: string,
+  hash: string = sha256HexSync(token),
+): Promise<TokenRecord | null> {
   const now = deps.now();
   const cached = deps.tokenCache.get(hash, now);
   if (cached !== undefined) return cached;
@@ -101,9 +104,9 @@ export async function authenticate(
   resource: string,
   backend?: string,
 ): Promise<Principal | Response> {
-  const url = new URL(req.url);
   const scopeHint = backend ? backendScope(backend) : "mcp";
-  if (url.searchParams.has("access_token")) {
+  // Parsed only when there is a query at all (the common request has none).
+  if (req.url.includes("?") && new URL(req.url).searchParams.has("access_token")) {
     return challengeResponse(
       deps,
       resource,
@@ -132,9 +135,11 @@ export async function authenticate(
       scopeHint,
     );
   }
-  const apiKey = matchApiKey(deps, token);
+  // One SHA-256 of the token serves both lookups.
+  const hash = sha256HexSync(token);
+  const apiKey = matchApiKey(deps, token, hash);
   if (apiKey) return apiKey;
-  const record = await lookupAccessToken(deps, token);
+  const record = await lookupAccessToken(deps, token, hash);
   let principal: Principal;
   if (record) {
     if (!audienceCovers(record.resource, resource, deps.settings.publicUrl)) {
@@ -280,9 +285,13 @@ export function bearerToken(header: string | null): string | null {
 }
 
 /** The principal of a static API key (`GATEWAY_API_KEY`), compared as hashes in constant time. */
-export function matchApiKey(deps: Deps, token: string): Principal | null {
+export function matchApiKey(
+  deps: Deps,
+  token: string,
+  hash?: string,
+): Principal | null {
   if (deps.settings.apiKeyHashes.length === 0) return null;
-  const found = findHash(sha256HexSync(token), deps.settings.apiKeyHashes);
+  const found = findHash(hash ?? sha256HexSync(token), deps.settings.apiKeyHashes);
   if (!found) return null;
   return {
     id: `apikey:${found.slice(0, 16)}`,
