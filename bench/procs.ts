@@ -31,6 +31,18 @@ function drainTail(stream: ReadableStream<Uint8Array>, keep = 4000): () => strin
   return () => tail;
 }
 
+/** CPU time (user + system) a process has used so far, in ms (`/proc/<pid>/stat`), or null. */
+export function procCpuMs(pid: number): number | null {
+  try {
+    const stat = Deno.readTextFileSync(`/proc/${pid}/stat`);
+    const fields = stat.slice(stat.lastIndexOf(")") + 2).split(" ");
+    // utime and stime (fields 14 and 15 of stat(5)) in clock ticks of 10 ms.
+    return (Number(fields[11]) + Number(fields[12])) * 10;
+  } catch {
+    return null;
+  }
+}
+
 /** Reads a `/proc/<pid>/status` field in MB. */
 export function procStatusMb(pid: number, field: "VmHWM" | "VmRSS"): number | null {
   try {

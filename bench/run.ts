@@ -34,7 +34,7 @@ import {
   readRpc,
 } from "./mcp.ts";
 import { closedLoopRounds, codeFlow, type OpsResult, refresh, register } from "./oauth.ts";
-import { type Proc, startBenchServer } from "./procs.ts";
+import { type Proc, procCpuMs, startBenchServer } from "./procs.ts";
 import { coldStartMs } from "./cold_start.ts";
 import { type HotPathKv, hotPathKv, startCountedGateway } from "./kv_ops.ts";
 import { profilePassThrough } from "./profile.ts";
@@ -321,10 +321,18 @@ try {
     }
   }
   log(`${S1}: ${s1.map((c) => c.config).join(", ")} interleaved (${ROUNDS} × ${ROUND_S} s each)`);
-  const r1 = await runInterleaved(tool, s1.map((c) => c.spec), {
-    warmupS: WARMUP_S,
-    rounds: ROUNDS,
-  });
+  // CPU per request of the floor and the gateway: less sensitive to a noisy machine than req/s
+  // (each process only works during its own rounds; warm-up requests are not counted).
+  const cpuPids: [string, number | undefined][] = [
+    ["floor", floor.pid],
+    ["gateway", mainGw?.proc.pid],
+  ];
+  if (WARMUP_S > 0) {
+    for (const c of s1) await runLoad(tool, { ...c.spec, durationS: WARMUP_S });
+  }
+  const cpuBefore = cpuPids.map(([, pid]) => (pid ? procCpuMs(pid) : null));
+  const r1 = await runInterleaved(tool, s1.map((c) => c.spec), { warmupS: 0, rounds: ROUNDS });
+  const cpuAfter = cpuPids.map(([, pid]) => (pid ? procCpuMs(pid) : null));
   const s1Rows = rows.length;
   for (const [i, c] of s1.entries()) {
     const r = r1[i]!;
@@ -345,6 +353,32 @@ try {
     const perRound = r.rounds.map((q, k) => ratio(q.rps, bareResult!.rounds[k]!.rps));
     const p99 = r.rounds.map((q, k) => ratio(q.p99Ms, bareResult!.rounds[k]!.p99Ms));
     rows[s1Rows + i]!.note += ` ${x(median(perRound))} floor req/s, p99 ${x(median(p99))} floor`;
+  }
+  {
+    // Both gateway rows ran on the gateway process: its CPU is split over their requests.
+    const served = (pred: (c: string) => boolean) =>
+      s1.reduce(
+        (n, c, i) => n + (pred(c.config) ? r1[i]!.rounds.reduce((a, q) => a + q.requests, 0) : 0),
+        0,
+      );
+    const perReq = cpuPids.map(([name], i) => {
+      const used = cpuBefore[i] != null && cpuAfter[i] != null
+        ? cpuAfter[i]! - cpuBefore[i]!
+        : null;
+      const n = name === "floor"
+        ? served((c) => c === FLOOR)
+        : served((c) => c.startsWith("gateway /mcp/{backend}"));
+      return used !== null && n > 0 ? (used * 1000) / n : null;
+    });
+    raw.cpuUsPerRequest = Object.fromEntries(cpuPids.map(([name], i) => [name, perReq[i]]));
+    if (perReq[0] != null && perReq[1] != null) {
+      rows.push({
+        section: S1,
+        config: "CPU per request (process time / requests served in the rounds)",
+        note: `floor ${perReq[0].toFixed(0)} µs, gateway ${perReq[1].toFixed(0)} µs (both ` +
+          `gateway rows): the gateway needs ${x(perReq[0] / perReq[1])} floor req/s per CPU`,
+      });
+    }
   }
   if (gwIndex >= 0 && mainGw) {
     const g = r1[gwIndex]!;
