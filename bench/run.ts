@@ -6,11 +6,11 @@
  * docs/BENCHMARKS.json. Bounded: every load round has a fixed duration, every loop a maximum
  * count; the whole run takes about 6–8 minutes (two 60 s mixed-load periods included).
  *
- * `deno task bench --quick` (≤ 60 s): sections 1, 2, 5, 8 and 9 only, 1 s rounds, 6 s memory
+ * `deno task bench --quick` (≤ 60 s): sections 1, 2, 5, 8 and 9 only, 1 s rounds, 5 s memory
  * periods, one cold start per route; prints the table and writes nothing.
  *
  * Environment knobs (optional): BENCH_ROUND_S (default 3; 1 with --quick), BENCH_ROUNDS (3),
- * BENCH_CONNECTIONS (16), BENCH_RSS_S (60; 6 with --quick), BENCH_LOAD_TOOL=deno (skip wrk),
+ * BENCH_CONNECTIONS (16), BENCH_RSS_S (60; 5 with --quick), BENCH_LOAD_TOOL=deno (skip wrk),
  * BENCH_SCALE_TOKENS (100000), BENCH_PROFILE_S (4; 0 skips the CPU profile of the pass-through).
  */
 import { measureAuditCost } from "./audit.ts";
@@ -55,7 +55,7 @@ const ROUNDS = Number(Deno.env.get("BENCH_ROUNDS") ?? "3");
 /** 16 connections, as in the measurements of issue 14 (`wrk -t1 -c16`). */
 const CONNECTIONS = Number(Deno.env.get("BENCH_CONNECTIONS") ?? "16");
 /** Seconds of each of the two mixed-load periods of section 5 (issue 14: 60). */
-const RSS_S = Number(Deno.env.get("BENCH_RSS_S") ?? (QUICK ? "6" : "60"));
+const RSS_S = Number(Deno.env.get("BENCH_RSS_S") ?? (QUICK ? "5" : "60"));
 /** Fresh processes per route in section 8. */
 const COLD_STARTS = QUICK ? 1 : 3;
 /** Warm calls counted per route in section 9. */
