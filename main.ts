@@ -38,6 +38,7 @@ import * as healthz from "./routes/healthz.ts";
 import * as home from "./routes/home.ts";
 import * as mcpBackend from "./routes/mcp_backend.ts";
 import * as oauthClientMetadata from "./routes/oauth_client_metadata.ts";
+import * as openIdConfiguration from "./routes/openid_configuration.ts";
 import * as protectedResource from "./routes/protected_resource.ts";
 import * as register from "./routes/register.ts";
 import * as login from "./routes/login.ts";
@@ -95,7 +96,7 @@ export const routes: Route[] = [
     name: "openid_configuration",
     pattern: p("/.well-known/openid-configuration"),
     method: "GET",
-    handler: asMetadata.handler,
+    handler: openIdConfiguration.handler,
     cors: true,
   },
   {
