@@ -118,7 +118,7 @@ Deno.test("discovery metadata", async (t) => {
       new Request("https://gw.example/.well-known/oauth-authorization-server", { method: "POST" }),
     );
     assertEquals(res.status, 405);
-    assertEquals(res.headers.get("allow"), "GET");
+    assertEquals(res.headers.get("allow"), "GET, HEAD");
     await res.body?.cancel();
     const nf = await get("/nope");
     assertEquals(nf.status, 404);
