@@ -31,7 +31,7 @@ import {
 import type { UserRef } from "../../store.ts";
 import { CallTap } from "./call_relay.ts";
 import { ChangeHub, type ListKind } from "./changes.ts";
-import { SDK_TIMEOUT_MS } from "./fanout.ts";
+import { ListWatch } from "./list_watch.ts";
 import { propagateTraceContext } from "../../admin/telemetry.ts";
 
 /** A connected backend. */
@@ -226,9 +226,10 @@ export class BackendPool {
   /**
    * Relays the backend's list changes to {@linkcode changes}: legacy backends send them on the
    * session's GET stream (the SDK opens it after `initialize`); modern backends only on a
-   * `subscriptions/listen` stream, opened here once per connection.
+   * `subscriptions/listen` stream, watched per connection with a timeout, retries and a polling
+   * fallback (list_watch.ts) until the connection closes.
    */
-  #watchLists(connection: BackendConnection): void {
+  #watchLists(connection: BackendConnection, backend: BackendConfig): void {
     const kinds = announcedKinds(connection.capabilities);
     for (const kind of kinds) {
       connection.client.setNotificationHandler(
@@ -237,18 +238,21 @@ export class BackendPool {
       );
     }
     if (connection.era === "modern" && kinds.length > 0) {
-      connection.client.listen({
-        toolsListChanged: kinds.includes("tools"),
-        promptsListChanged: kinds.includes("prompts"),
-        resourcesListChanged: kinds.includes("resources"),
-      }, { timeout: SDK_TIMEOUT_MS }).catch((error) =>
-        this.#deps.log({
-          level: "warn",
-          event: "backend_listen_failed",
-          backend: connection.name,
-          error: error instanceof Error ? error.message.slice(0, 200) : "unknown",
-        })
-      );
+      const watch = new ListWatch({
+        backend: connection.name,
+        client: connection.client,
+        kinds,
+        timeoutMs: backend.timeoutMs,
+        pollMs: backend.listPollSeconds * 1000,
+        publish: (kind) => this.changes.publish(kind, connection.name),
+        log: this.#deps.log,
+      });
+      const onclose = connection.client.onclose;
+      connection.client.onclose = () => {
+        watch.stop();
+        onclose?.();
+      };
+      watch.start();
     }
   }
 
@@ -303,7 +307,7 @@ export class BackendPool {
       capabilities: client.getServerCapabilities() ?? {},
       instructions: client.getInstructions(),
     };
-    this.#watchLists(connection);
+    this.#watchLists(connection, backend);
     for (const l of this.listeners) l.connected?.(connection);
     this.#deps.log({
       event: "backend_connected",
