@@ -101,7 +101,7 @@ export interface PoolView {
 /** The slot of a backend: per-user backends have one per user; each has one per profile. */
 const slotKey = (backend: BackendConfig, user: UserRef | undefined, profile: RelayProfile) =>
   (backend.auth && user ? `${backend.name}\n${user.sub}` : backend.name) +
-  (profile ? `\n+${profile}` : "");
+  (profile ? `\t${profile}` : "");
 
 /** Connected clients of every backend of one gateway instance. */
 export class BackendPool {
@@ -122,7 +122,7 @@ export class BackendPool {
     // and clients refetch their tool lists (`{backend}__connect` ↔ the backend's tools).
     this.#unsubscribe = onConnectionChange(deps.kv, (sub, name) => {
       for (const key of [...this.#slots.keys()]) {
-        if (key === `${name}\n${sub}` || key.startsWith(`${name}\n${sub}\n+`)) this.#drop(key);
+        if (key === `${name}\n${sub}` || key.startsWith(`${name}\n${sub}\t`)) this.#drop(key);
       }
       this.changes.publish("tools", name);
     });

@@ -9,7 +9,8 @@
  * - 2025-03-26 / 2025-06-18 clients: the priming event came with 2025-11-25 and older clients
  *   fail on an empty `data` (the SDKs' own servers skip it below 2025-11-25 for that reason);
  * - 2026-07-28 clients: that revision has no SSE resumability (Transports §Receiving Messages:
- *   "Resumable SSE streams via `Last-Event-ID` are not supported").
+ *   "Resumable SSE streams via `Last-Event-ID` are not supported");
+ * - the response to `initialize` (no `MCP-Protocol-Version` yet: the version is being agreed).
  *
  * The gateway replays nothing. A GET carrying a `Last-Event-ID` of a GET stream opens a fresh
  * stream; one naming a POST's stream (IDs say which: `p-…` / `g-…`) gets 405, the answer a 2025
