@@ -68,6 +68,10 @@ const backendSchema = z.strictObject({
     .describe("Headers sent to this backend on every request (its credentials). ${VAR} reads env."),
   timeoutMs: z.int().min(100).max(600_000).default(30_000)
     .describe("Time allowed for the backend to start answering a request."),
+  listPollSeconds: z.int().min(1).max(3600).default(60)
+    .describe(
+      "How often /mcp polls the lists of a 2026-07-28 backend whose subscriptions/listen stream fails.",
+    ),
   description: z.string().max(500).optional().describe("Shown in /health and docs."),
   auth: backendAuthSchema,
   tools: toolRulesSchema.optional()

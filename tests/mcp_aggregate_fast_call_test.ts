@@ -137,8 +137,10 @@ async function rawCall(
   let messages: any[];
   if (type === "text/event-stream") {
     messages = text.split("\n\n").flatMap((event) => {
-      const data = event.split("\n").filter((l) => l.startsWith("data:"));
-      return data.length ? [JSON.parse(data.map((l) => l.slice(5).trim()).join("\n"))] : [];
+      const data = event.split("\n").filter((l) => l.startsWith("data:"))
+        .map((l) => l.slice(5).trim()).join("\n");
+      // An event with empty data (the 2025-11-25 priming event) carries no message.
+      return data ? [JSON.parse(data)] : [];
     });
   } else if (type === "application/json") {
     messages = [JSON.parse(text)];

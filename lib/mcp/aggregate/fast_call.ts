@@ -55,7 +55,8 @@ import { type BackendCall, type McpOperation, within } from "../../admin/mcp_ope
 import { cancelKey, type CancelRegistry } from "./cancel.ts";
 import { type ResolvedTool, resolveToolDirect } from "./catalog.ts";
 import { LOG_LEVEL_KEY, logAllows, namedLog } from "./log_relay.ts";
-import { type BackendConnection, type BackendPool, RELAYED_CLIENT_CAPABILITIES } from "./pool.ts";
+import type { BackendConnection, BackendPool } from "./pool.ts";
+import { relayedCapabilities } from "./relay_profile.ts";
 import {
   GATEWAY_VERSION,
   relayInputRequired,
@@ -163,7 +164,10 @@ export async function fastToolCall(
     const forwarded: Record<string, unknown> = { ...params, name: route.tool };
     if (args !== params.arguments) forwarded.arguments = args;
     const trace = call.observed?.meta();
-    if (trace?.traceparent) forwarded._meta = { ...params._meta, ...trace };
+    // The backend hears only the capabilities the gateway can relay (relay_profile.ts).
+    const declared = relayedCapabilities(params._meta?.[CAPABILITIES_KEY]);
+    forwarded._meta = { ...params._meta, [CAPABILITIES_KEY]: declared };
+    if (trace?.traceparent) forwarded._meta = { ...forwarded._meta as object, ...trace };
     const body = JSON.stringify({ ...message, params: forwarded });
     return await forward(call, route, headers, body, req.signal);
   }
@@ -173,7 +177,8 @@ export async function fastToolCall(
   call.capabilities = {
     progressToken: progressToken ?? id,
     [VERSION_KEY]: MODERN,
-    [CAPABILITIES_KEY]: RELAYED_CLIENT_CAPABILITIES,
+    // handler.ts sends a 2025 client here only when it declared neither elicitation nor sampling
+    [CAPABILITIES_KEY]: relayedCapabilities({}),
     [CLIENT_INFO_KEY]: { name: ctx.deps.config.serverName, version: GATEWAY_VERSION },
     ...(legacy.logLevel ? { [LOG_LEVEL_KEY]: legacy.logLevel } : {}),
   };

@@ -384,6 +384,7 @@ export async function serveAggregate(
   const legacy = await isLegacyRequest(request, parsed, { maxRequestBodySize: MAX_BODY_BYTES });
   const perUser = req.method === "POST" && PER_USER_METHODS.has(aggregateRequest.method);
   if (!legacy) {
+    aggregateRequest.clientCapabilities = single?.params?._meta?.[CAPABILITIES_KEY];
     if (perUser) {
       aggregateRequest.credentials = await requestCredentials(
         deps,

@@ -68,6 +68,7 @@ import {
 } from "./per_user.ts";
 import type { BackendConnection, BackendPool } from "./pool.ts";
 import { sealRequestState } from "./request_state.ts";
+import { onlyRelayable, relayProfile } from "./relay_profile.ts";
 import type { RelayHub, RelaySession } from "./relay_hub.ts";
 import { registerSessionMethods } from "./session_methods.ts";
 import { unwrapUri, wrapContentUris, wrapUri } from "./uri.ts";
@@ -97,6 +98,8 @@ export interface AggregateRequest {
   operation?: McpOperation;
   /** Per-user backends among `backends`: the caller's user and what they cannot use yet. */
   credentials?: RequestCredentials;
+  /** Modern leg: the capabilities the request's `_meta` declares (legacy: `session`'s). */
+  clientCapabilities?: unknown;
 }
 
 /** Shared, per-gateway parts of every server instance. */
@@ -258,7 +261,10 @@ function relayError(
     throw error;
   }
   if (error instanceof ProtocolError) {
-    if (error.code === ProtocolErrorCode.MissingRequiredClientCapability) {
+    if (
+      error.code === ProtocolErrorCode.MissingRequiredClientCapability &&
+      !onlyRelayable((error.data as { requiredCapabilities?: unknown })?.requiredCapabilities)
+    ) {
       // The backend wants a capability the gateway does not declare to it (e.g. roots).
       throw new ProtocolError(
         error.code,
@@ -327,8 +333,12 @@ function registerHandlers(
 ): void {
   const backends = request.backends;
   const byName = new Map(backends.map((b) => [b.name, b]));
-  // Per-user backends resolve to the caller's own clients (pool.ts `forUser`).
-  const pool = env.pool.forUser(request.credentials?.user);
+  // Per-user backends resolve to the caller's own clients (pool.ts `forUser`), every backend to
+  // the client that declared what can be relayed to this caller (relay_profile.ts).
+  const pool = env.pool.forUser(
+    request.credentials?.user,
+    relayProfile(request.session?.capabilities ?? request.clientCapabilities),
+  );
   const userEnv = { ...env, pool };
   const credentials = request.credentials;
   const disconnected = credentials?.disconnected;
