@@ -58,6 +58,7 @@ import { LOG_LEVEL_KEY, logAllows, namedLog } from "./log_relay.ts";
 import { type BackendConnection, type BackendPool, RELAYED_CLIENT_CAPABILITIES } from "./pool.ts";
 import {
   GATEWAY_VERSION,
+  invalidResultMessage,
   relayInputRequired,
   rewriteToolResult,
   SERVER_INFO_KEY,
@@ -435,6 +436,13 @@ async function finalMessage(
   }
   const result = reply.result;
   if (!isObject(result)) return undefined;
+  const fault = resultFault(result);
+  if (fault !== undefined) {
+    // Refused as the SDK path's client refuses it (server.ts `invalidResultReason`).
+    logFailure(call, `invalid result: ${fault}`);
+    const message = errorMessage(call, INTERNAL_ERROR, invalidResultMessage(call.backend, fault));
+    return { message, status: 200 };
+  }
   if (call.legacy) return legacyFinal(call, result);
   let out: Record<string, any>;
   if (result.resultType === "input_required") {
@@ -450,7 +458,6 @@ async function finalMessage(
     );
   } else {
     out = rewriteToolResult(call.backend, result);
-    if (out.resultType === undefined) out = { ...out, resultType: "complete" };
   }
   const meta = isObject(out._meta) ? out._meta : {};
   out = {
@@ -461,6 +468,17 @@ async function finalMessage(
     },
   };
   return { message: { jsonrpc: "2.0", id: call.id, result: out }, status: 200 };
+}
+
+/**
+ * What is wrong with a 2026-07-28 backend's result, in the SDK client's words, or `undefined`:
+ * `resultType` is required from that revision on (MCP 2026-07-28 Basic §Result; the SDK's
+ * absent-means-complete bridge applies only to 2025-era servers).
+ */
+function resultFault(result: Record<string, any>): string | undefined {
+  if (result.resultType === undefined) return "missing required resultType";
+  if (typeof result.resultType !== "string") return "non-string resultType";
+  return undefined;
 }
 
 /** A modern backend's result as the SDK legacy leg hands it to a 2025-era client. */

@@ -298,7 +298,9 @@ export async function serveAggregate(
     try {
       parsed = JSON.parse(text);
     } catch {
-      parsed = undefined;
+      // Parse first: whatever the headers say, a body that is not JSON is -32700 (JSON-RPC 2.0
+      // §5.1), before any session or version check (issue 15, defect 4).
+      return rpcError(400, -32700, "Parse error");
     }
     for (const message of Array.isArray(parsed) ? parsed : [parsed]) {
       const named = [
