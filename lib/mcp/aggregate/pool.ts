@@ -43,6 +43,12 @@ export interface BackendConnection {
   era: "legacy" | "modern";
   capabilities: ServerCapabilities;
   instructions?: string;
+  /**
+   * A 2025-era backend's wire facts as the SDK client negotiated them (its `MCP-Protocol-Version`
+   * and, when the backend keeps sessions, its `Mcp-Session-Id`): the `tools/call` fast path
+   * (fast_call.ts) posts on the same session. Absent for modern backends.
+   */
+  wire?: { protocolVersion: string; sessionId?: string };
 }
 
 /** After a failed connect, further requests fail fast for this long before a new attempt. */
@@ -303,6 +309,12 @@ export class BackendPool {
       capabilities: client.getServerCapabilities() ?? {},
       instructions: client.getInstructions(),
     };
+    if (connection.era === "legacy") {
+      connection.wire = {
+        protocolVersion: client.getNegotiatedProtocolVersion() ?? "2025-03-26",
+        ...(transport.sessionId ? { sessionId: transport.sessionId } : {}),
+      };
+    }
     this.#watchLists(connection);
     for (const l of this.listeners) l.connected?.(connection);
     this.#deps.log({
