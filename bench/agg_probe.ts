@@ -193,7 +193,26 @@ function luaScript(c: Case): string {
   return lines.join("\n") + "\n";
 }
 
-async function wrk(c: Case, seconds: number): Promise<number> {
+/** CPU time (user + system, ms) a process has used so far (Linux /proc; 0 elsewhere). */
+function cpuMs(pid: number | undefined): number {
+  if (pid === undefined) return 0;
+  try {
+    const stat = Deno.readTextFileSync(`/proc/${pid}/stat`);
+    const fields = stat.slice(stat.lastIndexOf(")") + 2).split(" ");
+    return (Number(fields[11]) + Number(fields[12])) * 10; // clock ticks of 10 ms
+  } catch {
+    return 0;
+  }
+}
+
+interface Run {
+  rps: number;
+  /** CPU µs per request of the process under test (the floor or the gateway). */
+  cpuUs: number;
+}
+
+async function wrk(c: Case, seconds: number, pid?: number): Promise<Run> {
+  const before = cpuMs(pid);
   const script = await Deno.makeTempFile({ suffix: ".lua" });
   await Deno.writeTextFile(script, luaScript(c));
   try {
@@ -206,12 +225,15 @@ async function wrk(c: Case, seconds: number): Promise<number> {
     const rps = Number(/Requests\/sec:\s+([\d.]+)/.exec(text)?.[1] ?? "0");
     const non2xx = Number(/Non-2xx or 3xx responses: (\d+)/.exec(text)?.[1] ?? "0");
     if (non2xx > 0) console.error(`  ${c.name}: ${non2xx} non-2xx answers`);
-    return rps;
+    const requests = Number(/(\d+) requests in/.exec(text)?.[1] ?? "0");
+    const cpuUs = requests > 0 ? (cpuMs(pid) - before) * 1000 / requests : 0;
+    return { rps, cpuUs };
   } finally {
     await Deno.remove(script);
   }
 }
 
+const kindOf = (name: string) => name.slice(name.indexOf("→") + 1);
 const median = (xs: number[]) => [...xs].sort((a, b) => a - b)[Math.floor(xs.length / 2)]!;
 
 function flag(name: string): string | undefined {
@@ -266,6 +288,10 @@ async function main(): Promise<void> {
     const op = kv.atomic();
     putGrant(deps, op, { ...grant, createdAt: now, expiresAt: now + 86_400_000 });
     const { accessToken } = await mintTokens(deps, op, grant);
+    // A token for the pass-through `/mcp/modern` too (a reference row: the shared pipeline).
+    const ptGrant = { ...grant, grantId: crypto.randomUUID(), resource: `${publicUrl}/mcp/modern` };
+    putGrant(deps, op, { ...ptGrant, createdAt: now, expiresAt: now + 86_400_000 });
+    const { accessToken: ptToken } = await mintTokens(deps, op, ptGrant);
     if (!(await op.commit()).ok) throw new Error("mint failed");
     kv.close();
     const v8 = JSON.parse(await Deno.readTextFile(`${repo}/deno.json`)).tasks.start.split(/\s+/)
@@ -362,9 +388,18 @@ async function main(): Promise<void> {
           },
         };
       const name = `${k}__echo`;
+      const passThrough: Case[] = k === "modern"
+        ? [{
+          ...floorCase,
+          name: "pass-through /mcp/modern (reference)",
+          url: `${gwUrl}/modern`,
+          headers: { ...floorCase.headers, authorization: `Bearer ${ptToken}` },
+        }]
+        : [];
       return {
         floor: floorCase,
         gw: [
+          ...passThrough,
           {
             name: `modern client→${k}`,
             url: gwUrl,
@@ -406,25 +441,34 @@ async function main(): Promise<void> {
       }
     }
     for (const c of cases) for (const x of [c.floor, ...c.gw]) await wrk(x, 1);
+    console.log(
+      "(req/s medians of interleaved rounds; CPU: the floor's or gateway's process only)",
+    );
     for (const c of cases) {
-      const floorRps: number[] = [];
+      const floorPid = floors[kindOf(c.floor.name)]?.proc.pid;
+      const floorRuns: Run[] = [];
       const ratios: number[][] = c.gw.map(() => []);
-      const rps: number[][] = c.gw.map(() => []);
+      const runs: Run[][] = c.gw.map(() => []);
       for (let r = 0; r < rounds; r++) {
-        const f = await wrk(c.floor, seconds);
-        floorRps.push(f);
+        const f = await wrk(c.floor, seconds, floorPid);
+        floorRuns.push(f);
         for (let i = 0; i < c.gw.length; i++) {
-          const g = await wrk(c.gw[i]!, seconds);
-          rps[i]!.push(g);
-          ratios[i]!.push(g / f);
+          const g = await wrk(c.gw[i]!, seconds, gwProc.pid);
+          runs[i]!.push(g);
+          ratios[i]!.push(g.rps / f.rps);
         }
       }
-      console.log(`${c.floor.name}: ${median(floorRps).toFixed(0)} req/s`);
+      const cpu = (xs: Run[]) => median(xs.map((x) => x.cpuUs)).toFixed(0);
+      console.log(
+        `${c.floor.name}: ${median(floorRuns.map((x) => x.rps)).toFixed(0)} req/s, ` +
+          `${cpu(floorRuns)} µs CPU/request`,
+      );
       c.gw.forEach((g, i) => {
         const ratio = median(ratios[i]!);
         console.log(
-          `  ${g.name}: ${median(rps[i]!).toFixed(0)} req/s = ${ratio.toFixed(2)}× floor ` +
-            `(${ratio >= 0.7 ? "met" : "NOT met"})`,
+          `  ${g.name}: ${median(runs[i]!.map((x) => x.rps)).toFixed(0)} req/s = ` +
+            `${ratio.toFixed(2)}× floor (${ratio >= 0.7 ? "met" : "NOT met"}), ` +
+            `gateway ${cpu(runs[i]!)} µs CPU/request`,
         );
       });
     }
