@@ -70,7 +70,7 @@ import { type BackendCall, type McpOperation, within } from "../../admin/mcp_ope
 import { cancelKey, type CancelRegistry } from "./cancel.ts";
 import { type ResolvedTool, resolveToolDirect } from "./catalog.ts";
 import { LOG_LEVEL_KEY, logAllows, namedLog } from "./log_relay.ts";
-import { lacksCapability, refusalError } from "./input_relay.ts";
+import { lacksCapability, refusal, refusalError } from "./input_relay.ts";
 import { type BackendConnection, type BackendPool, RELAYED_CLIENT_CAPABILITIES } from "./pool.ts";
 import {
   GATEWAY_VERSION,
@@ -461,7 +461,18 @@ async function forward(
       });
     };
     signal.addEventListener("abort", onAbort, { once: true });
-    call.onSettled = () => signal.removeEventListener("abort", onAbort);
+    // In flight on the connection's tap (call_relay.ts): a backend request from outside the
+    // streams is then never given to another principal's call, and one placed on this call is
+    // refused as the SDK path refuses it for this client.
+    const untrack = route.connection.tap?.track({
+      owner: ctx.principalId,
+      ask: (method) => Promise.reject(refusal(method)),
+      log: () => {},
+    });
+    call.onSettled = () => {
+      signal.removeEventListener("abort", onAbort);
+      untrack?.();
+    };
   }
   let settled = false;
   try {

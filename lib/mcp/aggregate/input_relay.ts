@@ -81,7 +81,8 @@ export function lacksCapability(
   return Object.keys(capability).length > 0 && capability.form === undefined;
 }
 
-function refusal(method: string): ProtocolError {
+/** The refusal of a request (`method`) the calling client cannot answer (see {@linkcode refusalError}). */
+export function refusal(method: string): ProtocolError {
   const { code, message } = refusalError(method);
   return new ProtocolError(code, message);
 }

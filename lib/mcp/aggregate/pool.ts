@@ -49,6 +49,8 @@ export interface BackendConnection {
    * (fast_call.ts) posts on the same session. Absent for modern backends.
    */
   wire?: { protocolVersion: string; sessionId?: string };
+  /** The connection's call tap (call_relay.ts): the fast path counts its calls there too. */
+  tap?: CallTap;
 }
 
 /** After a failed connect, further requests fail fast for this long before a new attempt. */
@@ -308,6 +310,7 @@ export class BackendPool {
       era: client.getProtocolEra() === "modern" ? "modern" : "legacy",
       capabilities: client.getServerCapabilities() ?? {},
       instructions: client.getInstructions(),
+      tap,
     };
     if (connection.era === "legacy") {
       connection.wire = {
