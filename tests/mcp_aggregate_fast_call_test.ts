@@ -595,6 +595,20 @@ function legacyTools(name: string, aborted: string[]) {
     s.registerTool("boom", {}, () => {
       throw new Error("kaput");
     });
+    s.registerTool("steady", {}, async (extra: any) => {
+      // 1.5 s of progress every 100 ms: longer than the backend's timeoutMs (1 s) in all.
+      for (let i = 1; i <= 15; i++) {
+        await sleep(100);
+        const token = extra._meta?.progressToken;
+        if (token !== undefined) {
+          await extra.sendNotification({
+            method: "notifications/progress",
+            params: { progressToken: token, progress: i },
+          });
+        }
+      }
+      return { content: [{ type: "text", text: "steady" }] };
+    });
     s.registerTool("slow", {}, async (extra: any) => {
       const token = extra._meta?.progressToken;
       if (token !== undefined) {
@@ -635,7 +649,12 @@ Deno.test("/mcp tools/call fast path to 2025-era backends", async (t) => {
   const gamma = legacyBackend("gamma", legacyTools("gamma", aborted));
   const delta = legacyBackend("delta", legacyTools("delta", aborted), { jsonResponse: true });
   const gw = await serveGateway({
-    config: { backends: [{ name: "gamma", url: gamma.url }, { name: "delta", url: delta.url }] },
+    config: {
+      backends: [
+        { name: "gamma", url: gamma.url, timeoutMs: 1000 },
+        { name: "delta", url: delta.url },
+      ],
+    },
   });
   const token = await mintAccessToken(gw.deps);
   try {
@@ -680,6 +699,12 @@ Deno.test("/mcp tools/call fast path to 2025-era backends", async (t) => {
         },
       );
     }
+    await t.step("progress keeps a call alive past timeoutMs, without a client token", async () => {
+      const r = await both(gw, token, "gamma__steady");
+      assertSame(r);
+      assertEquals(r.fast.type, "application/json");
+      assertEquals(r.fast.message.result.content, [{ type: "text", text: "steady" }]);
+    });
     await t.step("a 2025-era client's notifications/cancelled reaches the backend", async () => {
       const cancel = { session, onHeaders: () => cancelCall(gw, token, session) };
       const r = await both(gw, token, "gamma__slow", cancel);

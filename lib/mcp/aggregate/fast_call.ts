@@ -285,10 +285,9 @@ function legacyBody(
   args: unknown,
   progressToken: string | number | undefined,
 ): string {
-  const meta = {
-    ...(progressToken !== undefined ? { progressToken } : {}),
-    ...call.observed?.meta(),
-  };
+  // Always a progress token, as the SDK client sends one: progress restarts the call's deadline.
+  const meta = { progressToken: progressToken ?? call.upstreamId, ...call.observed?.meta() };
+  call.clientToken = progressToken !== undefined;
   return JSON.stringify({
     jsonrpc: "2.0",
     id: call.upstreamId,
@@ -296,7 +295,7 @@ function legacyBody(
     params: {
       name: tool,
       ...(args !== undefined ? { arguments: args } : {}),
-      ...(Object.keys(meta).length ? { _meta: meta } : {}),
+      _meta: meta,
     },
   });
 }
@@ -611,6 +610,8 @@ interface Call {
   toBackend?: (message: unknown) => void;
   settled?: boolean;
   onSettled?: () => void;
+  /** A 2025-era backend's call: whether the client gave its own progress token. */
+  clientToken?: boolean;
   /** Set by the SSE rewriter when the final message was the stream's first event. */
   onlyFinal?: { message: unknown; status: number };
 }
@@ -852,8 +853,11 @@ function sseRewriter(
     if (!isObject(msg)) return;
     if (msg.method === "notifications/progress") {
       arm();
-      if (!call.legacy) emit(encoder.encode(`${raw}\n\n`));
-      else if (call.legacy.progressToken !== undefined && isObject(msg.params)) {
+      if (!call.legacy) {
+        // A 2025-era backend got the gateway's own token when the client gave none (progress
+        // then only keeps the call alive, as on the SDK path).
+        if (call.clientToken || call.backendEra === "modern") emit(encoder.encode(`${raw}\n\n`));
+      } else if (call.legacy.progressToken !== undefined && isObject(msg.params)) {
         const { progressToken: _, ...progress } = msg.params;
         emit(sseEvent({
           jsonrpc: "2.0",
