@@ -55,6 +55,14 @@ export interface BackendConnection {
   era: "legacy" | "modern";
   capabilities: ServerCapabilities;
   instructions?: string;
+  /**
+   * A 2025-era backend's wire facts as the SDK client negotiated them (its `MCP-Protocol-Version`
+   * and, when the backend keeps sessions, its `Mcp-Session-Id`): the `tools/call` fast path
+   * (fast_call.ts) posts on the same session. Absent for modern backends.
+   */
+  wire?: { protocolVersion: string; sessionId?: string };
+  /** The connection's call tap (call_relay.ts): the fast path counts its calls there too. */
+  tap?: CallTap;
 }
 
 /** After a failed connect, further requests fail fast for this long before a new attempt. */
@@ -336,7 +344,14 @@ export class BackendPool {
       era: client.getProtocolEra() === "modern" ? "modern" : "legacy",
       capabilities: client.getServerCapabilities() ?? {},
       instructions: client.getInstructions(),
+      tap,
     };
+    if (connection.era === "legacy") {
+      connection.wire = {
+        protocolVersion: client.getNegotiatedProtocolVersion() ?? "2025-03-26",
+        ...(transport.sessionId ? { sessionId: transport.sessionId } : {}),
+      };
+    }
     this.#watchLists(connection, backend);
     if (profile === "") { for (const l of this.listeners) l.connected?.(connection); }
     this.#deps.log({

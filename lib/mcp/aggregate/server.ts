@@ -36,6 +36,7 @@ import {
   type ServerCapabilities,
   type ServerContext,
 } from "@modelcontextprotocol/server";
+import { SdkError, SdkErrorCode } from "@modelcontextprotocol/client";
 import type { BackendConfig, GatewayConfig } from "../../config.ts";
 import { authFailure, isNotConnected } from "../../credentials/credential.ts";
 import type { Logger } from "../../infra/log.ts";
@@ -248,6 +249,24 @@ export const timedOutMessage = (backend: string): string => `Backend ${backend} 
 /** The JSON-RPC error message of a backend that cannot be reached or answered garbage. */
 export const unavailableMessage = (backend: string): string => `Backend ${backend} is unavailable`;
 
+/**
+ * The JSON-RPC error message of a backend whose answer was a response but not a valid result
+ * (e.g. a 2026-07-28 result without `resultType`, which that revision's Basic §Result requires):
+ * the backend's fault, told as such; the connection stays (the next call is sent as usual).
+ */
+export const invalidResultMessage = (backend: string, why: string): string =>
+  `Backend ${backend} returned an invalid result: ${why}`;
+
+/**
+ * Why the SDK client refused a backend's result (`SdkErrorCode.InvalidResult`), shortened to
+ * its first clause ("missing required resultType"), or `undefined` for any other error.
+ */
+export function invalidResultReason(error: unknown): string | undefined {
+  if (!(error instanceof SdkError) || error.code !== SdkErrorCode.InvalidResult) return undefined;
+  const why = error.message.replace(/^Invalid result for [^:]*: /, "").split(" — ")[0]!;
+  return why.slice(0, 200);
+}
+
 /** Re-throws a backend failure as a JSON-RPC error the client can read (never a 500). */
 function relayError(
   env: AggregateEnv,
@@ -274,6 +293,19 @@ function relayError(
       );
     }
     throw new ProtocolError(error.code, error.message, error.data);
+  }
+  const invalid = invalidResultReason(error);
+  if (invalid !== undefined) {
+    env.log({
+      level: "warn",
+      event: "backend_call_failed",
+      backend,
+      error: `invalid result: ${invalid}`,
+    });
+    throw new ProtocolError(
+      ProtocolErrorCode.InternalError,
+      invalidResultMessage(backend, invalid),
+    );
   }
   const auth = authFailure(error);
   if (auth) {
