@@ -14,6 +14,7 @@ import {
   preflight,
   withCors,
 } from "./lib/infra/http.ts";
+import { withoutBody } from "./lib/infra/head.ts";
 import { isKvFailure, KV_RETRY_AFTER_SECONDS } from "./lib/infra/kv_errors.ts";
 import { OAuthError, oauthErrorResponse } from "./lib/oauth/oauth_error.ts";
 import * as adminAudit from "./routes/admin_audit.ts";
@@ -38,6 +39,7 @@ import * as healthz from "./routes/healthz.ts";
 import * as home from "./routes/home.ts";
 import * as mcpBackend from "./routes/mcp_backend.ts";
 import * as oauthClientMetadata from "./routes/oauth_client_metadata.ts";
+import * as openIdConfiguration from "./routes/openid_configuration.ts";
 import * as protectedResource from "./routes/protected_resource.ts";
 import * as register from "./routes/register.ts";
 import * as login from "./routes/login.ts";
@@ -64,6 +66,12 @@ export interface Route {
   cors?: boolean;
   /** An MCP route: errors are JSON-RPC errors, bodies may reach {@linkcode MCP_BODY_LIMIT}. */
   mcp?: boolean;
+  /**
+   * HEAD (RFC 9110 §9.3.2) runs a GET route's handler (which sees the HEAD method) and drops the
+   * body. `false`: the GET starts or finishes a one-time flow (state stored or consumed), so
+   * HEAD is 405 there. MCP routes never answer HEAD (MCP Transports define GET, POST, DELETE).
+   */
+  head?: false;
 }
 
 const p = (pathname: string) => new URLPattern({ pathname });
@@ -95,7 +103,7 @@ export const routes: Route[] = [
     name: "openid_configuration",
     pattern: p("/.well-known/openid-configuration"),
     method: "GET",
-    handler: asMetadata.handler,
+    handler: openIdConfiguration.handler,
     cors: true,
   },
   {
@@ -133,15 +141,28 @@ export const routes: Route[] = [
     method: "POST",
     handler: signInPassword.handler,
   },
-  { name: "login", pattern: p("/login/:provider"), method: "GET", handler: login.handler },
+  {
+    name: "login",
+    pattern: p("/login/:provider"),
+    method: "GET",
+    handler: login.handler,
+    head: false,
+  },
   {
     name: "login_callback",
     pattern: p("/login/:provider/callback"),
     method: "GET",
     handler: loginCallback.handler,
+    head: false,
   },
   { name: "sign_out", pattern: p("/logout"), method: "POST", handler: signOut.handler },
-  { name: "connect", pattern: p("/connect/:backend"), method: "GET", handler: connect.handler },
+  {
+    name: "connect",
+    pattern: p("/connect/:backend"),
+    method: "GET",
+    handler: connect.handler,
+    head: false,
+  },
   {
     name: "connect_secret",
     pattern: p("/connect/:backend"),
@@ -153,6 +174,7 @@ export const routes: Route[] = [
     pattern: p("/connect/:backend/callback"),
     method: "GET",
     handler: connectCallback.handler,
+    head: false,
   },
   { name: "connections", pattern: p("/connections"), method: "GET", handler: connections.handler },
   {
@@ -229,7 +251,18 @@ export const routes: Route[] = [
 ];
 
 function allows(route: Route, method: string): boolean {
+  if (method === "HEAD") return !route.mcp && route.head !== false && allows(route, "GET");
   return Array.isArray(route.method) ? route.method.includes(method) : route.method === method;
+}
+
+/** The `Allow` value of a path (RFC 9110 §10.2.1): its routes' methods, HEAD after GET. */
+function allowHeader(candidates: Route[]): string {
+  const methods = new Set<string>();
+  for (const r of candidates) {
+    for (const m of [r.method].flat()) methods.add(m);
+    if (allows(r, "HEAD")) methods.add("HEAD");
+  }
+  return [...methods].join(", ");
 }
 
 /** 413 (RFC 9110 §15.5.14): RFC 6749 §5.2 `invalid_request`, or JSON-RPC -32600 on MCP. */
@@ -326,7 +359,7 @@ export function createHandler(
       const route = candidates.find((r) => allows(r, req.method));
       if (!route) {
         routeName = candidates[0]!.name;
-        const allow = [...new Set(candidates.flatMap((r) => r.method))].join(", ");
+        const allow = allowHeader(candidates);
         // MCP routes answer every error as JSON-RPC (CONVENTIONS.md §Errors).
         res = candidates[0]!.mcp
           ? jsonRpcErrorResponse(405, -32600, `method ${req.method} is not allowed`, {
@@ -367,6 +400,7 @@ export function createHandler(
         if (route.cors) res = withCors(res, req);
       }
     }
+    if (req.method === "HEAD") res = await withoutBody(res);
     observeResponse(deps, routeName, res, logFields, requestId);
     deps.log({
       route: routeName,

@@ -68,6 +68,10 @@ const backendSchema = z.strictObject({
     .describe("Headers sent to this backend on every request (its credentials). ${VAR} reads env."),
   timeoutMs: z.int().min(100).max(600_000).default(30_000)
     .describe("Time allowed for the backend to start answering a request."),
+  listPollSeconds: z.int().min(1).max(3600).default(60)
+    .describe(
+      "How often /mcp polls the lists of a 2026-07-28 backend whose subscriptions/listen stream fails.",
+    ),
   description: z.string().max(500).optional().describe("Shown in /health and docs."),
   auth: backendAuthSchema,
   tools: toolRulesSchema.optional()
@@ -254,6 +258,14 @@ function checkClientsAndScopes(c: RawConfig, ctx: z.RefinementCtx): void {
   });
 }
 
+/**
+ * Shortest access-token lifetime. MCP clients renew a token ahead of its expiry (mcp-remote
+ * 0.15 treats a token as expired 60 s early), so at 60 s they refresh before every request
+ * and soon meet `rateLimits.tokenPerClientPerMinute`; 300 s leaves them four minutes of use
+ * per token.
+ */
+export const MIN_ACCESS_TOKEN_TTL_SECONDS = 300;
+
 /** Zod schema of `gateway.config.json`; `deno task schema` publishes it as JSON Schema. */
 export const configSchema = z.strictObject({
   $schema: z.string().optional(),
@@ -263,8 +275,17 @@ export const configSchema = z.strictObject({
     .describe(
       "Browser origins (besides the gateway's own) allowed on MCP routes, e.g. the MCP Inspector's.",
     ),
-  accessTokenTtlSeconds: z.int().min(60).max(86_400).default(3600)
-    .describe("Lifetime of access tokens."),
+  accessTokenTtlSeconds: z.int()
+    .min(
+      MIN_ACCESS_TOKEN_TTL_SECONDS,
+      `must be at least ${MIN_ACCESS_TOKEN_TTL_SECONDS}: MCP clients refresh up to 60 s before ` +
+        "expiry, so shorter lifetimes make them refresh before almost every request",
+    )
+    .max(86_400).default(3600)
+    .describe(
+      `Lifetime of access tokens, at least ${MIN_ACCESS_TOKEN_TTL_SECONDS} s (clients refresh ` +
+        "up to 60 s before expiry).",
+    ),
   refreshTokenTtlSeconds: z.int().min(3600).max(31_536_000).default(2_592_000)
     .describe("Lifetime of refresh tokens (each use rotates it)."),
   defaultScopes: z.string().regex(/^[a-z0-9:-]+( [a-z0-9:-]+)*$/).default("mcp")

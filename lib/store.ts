@@ -23,7 +23,8 @@
  * | ["backend_client", backend, issuer]   | {@linkcode BackendClientRecord}: the gateway's dynamic registration (RFC 7591) at a backend's authorization server, its secret sealed; or that the server refused the gateway's metadata document (lib/credentials/backend_client_identity.ts) | none |
  * | ["connect_flow", sha256(state)]       | {@linkcode ConnectFlowRecord}: a connect at a backend's authorization server in progress, its PKCE verifier sealed (lib/credentials/connect_flow.ts) | 10 min, single use |
  * | ["backend_refresh_lease", sub, backend] | {@linkcode RefreshLeaseRecord}: the one isolate refreshing a user's backend token (lib/credentials/refresh.ts) | 30 s |
- * | ["list_cache", backend, kind]        | {@linkcode ListCacheMeta}: a backend's cached tool or prompt list (lib/mcp/aggregate/list_cache.ts) | `catalog.cacheTtlSeconds` |
+ * | ["list_cache", backend, kind]        | {@linkcode ListCacheMeta}: a backend's cached tool or prompt list as a client that declared neither elicitation nor sampling sees it (lib/mcp/aggregate/list_cache.ts) | `catalog.cacheTtlSeconds` |
+ * | ["list_cache", backend, kind, profile] | the same list as a client of relay profile `e`, `s` or `es` sees it (declared elicitation, sampling, both; lib/mcp/aggregate/relay_profile.ts) | `catalog.cacheTtlSeconds` |
  * | ["list_cache_part", backend, kind, generation, i] | one ≤ 30 000-character slice of that list's JSON | as its meta |
  * | ["audit", time, id]                   | {@linkcode StoredAuditRecord}: the audit trail, time-ordered (ms since epoch, then a per-isolate id); written in batches (lib/admin/audit.ts) | `audit.retentionDays` |
  * | ["grant_used", grantId]               | lastUsedAt (number): last bearer use of a grant, written at most once a minute per isolate (never in the grant record: rotation checks its versionstamp) | refresh-token lifetime |
@@ -337,12 +338,12 @@ export interface ListCacheMeta {
   expiresAt: number;
 }
 
-/** Key of a backend's cached list. */
-export const listCacheKey = (backend: string, kind: ListCacheKind): Deno.KvKey => [
-  "list_cache",
-  backend,
-  kind,
-];
+/**
+ * Key of a backend's cached list as clients of relay `profile` see it (`""`: declared neither
+ * elicitation nor sampling; lib/mcp/aggregate/relay_profile.ts).
+ */
+export const listCacheKey = (backend: string, kind: ListCacheKind, profile = ""): Deno.KvKey =>
+  profile ? ["list_cache", backend, kind, profile] : ["list_cache", backend, kind];
 /** Key of one slice of a cached list. */
 export const listCachePartKey = (
   backend: string,

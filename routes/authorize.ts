@@ -5,7 +5,8 @@
  * and `iss` (RFC 6749 §4.1.2.1, RFC 9207) for pre-registered clients and an error page linking
  * to that redirect for the others (RFC 9700 §4.11.2). A valid request is stored (its CSRF cookie set)
  * and gets the sign-in page (identity providers, owner password) or, in a signed-in browser,
- * the consent page (lib/identity/authorize_sign_in.ts).
+ * the consent page (lib/identity/authorize_sign_in.ts). HEAD runs the same checks (and counts
+ * against the same limit) and answers a valid request with 200 and no body, storing nothing.
  */
 import {
   AuthorizePageError,
@@ -73,6 +74,8 @@ export async function handler(req: Request, ctx: RouteContext): Promise<Response
   }
   const unavailable = signInUnavailable(ctx);
   if (unavailable) return unavailable;
+  // HEAD (RFC 9110 §9.3.2): the same checks, but nothing is stored and no cookie is set.
+  if (req.method === "HEAD") return htmlResponse("", 200);
   const pending = await startConsent(ctx.kv, target, request, ctx.now());
   return await authorizePage(req, ctx, { ...pending, client: target.client });
 }

@@ -9,6 +9,7 @@ import type { RouteContext } from "../lib/deps.ts";
 import { serveAggregate } from "../lib/mcp/aggregate/handler.ts";
 import { aggregateResource } from "../lib/oauth/resources.ts";
 import { startMcpOperation } from "../lib/admin/mcp_operation.ts";
+import { primeSse, refusedResume } from "../lib/mcp/aggregate/sse_priming.ts";
 
 /** Serves GET/POST/DELETE `/mcp`. */
 export async function handler(req: Request, ctx: RouteContext): Promise<Response> {
@@ -17,6 +18,12 @@ export async function handler(req: Request, ctx: RouteContext): Promise<Response
   const principal = await authenticate(req, ctx, aggregateResource(ctx.settings.publicUrl));
   if (principal instanceof Response) return principal;
   ctx.logFields.principal = principal.id;
+  const noResume = refusedResume(req);
+  if (noResume) return noResume;
   const operation = startMcpOperation(ctx, principal);
-  return operation.finish(await serveAggregate(req, ctx, principal, ctx.logFields, operation));
+  // 2025-11-25 SSE streams start with a priming event (sse_priming.ts).
+  return primeSse(
+    req,
+    operation.finish(await serveAggregate(req, ctx, principal, ctx.logFields, operation)),
+  );
 }

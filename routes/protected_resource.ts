@@ -1,6 +1,8 @@
 /**
- * `GET /.well-known/oauth-protected-resource[/mcp[/<backend>]]` (RFC 9728 §3): the root form
- * and `/mcp` describe the aggregated endpoint; `/mcp/<backend>` that backend's endpoint.
+ * `GET /.well-known/oauth-protected-resource[/mcp[/<backend>]]` (RFC 9728 §3): each document's
+ * `resource` is the URL it was fetched for (§3.3): the root form describes `<PUBLIC_URL>` (the
+ * gateway's MCP endpoints as a whole), `/mcp` the aggregated endpoint, `/mcp/<backend>` that
+ * backend's endpoint.
  */
 import type { RouteContext } from "../lib/deps.ts";
 import { jsonResponse } from "../lib/infra/http.ts";
@@ -12,13 +14,18 @@ import {
   supportedScopes,
 } from "../lib/oauth/resources.ts";
 
-/** `resource` is the exact URL of the MCP endpoint (RFC 9728 §3.3). */
-export function handler(_req: Request, ctx: RouteContext): Response {
+/** `resource` is the URL the document describes (RFC 9728 §3.3). */
+export function handler(req: Request, ctx: RouteContext): Response {
   const backend = ctx.params.backend;
   const base = ctx.settings.publicUrl;
   if (backend === undefined) {
+    const root = !new URL(req.url).pathname.endsWith("/mcp");
     return jsonResponse(
-      protectedResourceMetadata(ctx, aggregateResource(base), supportedScopes(ctx.config)),
+      protectedResourceMetadata(
+        ctx,
+        root ? base : aggregateResource(base),
+        supportedScopes(ctx.config),
+      ),
       200,
       {},
       "public, max-age=3600",

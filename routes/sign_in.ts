@@ -15,6 +15,7 @@ import {
 } from "../lib/identity/pending_request.ts";
 import { seeOther, signInPage } from "../lib/identity/sign_in.ts";
 import { linkedPageResponse } from "../lib/identity/sign_in_page.ts";
+import { htmlResponse } from "../lib/infra/http.ts";
 
 /** Shows the consent or sign-in page, or sends a signed-in browser back to its path. */
 export async function handler(req: Request, ctx: RouteContext): Promise<Response> {
@@ -24,7 +25,10 @@ export async function handler(req: Request, ctx: RouteContext): Promise<Response
   const requestId = params.get("request");
   if (requestId !== null) {
     try {
-      return await authorizePage(req, ctx, await boundPendingRequest(req, ctx, requestId));
+      const pending = await boundPendingRequest(req, ctx, requestId);
+      // HEAD (RFC 9110 §9.3.2): the page's status, without the access check that may end it.
+      if (req.method === "HEAD") return htmlResponse("", 200);
+      return await authorizePage(req, ctx, pending);
     } catch (e) {
       if (!(e instanceof LoginError)) throw e;
       return linkedPageResponse(e.title, e.message, e.status);

@@ -14,6 +14,7 @@ const backend = (name: string): BackendConfig => ({
   url: "http://127.0.0.1:9/mcp",
   headers: {},
   timeoutMs: 1000,
+  listPollSeconds: 60,
 });
 
 function data(overrides: Partial<BannerData> = {}): BannerData {

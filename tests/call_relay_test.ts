@@ -152,6 +152,45 @@ Deno.test("call tap", async (t) => {
   );
 });
 
+Deno.test("call tap: calls the fast path makes outside the SDK client", async (t) => {
+  await t.step(
+    "a tracked call counts as in flight: an off-stream request is not given to another call",
+    async () => {
+      let release = () => {};
+      const open = new Promise<void>((r) => release = r);
+      const server = sseServer([": open\n\n"], open);
+      let clock = 1_000_000;
+      const tap = new CallTap(() => clock);
+      const sdkCall = { ...recordingRelay(), owner: "grant-b" };
+      const fastCall = { ...recordingRelay(), owner: "grant-a" };
+      try {
+        const res = await runInCall(
+          sdkCall,
+          () => tap.fetch(fetch)(server.url, { method: "POST" }),
+        );
+        assertEquals(tap.take("elsewhere"), sdkCall, "alone in flight: placed");
+        const end = tap.track(fastCall);
+        assertEquals(tap.take("elsewhere"), undefined, "a fast-path call in flight: not placed");
+        end();
+        end(); // once
+        clock += 1000;
+        assertEquals(
+          tap.take("leftover"),
+          undefined,
+          "another principal's fast-path call ended 1 s ago: refused",
+        );
+        clock += QUIET_WINDOW_MS;
+        assertEquals(tap.take("later"), sdkCall);
+        release();
+        await res.text();
+      } finally {
+        release();
+        await server.close();
+      }
+    },
+  );
+});
+
 Deno.test("relay rules", async (t) => {
   await t.step("elicitation needs the capability of its mode (MCP 2025-11-25)", () => {
     assertEquals(lacksCapability({ elicitation: {} }, "elicitation/create", {}), false);

@@ -39,6 +39,12 @@ function serveDocuments() {
         return json(doc(path), { "cache-control": "public, max-age=120" });
       case "/default-ttl":
         return json(doc(path));
+      case "/native":
+        return json(doc(path, { redirect_uris: ["http://127.0.0.1:3000/callback"] }));
+      case "/native-declared-web":
+        return json(
+          doc(path, { redirect_uris: ["http://127.0.0.1:3000/cb"], application_type: "web" }),
+        );
       case "/long-ttl":
         return json(doc(path), { "cache-control": "max-age=9999999" });
       case "/no-store":
@@ -190,6 +196,12 @@ Deno.test("resolveClientIdMetadata", async (t) => {
       assertEquals(client.clientSecretHash, undefined);
       assertEquals(allRedirectUrisLoopback(client), false);
       assertEquals(allRedirectUrisLoopback({ redirectUris: ["http://localhost:1/cb"] }), true);
+    });
+
+    await t.step("application_type absent: native only when every redirect URI is", async () => {
+      assertEquals((await resolve("/valid")).applicationType, "web");
+      assertEquals((await resolve("/native")).applicationType, "native");
+      assertEquals((await resolve("/native-declared-web")).applicationType, "web");
     });
 
     await t.step("client_id must equal the URL exactly (draft §4.1)", async () => {

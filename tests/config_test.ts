@@ -46,6 +46,30 @@ Deno.test("config", async (t) => {
     assertMatch(e.message, /gw\.json: backends\[0\]\.headers\.X: environment variable NOPE/);
   });
 
+  await t.step("accessTokenTtlSeconds below 300 fails with a one-line reason", () => {
+    for (const ttl of [60, 299]) {
+      const e = assertThrows(
+        () =>
+          parseConfig(
+            { backends: [{ name: "a", url: "https://a.example" }], accessTokenTtlSeconds: ttl },
+            env({}),
+            "gw.json",
+          ),
+        ConfigError,
+      );
+      assertMatch(
+        e.message,
+        /^gw\.json: accessTokenTtlSeconds: must be at least 300: MCP clients refresh up to 60 s before expiry/,
+      );
+      assert(!e.message.includes("\n"));
+    }
+    const config = parseConfig(
+      { backends: [{ name: "a", url: "https://a.example" }], accessTokenTtlSeconds: 300 },
+      env({}),
+    );
+    assertEquals(config.accessTokenTtlSeconds, 300);
+  });
+
   await t.step("a bad URL, a bad name and a duplicate name are named", () => {
     const e = assertThrows(
       () =>

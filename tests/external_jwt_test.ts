@@ -85,6 +85,13 @@ Deno.test("external JWT access tokens", async (t) => {
       assertEquals(p?.audience, MCP);
     });
 
+    await t.step("a token for PUBLIC_URL (root metadata's resource) counts as /mcp", async () => {
+      for (const target of [ALPHA, MCP]) {
+        const p = await verifier.verify(await sign({ aud: PUBLIC_URL }), at(target));
+        assertEquals(p?.audience, MCP);
+      }
+    });
+
     await t.step("wrong audience is refused", async () => {
       assertEquals(await verifier.verify(await sign({ aud: BETA }), at(ALPHA)), null);
       assertEquals(await verifier.verify(await sign({ aud: ALPHA }), at(MCP)), null);

@@ -115,7 +115,8 @@ function faultyBackend(fault: Fault): TestBackend {
 /** The JSON-RPC message of a JSON or SSE answer whose `id` is `id`. */
 function findMessage(text: string, type: string, id: number): Record<string, any> | undefined {
   const messages = type.startsWith("text/event-stream")
-    ? text.split("\n").filter((l) => l.startsWith("data:")).map((l) => JSON.parse(l.slice(5)))
+    ? text.split("\n").filter((l) => l.startsWith("data:") && l.slice(5).trim() !== "")
+      .map((l) => JSON.parse(l.slice(5)))
     : [JSON.parse(text)];
   return messages.find((m) => m.id === id);
 }

@@ -117,10 +117,10 @@ Deno.test("GET /", async (t) => {
       assertEquals(prefersJson("application/*"), true);
     });
 
-    await t.step("POST / is 405 with Allow: GET", async () => {
+    await t.step("POST / is 405 with Allow: GET, HEAD", async () => {
       const res = await handle(new Request("http://localhost:8000/", { method: "POST" }));
       assertEquals(res.status, 405);
-      assertEquals(res.headers.get("allow"), "GET");
+      assertEquals(res.headers.get("allow"), "GET, HEAD");
     });
   } finally {
     deps.kv.close();

@@ -10,6 +10,7 @@ import { Client as V1Client } from "@modelcontextprotocol/sdk/client/index.js";
 import { StreamableHTTPClientTransport as V1ClientTransport } from "@modelcontextprotocol/sdk/client/streamableHttp.js";
 import { inputRequired } from "@modelcontextprotocol/server";
 import { z } from "zod";
+import { ElicitResultSchema } from "@modelcontextprotocol/sdk/types.js";
 import { fastCallSettings } from "../lib/mcp/aggregate/fast_call.ts";
 import { closeAggregate } from "../lib/mcp/aggregate/handler.ts";
 import { aggregateSessionKey, SESSION_CACHE_MS } from "../lib/mcp/aggregate/session.ts";
@@ -137,8 +138,10 @@ async function rawCall(
   let messages: any[];
   if (type === "text/event-stream") {
     messages = text.split("\n\n").flatMap((event) => {
-      const data = event.split("\n").filter((l) => l.startsWith("data:"));
-      return data.length ? [JSON.parse(data.map((l) => l.slice(5).trim()).join("\n"))] : [];
+      const data = event.split("\n").filter((l) => l.startsWith("data:"))
+        .map((l) => l.slice(5).trim()).join("\n");
+      // An event with empty data (the 2025-11-25 priming event) carries no message.
+      return data ? [JSON.parse(data)] : [];
     });
   } else if (type === "application/json") {
     messages = [JSON.parse(text)];
@@ -363,15 +366,18 @@ Deno.test("/mcp tools/call fast path", async (t) => {
       assertEquals(r.fast.message.error.code, -32602);
     });
 
-    await t.step("an unknown backend and a legacy backend take the SDK path", async () => {
-      const unknown = await both(gw, token, "nobody__echo");
-      assertSame(unknown, false);
-      assertEquals(unknown.fast.message.error.code, -32602);
-      await rawCall(gw, token, "alpha__echo"); // connects and probes
-      const legacy = await both(gw, token, "alpha__echo");
-      assertSame(legacy, false);
-      assertEquals(legacy.fast.message.result.content, [{ type: "text", text: "legacy" }]);
-    });
+    await t.step(
+      "an unknown backend takes the SDK path; a 2025-era one the fast path",
+      async () => {
+        const unknown = await both(gw, token, "nobody__echo");
+        assertSame(unknown, false);
+        assertEquals(unknown.fast.message.error.code, -32602);
+        await rawCall(gw, token, "alpha__echo"); // connects and probes
+        const legacy = await both(gw, token, "alpha__echo");
+        assertSame(legacy);
+        assertEquals(legacy.fast.message.result.content, [{ type: "text", text: "legacy" }]);
+      },
+    );
 
     await t.step("a call past timeoutMs is 'Backend late timed out', as before", async () => {
       await rawCall(gw, token, "late__nap"); // connects (and times out) through the SDK
@@ -462,10 +468,10 @@ Deno.test("/mcp tools/call fast path for 2025-era clients", async (t) => {
       assertSame(await call(session, "beta__confirm"));
     });
 
-    await t.step("unknown backends and 2025-era backends take the SDK path", async () => {
+    await t.step("unknown backends take the SDK path; 2025-era ones the fast path", async () => {
       assertSame(await call(session, "nobody__echo"), false);
       const legacy = await call(session, "alpha__echo");
-      assertSame(legacy, false);
+      assertSame(legacy);
       assertEquals(legacy.fast.message.result.content, [{ type: "text", text: "legacy" }]);
     });
 
@@ -555,5 +561,172 @@ Deno.test("/mcp tools/call fast path for 2025-era clients", async (t) => {
     });
   } finally {
     await close();
+  }
+});
+
+/**
+ * 2025-era backends (v1 SDK, sessions; SSE answers, and JSON answers with `enableJsonResponse`):
+ * tools `echo`, `link`, `work` (progress), `boom`, `slow` (until aborted), `ask` (elicitation
+ * during the call, which no client here can answer).
+ */
+function legacyTools(name: string, aborted: string[]) {
+  return (s: any) => {
+    s.registerTool("echo", { inputSchema: { text: z.any() } }, ({ text }: any) => ({
+      content: [{ type: "text", text: String(text) }],
+    }));
+    s.registerTool("link", {}, () => ({
+      content: [
+        { type: "resource_link", uri: "file:///a.txt", name: "a" },
+        { type: "resource", resource: { uri: "file:///b.txt", text: "b" } },
+      ],
+      _meta: { "example.com/x": 1 },
+    }));
+    s.registerTool("work", {}, async (extra: any) => {
+      const token = extra._meta?.progressToken;
+      for (let i = 1; i <= 3; i++) {
+        if (token !== undefined) {
+          await extra.sendNotification({
+            method: "notifications/progress",
+            params: { progressToken: token, progress: i, total: 3 },
+          });
+        }
+        await sleep(5);
+      }
+      return { content: [{ type: "text", text: "done" }] };
+    });
+    s.registerTool("boom", {}, () => {
+      throw new Error("kaput");
+    });
+    s.registerTool("steady", {}, async (extra: any) => {
+      // 1.5 s of progress every 100 ms: longer than the backend's timeoutMs (1 s) in all.
+      for (let i = 1; i <= 15; i++) {
+        await sleep(100);
+        const token = extra._meta?.progressToken;
+        if (token !== undefined) {
+          await extra.sendNotification({
+            method: "notifications/progress",
+            params: { progressToken: token, progress: i },
+          });
+        }
+      }
+      return { content: [{ type: "text", text: "steady" }] };
+    });
+    s.registerTool("slow", {}, async (extra: any) => {
+      const token = extra._meta?.progressToken;
+      if (token !== undefined) {
+        await extra.sendNotification({
+          method: "notifications/progress",
+          params: { progressToken: token, progress: 0 },
+        });
+      }
+      await new Promise<void>((resolve) => {
+        const timer = setTimeout(resolve, 5_000);
+        extra.signal.addEventListener("abort", () => {
+          clearTimeout(timer);
+          aborted.push(`${name}-slow`);
+          resolve();
+        });
+      });
+      return { content: [{ type: "text", text: "slept" }] };
+    });
+    s.registerTool("ask", {}, async (extra: any) => {
+      try {
+        await extra.sendRequest(
+          {
+            method: "elicitation/create",
+            params: { message: "Sure?", requestedSchema: { type: "object", properties: {} } },
+          },
+          ElicitResultSchema,
+        );
+        return { content: [{ type: "text", text: "answered" }] };
+      } catch (error) {
+        return { content: [{ type: "text", text: `refused: ${(error as Error).message}` }] };
+      }
+    });
+  };
+}
+
+Deno.test("/mcp tools/call fast path to 2025-era backends", async (t) => {
+  const aborted: string[] = [];
+  const gamma = legacyBackend("gamma", legacyTools("gamma", aborted));
+  const delta = legacyBackend("delta", legacyTools("delta", aborted), { jsonResponse: true });
+  const gw = await serveGateway({
+    config: {
+      backends: [
+        { name: "gamma", url: gamma.url, timeoutMs: 1000 },
+        { name: "delta", url: delta.url },
+      ],
+    },
+  });
+  const token = await mintAccessToken(gw.deps);
+  try {
+    const session = await openSession(gw, token);
+    for (const b of ["gamma", "delta"]) await rawCall(gw, token, `${b}__echo`, { args: {} });
+    for (const [who, options] of [["modern", {}], ["2025-era", { session }]] as const) {
+      for (const b of ["gamma", "delta"]) {
+        await t.step(
+          `${who} client, ${b}: results, errors and wrapped URIs as on the SDK path`,
+          async () => {
+            const r = await both(gw, token, `${b}__echo`, { ...options, args: { text: "hi" } });
+            assertSame(r);
+            assertEquals(r.fast.message.result.content, [{ type: "text", text: "hi" }]);
+            assertSame(await both(gw, token, `${b}__boom`, options));
+            assertSame(await both(gw, token, `${b}__nope`, options));
+            const link = await both(gw, token, `${b}__link`, options);
+            assertSame(link);
+            assertEquals(link.fast.message.result.content[0].uri, `mcpgw-${b}+file:///a.txt`);
+          },
+        );
+        await t.step(`${who} client, ${b}: progress under the client's own token`, async () => {
+          const r = await both(gw, token, `${b}__work`, {
+            ...options,
+            meta: { progressToken: "p1" },
+          });
+          assertSame(r);
+          if (b === "gamma") {
+            assertEquals(
+              r.fast.notifications.map((n: any) => [n.params.progressToken, n.params.progress]),
+              [["p1", 1], ["p1", 2], ["p1", 3]],
+            );
+          }
+          assertSame(await both(gw, token, `${b}__work`, options));
+        });
+      }
+      await t.step(
+        `${who} client: the backend's elicitation is refused as on the SDK path`,
+        async () => {
+          const r = await both(gw, token, "gamma__ask", options);
+          assertSame(r);
+          assertMatch(r.fast.message.result.content[0].text, /^refused: .*did not declare/);
+        },
+      );
+    }
+    await t.step("progress keeps a call alive past timeoutMs, without a client token", async () => {
+      const r = await both(gw, token, "gamma__steady");
+      assertSame(r);
+      assertEquals(r.fast.type, "application/json");
+      assertEquals(r.fast.message.result.content, [{ type: "text", text: "steady" }]);
+    });
+    await t.step("a 2025-era client's notifications/cancelled reaches the backend", async () => {
+      const cancel = { session, onHeaders: () => cancelCall(gw, token, session) };
+      const r = await both(gw, token, "gamma__slow", cancel);
+      assertSame(r);
+      assertEquals(r.fast.message.error.message, "Request cancelled");
+      for (let i = 0; i < 50 && aborted.length < 2; i++) await sleep(10);
+      assertEquals(aborted, ["gamma-slow", "gamma-slow"]);
+    });
+    await t.step("requests to the backend carry its session, never the client's token", () => {
+      const calls = gamma.seen.filter((s) => s.rpc?.method === "tools/call");
+      assert(calls.length > 10);
+      assert(gamma.seen.every((s) => s.authorization === null));
+    });
+    await t.step("nothing was answered with a 500", () => {
+      assertEquals(gw.deps.logs.filter((l) => l.status === 500), []);
+    });
+  } finally {
+    await closeAggregate(gw.deps);
+    await gamma.close();
+    await delta.close();
+    await gw.close();
   }
 });

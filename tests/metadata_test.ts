@@ -1,4 +1,4 @@
-import { assert, assertEquals } from "./_assert.ts";
+import { assert, assertEquals, assertStringIncludes } from "./_assert.ts";
 import { makeDeps } from "./_helpers.ts";
 import { createHandler } from "../main.ts";
 
@@ -15,9 +15,7 @@ Deno.test("discovery metadata", async (t) => {
   const get = (path: string, headers: HeadersInit = {}) =>
     handle(new Request(`https://gw.example${path}`, { headers }));
 
-  for (
-    const path of ["/.well-known/oauth-authorization-server", "/.well-known/openid-configuration"]
-  ) {
+  for (const path of ["/.well-known/oauth-authorization-server"]) {
     await t.step(`${path}: RFC 8414 §2 fields, issuer = PUBLIC_URL exactly`, async () => {
       const res = await get(path);
       assertEquals(res.status, 200);
@@ -43,23 +41,44 @@ Deno.test("discovery metadata", async (t) => {
     });
   }
 
-  await t.step("protected resource metadata, root and /mcp forms (RFC 9728 §3)", async () => {
-    for (
-      const path of [
-        "/.well-known/oauth-protected-resource",
-        "/.well-known/oauth-protected-resource/mcp",
-      ]
-    ) {
-      const res = await get(path);
-      assertEquals(res.status, 200);
+  await t.step(
+    "/.well-known/openid-configuration: 404, no OpenID Provider (no ID tokens, no jwks_uri)",
+    async () => {
+      const res = await get("/.well-known/openid-configuration", {
+        origin: "http://localhost:6274",
+      });
+      assertEquals(res.status, 404);
       assertEquals(res.headers.get("content-type"), "application/json");
+      assertEquals(res.headers.get("access-control-allow-origin"), "http://localhost:6274");
       const body = await res.json();
-      assertEquals(body.resource, "https://gw.example/mcp");
-      assertEquals(body.authorization_servers, ["https://gw.example"]);
-      assertEquals(body.scopes_supported, ["mcp", "mcp:alpha", "mcp:beta"]);
-      assertEquals(body.bearer_methods_supported, ["header"]);
-    }
-  });
+      assertEquals(body.error, "not_found");
+      assertStringIncludes(
+        body.error_description,
+        "https://gw.example/.well-known/oauth-authorization-server",
+      );
+    },
+  );
+
+  await t.step(
+    "protected resource metadata: resource is the URL it describes (RFC 9728 §3.3)",
+    async () => {
+      for (
+        const [path, resource] of [
+          ["/.well-known/oauth-protected-resource", "https://gw.example"],
+          ["/.well-known/oauth-protected-resource/mcp", "https://gw.example/mcp"],
+        ]
+      ) {
+        const res = await get(path!);
+        assertEquals(res.status, 200);
+        assertEquals(res.headers.get("content-type"), "application/json");
+        const body = await res.json();
+        assertEquals(body.resource, resource);
+        assertEquals(body.authorization_servers, ["https://gw.example"]);
+        assertEquals(body.scopes_supported, ["mcp", "mcp:alpha", "mcp:beta"]);
+        assertEquals(body.bearer_methods_supported, ["header"]);
+      }
+    },
+  );
 
   await t.step("protected resource metadata of one backend", async () => {
     const res = await get("/.well-known/oauth-protected-resource/mcp/beta");
@@ -99,7 +118,7 @@ Deno.test("discovery metadata", async (t) => {
       new Request("https://gw.example/.well-known/oauth-authorization-server", { method: "POST" }),
     );
     assertEquals(res.status, 405);
-    assertEquals(res.headers.get("allow"), "GET");
+    assertEquals(res.headers.get("allow"), "GET, HEAD");
     await res.body?.cancel();
     const nf = await get("/nope");
     assertEquals(nf.status, 404);

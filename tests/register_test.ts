@@ -94,6 +94,43 @@ Deno.test("POST /register", async (t) => {
     },
   );
 
+  await t.step(
+    "application_type absent: native for loopback/private-use URIs only (RFC 8252 §7)",
+    async () => {
+      const cases: [string[], string][] = [
+        [["http://127.0.0.1:33418/callback"], "native"],
+        [["http://localhost/cb", "http://[::1]:9000/cb"], "native"],
+        [["cursor://anysphere.cursor-retrieval/oauth/callback"], "native"],
+        [["com.example.app:/oauth2redirect", "http://127.0.0.1/cb"], "native"],
+        [["https://app.example.com/cb"], "web"],
+        [["http://127.0.0.1:3000/cb", "https://app.example.com/cb"], "web"],
+      ];
+      for (const [redirect_uris, expected] of cases) {
+        const res = await handle(register({ redirect_uris, token_endpoint_auth_method: "none" }));
+        assertEquals(res.status, 201);
+        assertEquals(res.headers.get("content-type"), "application/json");
+        const body = await res.json();
+        assertEquals(body.application_type, expected, redirect_uris.join(" "));
+        const stored = (await deps.kv.get<ClientRecord>(clientKey(body.client_id))).value!;
+        assertEquals(stored.applicationType, expected);
+      }
+    },
+  );
+
+  await t.step("an explicit valid application_type is kept", async () => {
+    for (
+      const [redirect_uris, application_type] of [
+        [["http://127.0.0.1:3000/cb"], "web"],
+        [["https://app.example.com/cb"], "native"],
+      ] as const
+    ) {
+      const res = await handle(register({ redirect_uris, application_type }));
+      assertEquals(res.status, 201);
+      assertEquals(res.headers.get("content-type"), "application/json");
+      assertEquals((await res.json()).application_type, application_type);
+    }
+  });
+
   await t.step("confidential client: secret returned once, stored only as SHA-256", async () => {
     for (const method of ["client_secret_basic", "client_secret_post"]) {
       const res = await handle(register({ ...ok, token_endpoint_auth_method: method }));

@@ -586,6 +586,31 @@ Deno.test("POST /token: refresh_token", async (t) => {
       );
     });
 
+    await t.step(
+      "resource = PUBLIC_URL (root metadata, RFC 9728 §3.3) covers every MCP endpoint like /mcp",
+      async () => {
+        const origin = await issue("mcp", BASE);
+        assert(await bearerOk(deps, origin.access_token, MCP));
+        assert(await bearerOk(deps, origin.access_token, ALPHA));
+        // The same audience, spelled with a trailing slash or as /mcp, is no widening.
+        const slash = await expectTokens(
+          await refresh(origin.refresh_token, { resource: `${BASE}/` }),
+        );
+        const mcp = await expectTokens(await refresh(slash.refresh_token, { resource: MCP }));
+        assert(await bearerOk(deps, mcp.access_token, ALPHA));
+        const back = await expectTokens(await refresh(mcp.refresh_token, { resource: BASE }));
+        const alpha = await expectTokens(await refresh(back.refresh_token, { resource: ALPHA }));
+        assert(!(await bearerOk(deps, alpha.access_token, MCP)));
+        // A grant for one backend never widens to the origin.
+        const narrow = await issue("mcp", ALPHA);
+        await expectOAuthError(
+          await refresh(narrow.refresh_token, { resource: BASE }),
+          400,
+          "invalid_target",
+        );
+      },
+    );
+
     await t.step("an expired refresh token is invalid_grant (RFC 6749 §5.2)", async () => {
       const first = await issue();
       deps.clock.advance(deps.config.refreshTokenTtlSeconds * 1000 + 1);

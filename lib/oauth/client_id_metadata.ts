@@ -23,7 +23,7 @@
  */
 import { z } from "zod";
 import { OAuthError, rateLimited } from "./oauth_error.ts";
-import { isLoopbackHost, validateRedirectUri } from "./redirect_uri.ts";
+import { defaultApplicationType, isLoopbackHost, validateRedirectUri } from "./redirect_uri.ts";
 import { PinnedFetchError, pinnedGet } from "../infra/pinned_fetch.ts";
 import { hit } from "../infra/rate_limit.ts";
 import { checkFetchUrl, type DnsResolver, SsrfError } from "../infra/ssrf_guard.ts";
@@ -224,7 +224,7 @@ export function parseClientIdMetadataDocument(
     tokenEndpointAuthMethod: "none",
     grantTypes,
     responseTypes,
-    applicationType: d.application_type ?? "web",
+    applicationType: d.application_type ?? defaultApplicationType(d.redirect_uris),
     scope: d.scope,
     softwareId: d.software_id,
     softwareVersion: d.software_version,

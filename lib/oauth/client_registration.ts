@@ -5,7 +5,7 @@
 import { z } from "zod";
 import { randomToken, sha256Hex } from "../infra/crypto.ts";
 import { OAuthError } from "./oauth_error.ts";
-import { validateRedirectUri } from "./redirect_uri.ts";
+import { defaultApplicationType, validateRedirectUri } from "./redirect_uri.ts";
 import { clientKey, type ClientRecord } from "../store.ts";
 
 /** Largest registration request body (bytes). */
@@ -32,7 +32,8 @@ export const clientMetadataSchema = z.object({
   grant_types: z.array(z.enum(["authorization_code", "refresh_token"])).min(1)
     .default(["authorization_code"]),
   response_types: z.array(z.enum(["code"])).min(1).default(["code"]),
-  application_type: z.enum(["web", "native"]).default("web"),
+  // Absent → from the redirect URIs (see `parseClientMetadata`).
+  application_type: z.enum(["web", "native"]).optional(),
   client_name: text(200).optional(),
   client_uri: webUrl.optional(),
   logo_uri: webUrl.optional(),
@@ -41,8 +42,10 @@ export const clientMetadataSchema = z.object({
   software_version: text(100).optional(),
 });
 
-/** Client metadata after validation (snake_case, as on the wire). */
-export type ClientMetadata = z.output<typeof clientMetadataSchema>;
+/** Client metadata after validation (snake_case, as on the wire), `application_type` decided. */
+export type ClientMetadata = z.output<typeof clientMetadataSchema> & {
+  application_type: "web" | "native";
+};
 
 function fieldName(path: readonly PropertyKey[]): string {
   return path.map(String).join(".") || "body";
@@ -70,7 +73,13 @@ export function parseClientMetadata(
       : "invalid_client_metadata";
     throw new OAuthError(code, `"${field}": ${issue.message}`);
   }
-  const meta = result.data;
+  const meta = {
+    ...result.data,
+    // OIDC Dynamic Client Registration §2 defaults to "web"; a client whose every redirect URI
+    // is loopback or a private-use scheme is a native app (RFC 8252 §7), so that is the default.
+    application_type: result.data.application_type ??
+      defaultApplicationType(result.data.redirect_uris),
+  };
   for (const uri of meta.redirect_uris) validateRedirectUri(uri, allowedSchemes);
   meta.grant_types = [...new Set(meta.grant_types)];
   meta.response_types = [...new Set(meta.response_types)];

@@ -22,7 +22,7 @@ import {
   resolveClientIdMetadata,
   type ResolveClientIdMetadataOptions,
 } from "./client_id_metadata.ts";
-import { isLoopbackHost } from "./redirect_uri.ts";
+import { defaultApplicationType } from "./redirect_uri.ts";
 import { clientKey, type ClientRecord } from "../store.ts";
 
 /** One day in ms: the most often a registered client's `lastUsedAt` is written. */
@@ -43,15 +43,6 @@ export function clientIdleMs(config: GatewayConfig): number {
 
 type PreRegistered = GatewayConfig["clients"][number];
 
-function isNativeUri(uri: string): boolean {
-  try {
-    const url = new URL(uri);
-    return url.protocol !== "https:" || isLoopbackHost(url.hostname);
-  } catch {
-    return false;
-  }
-}
-
 /** Turns a config client into a {@linkcode ClientRecord} (its secret as a SHA-256 hash). */
 export async function preRegisteredRecord(c: PreRegistered): Promise<ClientRecord> {
   const record: ClientRecord = {
@@ -61,7 +52,7 @@ export async function preRegisteredRecord(c: PreRegistered): Promise<ClientRecor
       (c.clientSecret ? "client_secret_basic" : "none"),
     grantTypes: ["authorization_code", "refresh_token"],
     responseTypes: ["code"],
-    applicationType: c.redirectUris.every(isNativeUri) ? "native" : "web",
+    applicationType: defaultApplicationType(c.redirectUris),
     clientIdIssuedAt: 0,
   };
   if (c.clientSecret !== undefined) record.clientSecretHash = await sha256Hex(c.clientSecret);

@@ -26,7 +26,7 @@ export interface ExternalJwtConfig {
   /**
    * Only for issuers that cannot put a resource URL in `aud` (Entra's `api://<app id>`): this
    * value is accepted as `aud` and counts as the `/mcp` resource (every backend). When absent,
-   * `aud` must name the accessed resource or `/mcp`.
+   * `aud` must name the accessed resource, `/mcp` or `<PUBLIC_URL>` (every MCP endpoint).
    */
   audience?: string;
   /** Allowed `alg` values; default `["RS256", "ES256"]`. */
@@ -127,7 +127,7 @@ export function createExternalJwtVerifier(
       const aggregate = aggregateResource(target.publicUrl);
       const accepted = config.audience !== undefined
         ? [config.audience]
-        : [...new Set([target.resource, aggregate])]
+        : [...new Set([target.resource, aggregate, target.publicUrl])]
           .filter((a) => audienceCovers(a, target.resource, target.publicUrl));
       let payload: JWTPayload;
       try {

@@ -1,6 +1,6 @@
 /**
- * Discovery documents: authorization server metadata (RFC 8414 §2, also served as OpenID
- * discovery) and protected resource metadata (RFC 9728 §2).
+ * Discovery documents: authorization server metadata (RFC 8414 §2; not OpenID discovery, see
+ * routes/openid_configuration.ts) and protected resource metadata (RFC 9728 §2).
  */
 import type { Deps } from "../deps.ts";
 import { supportedScopes } from "./resources.ts";

@@ -18,6 +18,29 @@ export function isLoopbackHost(hostname: string): boolean {
 }
 
 /**
+ * Whether a redirect URI belongs to a native app (RFC 8252 §7): a loopback interface redirect
+ * (§7.3) or a private-use URI scheme (§7.1). Anything else (https on a real host) is a web
+ * redirect; a claimed https URI (§7.2) cannot be told apart from one and counts as web.
+ */
+export function isNativeRedirectUri(uri: string): boolean {
+  try {
+    const url = new URL(uri);
+    return url.protocol !== "https:" || isLoopbackHost(url.hostname);
+  } catch {
+    return false;
+  }
+}
+
+/**
+ * The `application_type` of a client that did not state one (OpenID Connect Dynamic Client
+ * Registration 1.0 §2, echoed in the RFC 7591 §3.2.1 response): `native` when every redirect
+ * URI is a native one ({@linkcode isNativeRedirectUri}), else `web`.
+ */
+export function defaultApplicationType(redirectUris: readonly string[]): "web" | "native" {
+  return redirectUris.length > 0 && redirectUris.every(isNativeRedirectUri) ? "native" : "web";
+}
+
+/**
  * Checks a redirect URI a client wants to register: `https`; `http` only on a loopback host
  * (RFC 8252 §7.3); or a private-use scheme (RFC 8252 §7.1) that contains a period
  * (`com.example.app:/cb`) or is allowed by name (`allowedSchemes`, the config's

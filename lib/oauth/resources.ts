@@ -1,7 +1,11 @@
 /**
  * The gateway's protected resources (RFC 9728, RFC 8707) and scopes.
  *
- * Resources: `<PUBLIC_URL>/mcp` (every backend, aggregated) and `<PUBLIC_URL>/mcp/<backend>`.
+ * Resources: `<PUBLIC_URL>/mcp` (every backend, aggregated), `<PUBLIC_URL>/mcp/<backend>`, and
+ * `<PUBLIC_URL>` itself — the `resource` of the root-form protected resource metadata (RFC 9728
+ * §3.3), which clients that read that document send (RFC 8707). The origin names the gateway's
+ * MCP endpoints as a whole, so a token for it is worth exactly a token for `/mcp`: every MCP
+ * endpoint, each backend only within the token's scopes.
  * Scopes: `mcp` (every backend) and `mcp:<backend>` (one backend); `offline_access` is accepted
  * and ignored (refresh tokens are always issued, MCP clients rarely ask for it).
  */
@@ -19,6 +23,11 @@ export function backendScope(backend: string): string {
 /** URL of the aggregated MCP endpoint. */
 export function aggregateResource(publicUrl: string): string {
   return `${publicUrl}/mcp`;
+}
+
+/** Whether `resource` names every MCP endpoint: `<PUBLIC_URL>/mcp` or `<PUBLIC_URL>` itself. */
+export function coversAllEndpoints(resource: string, publicUrl: string): boolean {
+  return resource === aggregateResource(publicUrl) || resource === publicUrl;
 }
 
 /** URL of one backend's MCP endpoint. */
@@ -39,7 +48,8 @@ export function supportedScopes(config: GatewayConfig): string[] {
 
 /**
  * Validates a `resource` parameter (RFC 8707 §2): an absolute URI without fragment that names
- * one of this gateway's MCP endpoints. A trailing slash is tolerated. Absent → `/mcp`.
+ * one of this gateway's MCP endpoints or `<PUBLIC_URL>` itself. A trailing slash is tolerated.
+ * Absent → `/mcp`.
  * @throws {OAuthError} `invalid_target`
  */
 export function resolveResource(
@@ -59,6 +69,7 @@ export function resolveResource(
   }
   const normalized = `${url.origin}${url.pathname.replace(/\/+$/, "")}${url.search}`;
   const known = [
+    publicUrl,
     aggregateResource(publicUrl),
     ...config.backends.map((b) => backendResource(publicUrl, b.name)),
   ];
@@ -137,8 +148,9 @@ export function scopeCoversBackend(scope: string, backend: string): boolean {
 
 /**
  * Whether a token issued for `audience` may be used at `resource` (RFC 8707 §2: the token is
- * audience-restricted). A token for `/mcp` covers every `/mcp/<backend>`.
+ * audience-restricted). A token for `/mcp` or for `<PUBLIC_URL>` covers every MCP endpoint
+ * (each backend still needs its scope); a token for `/mcp/<backend>` only that endpoint.
  */
 export function audienceCovers(audience: string, resource: string, publicUrl: string): boolean {
-  return audience === resource || audience === aggregateResource(publicUrl);
+  return audience === resource || coversAllEndpoints(audience, publicUrl);
 }

@@ -104,6 +104,29 @@ export class CallTap {
     return only;
   }
 
+  /**
+   * Counts a POST of `relay`'s call as in flight on this connection until the returned function
+   * is called (once). The SDK's POSTs are counted by {@linkcode fetch}; the `tools/call` fast path
+   * (fast_call.ts), which posts outside the SDK client, counts its own, so that a request from
+   * outside the streams is never given to another call while one of its calls runs.
+   */
+  track(relay: CallRelay): () => void {
+    this.#inflight.set(relay, (this.#inflight.get(relay) ?? 0) + 1);
+    let ended = false;
+    return () => {
+      if (ended) return;
+      ended = true;
+      const n = (this.#inflight.get(relay) ?? 1) - 1;
+      if (n > 0) this.#inflight.set(relay, n);
+      else {
+        this.#inflight.delete(relay);
+        this.#ended.delete(relay);
+        this.#ended.set(relay, this.#now());
+        if (this.#ended.size > MAX_PENDING) this.#ended.delete(this.#ended.keys().next().value!);
+      }
+    };
+  }
+
   /** `base` with the response streams of calls made inside a {@linkcode runInCall} tapped. */
   fetch(base: typeof fetch): typeof fetch {
     return async (input, init) => {
@@ -111,20 +134,7 @@ export class CallTap {
       if (!relay || (init?.method ?? "GET").toUpperCase() !== "POST") {
         return await base(input, init);
       }
-      this.#inflight.set(relay, (this.#inflight.get(relay) ?? 0) + 1);
-      let ended = false;
-      const end = () => {
-        if (ended) return;
-        ended = true;
-        const n = (this.#inflight.get(relay) ?? 1) - 1;
-        if (n > 0) this.#inflight.set(relay, n);
-        else {
-          this.#inflight.delete(relay);
-          this.#ended.delete(relay);
-          this.#ended.set(relay, this.#now());
-          if (this.#ended.size > MAX_PENDING) this.#ended.delete(this.#ended.keys().next().value!);
-        }
-      };
+      const end = this.track(relay);
       let res: Response;
       try {
         res = await base(input, init);

@@ -24,6 +24,7 @@ import { SDK_TIMEOUT_MS, settleEach, withDeadline } from "./fanout.ts";
 import type { ListCache } from "./list_cache.ts";
 import { exposedName, looksShortened, splitName } from "./naming.ts";
 import type { PoolView } from "./pool.ts";
+import type { RelayProfile } from "./relay_profile.ts";
 import { rank } from "./search_index.ts";
 import { unwrapUri } from "./uri.ts";
 
@@ -38,8 +39,11 @@ const DEFAULT_LIMIT = 5;
 
 /** Shared parts the catalog needs. */
 export interface CatalogEnv {
-  /** The caller's view of the pool (per-user backends: the caller's own clients). */
-  pool: Pick<PoolView, "get">;
+  /**
+   * The caller's view of the pool (per-user backends: the caller's own clients; every backend:
+   * the client of the caller's relay profile, whose lists are cached apart; absent: `""`).
+   */
+  pool: Pick<PoolView, "get"> & { readonly profile?: RelayProfile };
   lists: ListCache;
   log: Logger;
   catalog: GatewayConfig["catalog"];
@@ -81,7 +85,7 @@ function cachedList<T>(
   fetch: (cached: boolean) => Promise<T[]>,
 ): Promise<T[]> {
   if (backend.auth) return fetch(false);
-  return env.lists.get<T>(backend, kind, () => fetch(env.lists.enabled));
+  return env.lists.get<T>(backend, kind, () => fetch(env.lists.enabled), env.pool.profile ?? "");
 }
 
 /** The backend's tools (cached). */

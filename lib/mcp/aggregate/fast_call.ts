@@ -1,44 +1,59 @@
 /**
- * Fast path of the aggregated `/mcp` for `tools/call` to a 2026-07-28 backend, from a 2026-07-28
- * client or from a 2025-era client on its session: one HTTP POST straight to the backend (like
- * lib/mcp/proxy.ts), instead of a per-request SDK server on the gateway's side plus the SDK client
- * toward the backend.
+ * Fast path of the aggregated `/mcp` for `tools/call`, from a 2026-07-28 client or from a
+ * 2025-era client on its session, to a 2026-07-28 backend or to a 2025-era backend: one HTTP POST
+ * straight to the backend (like lib/mcp/proxy.ts), instead of a per-request SDK server on the
+ * gateway's side plus the SDK client toward the backend.
  *
- * It only takes a request the SDK path would answer the same way, and returns `undefined`
- * otherwise (the caller then runs the SDK path unchanged):
+ * handler.ts classifies a request once and asks {@linkcode planFastCall}; a plan goes to
+ * {@linkcode runFastCall}, anything else to the SDK path. A plan is made only for a request the
+ * SDK path would answer the same way:
  * - one JSON-RPC request (not a batch, not a notification), `tools/call`, whose well-formed
  *   modern envelope and `MCP-Protocol-Version`/`Mcp-Method`/`Mcp-Name` headers agree (any
  *   mismatch is left to the SDK, which answers -32020/-32022); or, from a 2025-era client, no
  *   envelope and a supported `MCP-Protocol-Version`, on a session handler.ts has validated
- *   (missing → 400, unknown/ended/foreign → 404, before any of this);
+ *   (missing → 400, unknown/ended/foreign → 404, before any of this), whose client declared
+ *   neither elicitation nor sampling (those the SDK path relays, input_relay.ts);
  * - `params.name` = `backend__tool` of a configured backend the principal's scope covers, whose
- *   connection in the pool is established and speaks the modern era (a first call, or an
- *   unknown or 2025-era backend, goes through the SDK, which connects and probes), and which the
- *   curation and the principal's tool globs let through without a list lookup (catalog.ts
- *   `resolveToolDirect`: renames undone, pinned `defaults` injected; a denied, unknown or
- *   shortened name goes to the SDK path, which refuses or looks it up);
+ *   connection in the pool is established (a first call goes through the SDK, which connects
+ *   and probes the era), and which the curation and the principal's tool globs let through
+ *   without a list lookup (catalog.ts `resolveToolDirect`: renames undone, pinned `defaults`
+ *   injected; a denied, unknown or shortened name goes to the SDK path, which refuses or looks
+ *   it up);
+ * - to a 2025-era backend, a client that cannot answer elicitation or sampling and asked for no
+ *   log level (the SDK path relays those on the backend's session);
  * - no multi-round-trip retry (`inputResponses`/`requestState` need the sealed state opened).
  *
- * A modern client's message goes to the backend with `params.name` unprefixed and the client's
- * `_meta` envelope (so its `progressToken` works unchanged), `Mcp-Name` regenerated, the
- * client's `Mcp-Param-*` headers (MCP 2026-07-28 Transports: intermediaries forward them). A
- * 2025-era client's message gets the envelope the pool's SDK client would send (the gateway's
- * clientInfo and declared capabilities, pool.ts) and a progress token. Either way only the
- * backend's configured headers go along, never the client's `Authorization` (MCP 2025-11-25
- * Authorization §Token Passthrough). The answer is rewritten as the SDK path does: resource URIs
- * wrapped, the backend's reserved `_meta` dropped; for a modern client the gateway's serverInfo
- * stamped and an `input_required` result sealed (request_state.ts), for a 2025-era client the
+ * Toward a 2026-07-28 backend, a modern client's message goes with `params.name` unprefixed and
+ * the client's `_meta` envelope (so its `progressToken` works unchanged), `Mcp-Name`
+ * regenerated, the client's `Mcp-Param-*` headers (MCP 2026-07-28 Transports: intermediaries
+ * forward them); a 2025-era client's message gets the envelope the pool's SDK client would send
+ * (the gateway's clientInfo and declared capabilities, pool.ts) and a progress token. Toward a
+ * 2025-era backend the message goes on the pool connection's backend session
+ * (`Mcp-Session-Id` and negotiated `MCP-Protocol-Version`, pool.ts `wire`) under a gateway-side
+ * request id, with the client's progress token; a `notifications/cancelled` follows when the
+ * client cancels or goes away (MCP 2025-11-25 Utilities/Cancellation), and a request the backend
+ * sends during the call is refused as the SDK path refuses it for such a client. Either way only
+ * the backend's configured headers go along, never the client's `Authorization` (MCP 2025-11-25
+ * Authorization §Token Passthrough).
+ *
+ * The answer is rewritten as the SDK path does: resource URIs wrapped, the backend's reserved
+ * `_meta` dropped; for a modern client the gateway's serverInfo stamped, a 2025-era backend's
+ * result marked `resultType: "complete"` (JSON unless progress precedes it, as the SDK server
+ * answers) and an `input_required` result sealed (request_state.ts); for a 2025-era client the
  * 2025 shape (no `resultType`, always SSE like the SDK's legacy leg, `input_required` failed as
- * the SDK's legacy shim fails it). Progress notifications stream through (under the 2025-era
- * client's own token). A 2025-era call is registered in the {@linkcode CancelRegistry} like the
- * SDK path's: `notifications/cancelled` at any isolate aborts the backend request.
- * Failures give the SDK path's JSON-RPC errors: "Backend X timed out" (the backend's
- * `timeoutMs`, restarted by each progress notification), "Backend X is unavailable" and
- * "Request cancelled".
+ * the SDK's legacy shim fails it). A 2026-07-28 backend's result without `resultType` is refused
+ * ("Backend X returned an invalid result: missing required resultType", as the SDK client
+ * refuses it) and the connection kept. Progress notifications stream through (under the 2025-era
+ * client's own token). A 2025-era client's call is registered in the
+ * {@linkcode CancelRegistry} like the SDK path's: `notifications/cancelled` at any isolate aborts
+ * the backend request. Failures give the SDK path's JSON-RPC errors: "Backend X timed out" (the
+ * backend's `timeoutMs`, restarted by each progress notification), "Backend X is unavailable"
+ * and "Request cancelled".
  *
  * A per-user backend (`auth`, issue 9) is called with the caller's own client connection and
- * credential (lib/credentials/credential.ts). Without a usable credential the SDK path answers
- * (with the connect answer); a 401 drops the credential and hands the call to the SDK path too.
+ * credential (lib/credentials/credential.ts). Without a usable credential there is no plan (the
+ * SDK path gives the connect answer); a 401 drops the credential and hands the call to the SDK
+ * path too (the one case where a planned call ends on the SDK path).
  */
 import type { BackendConfig, GatewayConfig } from "../../config.ts";
 import type { Deps } from "../../deps.ts";
@@ -55,9 +70,12 @@ import { type BackendCall, type McpOperation, within } from "../../admin/mcp_ope
 import { cancelKey, type CancelRegistry } from "./cancel.ts";
 import { type ResolvedTool, resolveToolDirect } from "./catalog.ts";
 import { LOG_LEVEL_KEY, logAllows, namedLog } from "./log_relay.ts";
-import { type BackendConnection, type BackendPool, RELAYED_CLIENT_CAPABILITIES } from "./pool.ts";
+import { lacksCapability, refusal, refusalError } from "./input_relay.ts";
+import type { BackendConnection, BackendPool } from "./pool.ts";
+import { relayedCapabilities } from "./relay_profile.ts";
 import {
   GATEWAY_VERSION,
+  invalidResultMessage,
   relayInputRequired,
   rewriteToolResult,
   SERVER_INFO_KEY,
@@ -124,27 +142,58 @@ export interface LegacySession {
   /** SHA-256 of the session id: the key of its in-flight calls in `cancels`. */
   sessionHash: string;
   cancels: CancelRegistry;
+  /** The capabilities the client declared at `initialize`. */
+  capabilities: Record<string, unknown>;
   /** The level the session set with `logging/setLevel` (its calls' log messages at and above). */
   logLevel?: string;
 }
 
+/** A request the fast path takes (from {@linkcode planFastCall}), ready for {@linkcode runFastCall}. */
+export interface FastPlan {
+  req: Request;
+  id: string | number;
+  params: Record<string, any> & { name: string };
+  ctx: FastCallContext;
+  route: Route;
+  legacy?: LegacySession;
+}
+
 /**
- * Answers a `tools/call` directly when it is safe (see the module doc), else `undefined`.
- * `message` is the parsed JSON body of `req`; `legacy` is the session of a 2025-era client.
+ * Whether a client that declared `capabilities` can answer elicitation or sampling: such a
+ * 2025-era client takes the SDK path, which relays a backend's input requests to it
+ * (input_relay.ts); so does any client calling a 2025-era backend with them.
  */
-export async function fastToolCall(
+export function answersInput(capabilities: unknown): boolean {
+  const declared = isObject(capabilities) ? capabilities : {};
+  return !lacksCapability(declared, "elicitation/create", {}) ||
+    !lacksCapability(declared, "sampling/createMessage", {});
+}
+
+/**
+ * The fast path's plan for `message` (the parsed JSON body of `req`), or `undefined` when the
+ * request is not one it takes (see the module doc): then the SDK path serves it. `legacy` is the
+ * validated session of a 2025-era client.
+ */
+export async function planFastCall(
   req: Request,
   message: unknown,
   ctx: FastCallContext,
   legacy?: LegacySession,
-): Promise<Response | undefined> {
+): Promise<FastPlan | undefined> {
   if (!isToolCall(message)) return undefined;
   const { id, params } = message;
   if (!(legacy ? isLegacyCall(req.headers, params) : isModernCall(req.headers, params))) {
     return undefined;
   }
-  const route = modernRoute(ctx, params.name);
+  if (legacy && answersInput(legacy.capabilities)) return undefined;
+  const route = fastRoute(ctx, params.name);
   if (!route) return undefined;
+  if (route.connection.era === "legacy") {
+    // A 2025-era backend's input requests and session log level are the SDK path's to relay.
+    const declared = legacy ? legacy.capabilities : params._meta[CAPABILITIES_KEY];
+    const level = legacy ? legacy.logLevel : params._meta[LOG_LEVEL_KEY];
+    if (answersInput(declared) || level !== undefined) return undefined;
+  }
   if (route.backend.auth) {
     try {
       route.credential = await backendCredential(ctx.deps, ctx.user!, route.backend) ?? undefined;
@@ -153,43 +202,107 @@ export async function fastToolCall(
     }
     if (!route.credential) return undefined; // the SDK path gives the connect answer
   }
-  const call: Call = { ctx, backend: route.backend.name, id, name: params.name, capabilities: {} };
+  if (ctx.logFields) ctx.logFields.fast_path = true;
+  return { req, id, params, ctx, route, ...(legacy ? { legacy } : {}) };
+}
+
+/** Gateway-side ids of requests to 2025-era backends (never a number: the SDK client's are). */
+let upstreamSeq = 0;
+
+/**
+ * Answers a planned call. `undefined` only when a per-user backend refused the user's
+ * credential (dropped meanwhile): the SDK path then gives the connect answer.
+ */
+export async function runFastCall(plan: FastPlan): Promise<Response | undefined> {
+  const { req, id, params, ctx, route, legacy } = plan;
+  const backendEra = route.connection.era;
+  const call: Call = {
+    ctx,
+    backend: route.backend.name,
+    id,
+    upstreamId: backendEra === "legacy" ? `gw-${++upstreamSeq}` : id,
+    backendEra,
+    name: params.name,
+    capabilities: {},
+  };
   call.observed = ctx.operation?.backendCall(route.backend.name, "tools/call", route.tool);
-  const headers = modernHeaders(route.tool);
   const args = route.resolved.rules.withDefaults(route.tool, params.arguments);
+  const headers = backendEra === "legacy"
+    ? legacyHeaders(route.connection)
+    : modernHeaders(route.tool);
+  const progressToken = params._meta?.progressToken as string | number | undefined;
+  let body: string;
   if (!legacy) {
     call.capabilities = params._meta;
-    for (const entry of req.headers) if (entry[0].startsWith("mcp-param-")) headers.push(entry);
-    const forwarded: Record<string, unknown> = { ...params, name: route.tool };
-    if (args !== params.arguments) forwarded.arguments = args;
-    const trace = call.observed?.meta();
-    if (trace?.traceparent) forwarded._meta = { ...params._meta, ...trace };
-    const body = JSON.stringify({ ...message, params: forwarded });
+    if (backendEra === "legacy") {
+      body = legacyBody(call, route.tool, args, progressToken);
+    } else {
+      for (const entry of req.headers) if (entry[0].startsWith("mcp-param-")) headers.push(entry);
+      const forwarded: Record<string, unknown> = { ...params, name: route.tool };
+      if (args !== params.arguments) forwarded.arguments = args;
+      const trace = call.observed?.meta();
+      // The backend hears only the capabilities the gateway can relay (relay_profile.ts).
+      const declared = relayedCapabilities(params._meta?.[CAPABILITIES_KEY]);
+      forwarded._meta = { ...params._meta, [CAPABILITIES_KEY]: declared };
+      if (trace?.traceparent) forwarded._meta = { ...forwarded._meta as object, ...trace };
+      body = JSON.stringify({ jsonrpc: "2.0", id, method: "tools/call", params: forwarded });
+    }
     return await forward(call, route, headers, body, req.signal);
   }
-  // What the pool's SDK client sends (server.ts, pool.ts): name and arguments only, a progress
-  // token, the gateway's identity and declared capabilities.
-  const progressToken = params._meta?.progressToken as string | number | undefined;
-  call.capabilities = {
-    progressToken: progressToken ?? id,
-    [VERSION_KEY]: MODERN,
-    [CAPABILITIES_KEY]: RELAYED_CLIENT_CAPABILITIES,
-    [CLIENT_INFO_KEY]: { name: ctx.deps.config.serverName, version: GATEWAY_VERSION },
-    ...(legacy.logLevel ? { [LOG_LEVEL_KEY]: legacy.logLevel } : {}),
-  };
-  const body = JSON.stringify({
-    jsonrpc: "2.0",
-    id,
-    method: "tools/call",
-    params: {
-      name: route.tool,
-      arguments: args,
-      _meta: { ...call.capabilities, ...call.observed?.meta() },
-    },
-  });
+  call.capabilities = legacy.logLevel ? { [LOG_LEVEL_KEY]: legacy.logLevel } : {};
+  if (backendEra === "legacy") {
+    body = legacyBody(call, route.tool, args, progressToken);
+  } else {
+    // What the pool's SDK client sends (server.ts, pool.ts): name and arguments only, a progress
+    // token, the gateway's identity and declared capabilities.
+    call.capabilities = {
+      progressToken: progressToken ?? id,
+      [VERSION_KEY]: MODERN,
+      // handler.ts sends a 2025 client here only when it declared neither elicitation nor sampling
+      [CAPABILITIES_KEY]: relayedCapabilities({}),
+      [CLIENT_INFO_KEY]: { name: ctx.deps.config.serverName, version: GATEWAY_VERSION },
+      ...call.capabilities,
+    };
+    body = JSON.stringify({
+      jsonrpc: "2.0",
+      id,
+      method: "tools/call",
+      params: {
+        name: route.tool,
+        arguments: args,
+        _meta: { ...call.capabilities, ...call.observed?.meta() },
+      },
+    });
+  }
   const tracked = legacy.cancels.track(cancelKey(legacy.sessionHash, id));
   call.legacy = { progressToken, cancelled: tracked.signal, done: tracked.done };
   return await forward(call, route, headers, body, AbortSignal.any([req.signal, tracked.signal]));
+}
+
+/**
+ * The body of a 2025-era `tools/call` toward a 2025-era backend, as the pool's SDK client sends
+ * it: the backend's tool name, the arguments, and the client's progress token if it gave one
+ * (under the gateway's own request id, unique on the backend's session).
+ */
+function legacyBody(
+  call: Call,
+  tool: string,
+  args: unknown,
+  progressToken: string | number | undefined,
+): string {
+  // Always a progress token, as the SDK client sends one: progress restarts the call's deadline.
+  const meta = { progressToken: progressToken ?? call.upstreamId, ...call.observed?.meta() };
+  call.clientToken = progressToken !== undefined;
+  return JSON.stringify({
+    jsonrpc: "2.0",
+    id: call.upstreamId,
+    method: "tools/call",
+    params: {
+      name: tool,
+      ...(args !== undefined ? { arguments: args } : {}),
+      _meta: meta,
+    },
+  });
 }
 
 /** A single JSON-RPC `tools/call` request of the shape the fast path takes. */
@@ -205,12 +318,17 @@ function isToolCall(
 }
 
 /**
- * Whether `message` is a 2025-era `tools/call` the fast path may take once its session is
- * validated (the SDK's legacy leg would serve it: no envelope, a supported version header).
+ * The era of a `tools/call` of the fast path's shape, known without the SDK's classifier: a
+ * modern envelope with agreeing headers is 2026-07-28; no envelope, a supported 2025-era version
+ * header and a session id is 2025-era (the SDK classifies both the same way). Else `undefined`.
  */
-export function isFastLegacyCall(req: Request, message: unknown): boolean {
-  return req.headers.has("mcp-session-id") && isToolCall(message) &&
-    isLegacyCall(req.headers, message.params);
+export function callEra(req: Request, message: unknown): "modern" | "legacy" | undefined {
+  if (!isToolCall(message)) return undefined;
+  if (isModernCall(req.headers, message.params)) return "modern";
+  if (req.headers.has("mcp-session-id") && isLegacyCall(req.headers, message.params)) {
+    return "legacy";
+  }
+  return undefined;
 }
 
 /** A 2026-07-28 call whose envelope and standard headers agree (else the SDK answers). */
@@ -245,7 +363,7 @@ function acceptsBoth(h: Headers): boolean {
   return accept.includes("application/json") && accept.includes("text/event-stream");
 }
 
-/** A fast-path destination: a connected modern backend the principal may call. */
+/** A fast-path destination: a connected backend the principal may call. */
 interface Route {
   backend: BackendConfig;
   /** The backend's own tool name. */
@@ -257,14 +375,17 @@ interface Route {
   credential?: BackendCredential;
 }
 
-function modernRoute(ctx: FastCallContext, name: string): Route | undefined {
+function fastRoute(ctx: FastCallContext, name: string): Route | undefined {
   const resolved = resolveToolDirect({ backends: ctx.allowed, tools: ctx.tools }, name);
   if (resolved === null || resolved === "lookup") return undefined;
   const backend = resolved.backend;
   if (backend.auth && !ctx.user) return undefined;
   const connection = ctx.pool.connected(backend.name, ctx.user);
-  if (connection?.era !== "modern") return undefined;
-  if (ctx.logFields) ctx.logFields.fast_path = true;
+  // A 2025-era backend learnt the capabilities at `initialize`: only the connection that declared
+  // none (relay profile "") matches a fast-path caller, who declared neither (planFastCall).
+  if (!connection || (connection.era === "legacy" && (!connection.wire || connection.profile))) {
+    return undefined;
+  }
   return {
     backend,
     tool: resolved.original,
@@ -274,15 +395,37 @@ function modernRoute(ctx: FastCallContext, name: string): Route | undefined {
   };
 }
 
-/** The headers of a 2026-07-28 `tools/call` of `tool` (MCP 2026-07-28 Transports). */
+/** The standard headers of a 2026-07-28 `tools/call` of each tool (MCP 2026-07-28 Transports). */
+const modernHeaderCache = new Map<string, readonly [string, string]>();
+
 function modernHeaders(tool: string): [string, string][] {
+  let name = modernHeaderCache.get(tool);
+  if (!name) {
+    name = ["mcp-name", mcpHeaderValue(tool)];
+    if (modernHeaderCache.size < 10_000) modernHeaderCache.set(tool, name);
+  }
   return [
     ["content-type", "application/json"],
     ["accept", "application/json, text/event-stream"],
     ["mcp-protocol-version", MODERN],
     ["mcp-method", "tools/call"],
-    ["mcp-name", mcpHeaderValue(tool)],
+    [name[0], name[1]],
   ];
+}
+
+/**
+ * The headers of a request on a 2025-era backend's connection: the negotiated
+ * `MCP-Protocol-Version` and the backend's `Mcp-Session-Id` (MCP 2025-11-25 Transports).
+ */
+function legacyHeaders(connection: BackendConnection): [string, string][] {
+  const wire = connection.wire!;
+  const headers: [string, string][] = [
+    ["content-type", "application/json"],
+    ["accept", "application/json, text/event-stream"],
+    ["mcp-protocol-version", wire.protocolVersion],
+  ];
+  if (wire.sessionId) headers.push(["mcp-session-id", wire.sessionId]);
+  return headers;
 }
 
 const SSE_HEADERS = {
@@ -302,6 +445,43 @@ async function forward(
   const { ctx } = call;
   for (const entry of route.upstream.headers) headers.push(entry);
   if (route.credential) headers.push([route.credential.header, route.credential.value]);
+  if (call.backendEra === "legacy") {
+    // A 2025-era backend: cancellation is a notification on its session (MCP 2025-11-25
+    // Utilities/Cancellation; a closed connection is not one), and its requests during the call
+    // (elicitation, sampling, roots) are refused as the SDK path refuses them for this client.
+    const upstream = (message: unknown) =>
+      fetchBackend(
+        ctx.deps.fetch,
+        route.upstream,
+        "POST",
+        headers.filter(notCallHeader),
+        JSON.stringify(message),
+        AbortSignal.timeout(route.backend.timeoutMs),
+      )
+        .then((o) => o.ok ? o.response.body?.cancel() : undefined).catch(() => {});
+    call.toBackend = upstream;
+    const onAbort = () => {
+      if (call.settled) return;
+      upstream({
+        jsonrpc: "2.0",
+        method: "notifications/cancelled",
+        params: { requestId: call.upstreamId, reason: "The client cancelled the request" },
+      });
+    };
+    signal.addEventListener("abort", onAbort, { once: true });
+    // In flight on the connection's tap (call_relay.ts): a backend request from outside the
+    // streams is then never given to another principal's call, and one placed on this call is
+    // refused as the SDK path refuses it for this client.
+    const untrack = route.connection.tap?.track({
+      owner: ctx.principalId,
+      ask: (method) => Promise.reject(refusal(method)),
+      log: () => {},
+    });
+    call.onSettled = () => {
+      signal.removeEventListener("abort", onAbort);
+      untrack?.();
+    };
+  }
   let settled = false;
   try {
     const outcome = await within(
@@ -319,6 +499,7 @@ async function forward(
       // The backend refused the user's credential: drop it, and let the SDK path answer.
       await res.body?.cancel().catch(() => {});
       call.observed?.end("401", "the backend refused the user's credential");
+      settle(call);
       await credentialRejected(ctx.deps, ctx.user!, route.backend, route.credential);
       ctx.pool.invalidate(route.connection);
       return undefined;
@@ -330,6 +511,11 @@ async function forward(
       });
       settled = true;
       res.body.pipeTo(rewriter.writable, { preventAbort: true }).catch(() => rewriter.broken());
+      // 2025-era backends answer in SSE by habit; toward a modern client the SDK path answers
+      // JSON unless something precedes the result, and so does this path.
+      if (call.backendEra === "legacy" && !call.legacy) {
+        return await firstEventDecides(call, rewriter.readable);
+      }
       return new Response(rewriter.readable, { status: 200, headers: SSE_HEADERS });
     }
     let reply: unknown;
@@ -343,7 +529,7 @@ async function forward(
       await res.body?.cancel().catch(() => {});
     }
     if (call.legacy?.cancelled.aborted) return answer(call, cancelledMessage(call));
-    const out = isObject(reply) && reply.id === call.id
+    const out = isObject(reply) && reply.id === call.upstreamId
       ? await finalMessage(call, reply)
       : undefined;
     if (!out) {
@@ -352,18 +538,74 @@ async function forward(
     }
     return answer(call, out.message, out.status);
   } finally {
-    if (!settled) call.legacy?.done();
+    if (!settled) {
+      settle(call);
+      call.legacy?.done();
+    }
   }
+}
+
+/**
+ * A JSON answer when the stream's first event is its final message, else the SSE stream with
+ * that first event (the choice the SDK's server makes for a 2026-07-28 client).
+ */
+async function firstEventDecides(
+  call: Call,
+  readable: ReadableStream<Uint8Array>,
+): Promise<Response> {
+  const reader = readable.getReader();
+  let first: ReadableStreamReadResult<Uint8Array>;
+  try {
+    first = await reader.read();
+  } catch {
+    first = { done: true, value: undefined };
+  }
+  if (call.onlyFinal) {
+    reader.releaseLock();
+    readable.cancel().catch(() => {});
+    return new Response(JSON.stringify(call.onlyFinal.message), {
+      status: call.onlyFinal.status,
+      headers: { "content-type": "application/json" },
+    });
+  }
+  const rest = new ReadableStream<Uint8Array>({
+    start(controller) {
+      if (!first.done) controller.enqueue(first.value);
+    },
+    async pull(controller) {
+      const next = await reader.read();
+      if (next.done) controller.close();
+      else controller.enqueue(next.value);
+    },
+    cancel(reason) {
+      return reader.cancel(reason);
+    },
+  });
+  return new Response(rest, { status: 200, headers: SSE_HEADERS });
+}
+
+/** Headers of the call itself, not of a notification or answer on the same session. */
+const notCallHeader = ([k]: [string, string]) => k !== "mcp-method" && k !== "mcp-name";
+
+/** Marks the call answered (a later abort is no cancellation). */
+function settle(call: Call): void {
+  if (call.settled) return;
+  call.settled = true;
+  call.onSettled?.();
 }
 
 /** One fast-path call, for the rewriting of its answer. */
 interface Call {
   ctx: FastCallContext;
   backend: string;
+  /** The client's request id. */
   id: string | number;
+  /** The id of the request sent to the backend (the client's toward a 2026-07-28 backend). */
+  upstreamId: string | number;
+  backendEra: "legacy" | "modern";
   /** The exposed tool name (`backend__tool`). */
   name: string;
-  /** The `_meta` envelope sent to the backend (the declared client capabilities). */
+  /** The `_meta` envelope sent to the backend (the declared client capabilities, log level). */
   capabilities: Record<string, any>;
   /** Its audit record and CLIENT span (lib/admin/mcp_operation.ts), ended with its answer. */
   observed?: BackendCall;
@@ -373,6 +615,14 @@ interface Call {
     cancelled: AbortSignal;
     done: () => void;
   };
+  /** A 2025-era backend: sends a message on the backend's session (fire and forget). */
+  toBackend?: (message: unknown) => void;
+  settled?: boolean;
+  onSettled?: () => void;
+  /** A 2025-era backend's call: whether the client gave its own progress token. */
+  clientToken?: boolean;
+  /** Set by the SSE rewriter when the final message was the stream's first event. */
+  onlyFinal?: { message: unknown; status: number };
 }
 
 /** The client's answer holding one final message: JSON for a modern client, SSE for a legacy. */
@@ -435,6 +685,13 @@ async function finalMessage(
   }
   const result = reply.result;
   if (!isObject(result)) return undefined;
+  const fault = call.backendEra === "modern" ? resultFault(result) : undefined;
+  if (fault !== undefined) {
+    // Refused as the SDK path's client refuses it (server.ts `invalidResultReason`).
+    logFailure(call, `invalid result: ${fault}`);
+    const message = errorMessage(call, INTERNAL_ERROR, invalidResultMessage(call.backend, fault));
+    return { message, status: 200 };
+  }
   if (call.legacy) return legacyFinal(call, result);
   let out: Record<string, any>;
   if (result.resultType === "input_required") {
@@ -450,6 +707,7 @@ async function finalMessage(
     );
   } else {
     out = rewriteToolResult(call.backend, result);
+    // A 2025-era backend's result: the SDK's bridge reads a missing resultType as complete.
     if (out.resultType === undefined) out = { ...out, resultType: "complete" };
   }
   const meta = isObject(out._meta) ? out._meta : {};
@@ -461,6 +719,17 @@ async function finalMessage(
     },
   };
   return { message: { jsonrpc: "2.0", id: call.id, result: out }, status: 200 };
+}
+
+/**
+ * What is wrong with a 2026-07-28 backend's result, in the SDK client's words, or `undefined`:
+ * `resultType` is required from that revision on (MCP 2026-07-28 Basic §Result; the SDK's
+ * absent-means-complete bridge applies only to 2025-era servers).
+ */
+function resultFault(result: Record<string, any>): string | undefined {
+  if (result.resultType === undefined) return "missing required resultType";
+  if (typeof result.resultType !== "string") return "non-string resultType";
+  return undefined;
 }
 
 /** A modern backend's result as the SDK legacy leg hands it to a 2025-era client. */
@@ -551,9 +820,17 @@ function sseRewriter(
   let done = false;
   let timer: ReturnType<typeof setTimeout> | undefined;
   let controllerRef: TransformStreamDefaultController<Uint8Array> | undefined;
-  const finish = (bytes: Uint8Array) => {
+  let sent = 0;
+  const emit = (bytes: Uint8Array) => {
+    sent++;
+    controllerRef!.enqueue(bytes);
+  };
+  const finish = (message: unknown, status = 200) => {
     if (done) return;
     done = true;
+    if (sent === 0) call.onlyFinal = { message, status };
+    const bytes = sseEvent(message);
+    settle(call);
     clearTimeout(timer);
     call.legacy?.done();
     try {
@@ -566,7 +843,7 @@ function sseRewriter(
   const fail = (why: string, message: (backend: string) => string) => {
     if (done) return;
     logFailure(call, why);
-    finish(sseEvent(errorMessage(call, INTERNAL_ERROR, message(call.backend))));
+    finish(errorMessage(call, INTERNAL_ERROR, message(call.backend)));
   };
   const arm = () => {
     clearTimeout(timer);
@@ -585,10 +862,13 @@ function sseRewriter(
     if (!isObject(msg)) return;
     if (msg.method === "notifications/progress") {
       arm();
-      if (!call.legacy) controllerRef!.enqueue(encoder.encode(`${raw}\n\n`));
-      else if (call.legacy.progressToken !== undefined && isObject(msg.params)) {
+      if (!call.legacy) {
+        // A 2025-era backend got the gateway's own token when the client gave none (progress
+        // then only keeps the call alive, as on the SDK path).
+        if (call.clientToken || call.backendEra === "modern") emit(encoder.encode(`${raw}\n\n`));
+      } else if (call.legacy.progressToken !== undefined && isObject(msg.params)) {
         const { progressToken: _, ...progress } = msg.params;
-        controllerRef!.enqueue(sseEvent({
+        emit(sseEvent({
           jsonrpc: "2.0",
           method: "notifications/progress",
           params: { ...progress, progressToken: call.legacy.progressToken },
@@ -598,15 +878,25 @@ function sseRewriter(
     }
     if (msg.method === "notifications/message" && isObject(msg.params)) {
       if (logAllows(call.capabilities[LOG_LEVEL_KEY], msg.params.level)) {
-        controllerRef!.enqueue(sseEvent({ jsonrpc: "2.0", ...namedLog(call.backend, msg.params) }));
+        emit(sseEvent({ jsonrpc: "2.0", ...namedLog(call.backend, msg.params) }));
       }
       return;
     }
-    if (msg.id !== call.id || (!("result" in msg) && !("error" in msg))) return;
+    if (typeof msg.method === "string" && "id" in msg && call.toBackend) {
+      // A 2025-era backend's request during the call: refused as the SDK path refuses it for a
+      // client that declared neither elicitation nor sampling (input_relay.ts).
+      call.toBackend(
+        msg.method === "ping"
+          ? { jsonrpc: "2.0", id: msg.id, result: {} }
+          : { jsonrpc: "2.0", id: msg.id, error: refusalError(msg.method) },
+      );
+      return;
+    }
+    if (msg.id !== call.upstreamId || (!("result" in msg) && !("error" in msg))) return;
     const out = await finalMessage(call, msg);
     if (!out) return fail("malformed response", unavailableMessage);
     call.observed?.endWithMessage(out.message);
-    finish(sseEvent(out.message));
+    finish(out.message, out.status);
   };
   const stream = new TransformStream<Uint8Array, Uint8Array>({
     start(controller) {
@@ -630,13 +920,14 @@ function sseRewriter(
     cancel() {
       call.observed?.end("cancelled");
       done = true;
+      settle(call);
       clearTimeout(timer);
       call.legacy?.done();
     },
   });
   const broken = () => {
     if (done) return;
-    if (call.legacy?.cancelled.aborted) return finish(sseEvent(cancelledMessage(call)));
+    if (call.legacy?.cancelled.aborted) return finish(cancelledMessage(call));
     onBroken();
     fail("stream broken", unavailableMessage);
   };

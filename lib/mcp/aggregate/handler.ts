@@ -20,6 +20,11 @@
  * A 2025-era client's answer to a request the gateway sent it on a call's stream (elicitation,
  * sampling) arrives in a POST of its own, maybe at another isolate than the waiting call; it is
  * handed to the relay (input_relay.ts) and answered 202.
+ *
+ * Order of work, once per request: parse the body (not JSON → -32700 Parse error, JSON-RPC 2.0
+ * §5.1, whatever the headers), refuse names outside the scope, classify (era; a 2025-era
+ * client's session, checked once), then exactly one path: the `tools/call` fast path
+ * (fast_call.ts) when it has a plan, else the SDK.
  */
 import {
   createMcpHandler,
@@ -41,9 +46,9 @@ import { cancelKey, CancelRegistry } from "./cancel.ts";
 import { CALL_TOOL, type CatalogEnv, exposedToolCount, gatewayUriAllowed } from "./catalog.ts";
 import { LIST_CACHE_CHANNEL, ListCache } from "./list_cache.ts";
 import { legacyChangeStream, ScopedListenBus } from "./changes.ts";
-import { fastToolCall, isFastLegacyCall } from "./fast_call.ts";
+import { callEra, planFastCall, runFastCall } from "./fast_call.ts";
 import { requestCredentials } from "./per_user.ts";
-import { answerKey, clientAnswersOf, lacksCapability } from "./input_relay.ts";
+import { answerKey, clientAnswersOf } from "./input_relay.ts";
 import { backendPool, closeBackendPool } from "./pool.ts";
 import { RelayHub } from "./relay_hub.ts";
 import { openCappedStream, releaseWhenClosed } from "../stream_limits.ts";
@@ -253,12 +258,6 @@ const PER_USER_METHODS = new Set([
 ]);
 
 const CAPABILITIES_KEY = "io.modelcontextprotocol/clientCapabilities";
-/** Whether a 2025-era client declared a capability to answer relayed input requests. */
-function answersInput(capabilities: Record<string, unknown>): boolean {
-  return !lacksCapability(capabilities, "elicitation/create", {}) ||
-    !lacksCapability(capabilities, "sampling/createMessage", {});
-}
-
 function insufficientScope(deps: Deps, backend: string): Response {
   const scope = backendScope(backend);
   const description = `scope ${scope} (or mcp) is required for backend ${backend}`;
@@ -279,6 +278,10 @@ function insufficientScope(deps: Deps, backend: string): Response {
  * Serves an authenticated request to `/mcp` for `principal`. `logFields` (the router's fields of
  * this request's log line) receives `tool` for `tools/call`; `operation` (audit trail and
  * telemetry, lib/admin/mcp_operation.ts) is told the message and each backend call.
+ *
+ * One pass: the body is parsed (not JSON → -32700), routed names are checked against the scope,
+ * the request is classified once (its era, a 2025-era client's session, whether the `tools/call`
+ * fast path takes it) and handed to exactly one path: the fast path (fast_call.ts) or the SDK.
  */
 export async function serveAggregate(
   req: Request,
@@ -290,7 +293,6 @@ export async function serveAggregate(
   const allowed: BackendConfig[] = deps.config.backends.filter((b) =>
     scopeCoversBackend(principal.scope, b.name)
   );
-  let request = req;
   let parsed: unknown;
   let body: string | undefined;
   if (req.method === "POST" && mediaType(req) === "application/json") {
@@ -298,24 +300,12 @@ export async function serveAggregate(
     try {
       parsed = JSON.parse(text);
     } catch {
-      parsed = undefined;
+      // Parse first: whatever the headers say, a body that is not JSON is -32700 (JSON-RPC 2.0
+      // §5.1), before any session or version check (issue 15, defect 4).
+      return rpcError(400, -32700, "Parse error");
     }
-    for (const message of Array.isArray(parsed) ? parsed : [parsed]) {
-      const named = [
-        routedBackend(message),
-        ...listenedUris(message).map((u) => unwrapUri(u)?.backend),
-      ];
-      for (const backend of named) {
-        if (
-          backend && deps.config.backends.some((b) => b.name === backend) &&
-          !scopeCoversBackend(principal.scope, backend)
-        ) {
-          operation?.describe(message, req.headers);
-          operation?.denied(backend);
-          return insufficientScope(deps, backend);
-        }
-      }
-    }
+    const refused = scopeRefusal(deps, principal, parsed, req.headers, operation);
+    if (refused) return refused;
     body = text;
   }
   const single = parsed && !Array.isArray(parsed) && typeof parsed === "object"
@@ -330,43 +320,52 @@ export async function serveAggregate(
     if (viaSearch) logFields.via = CALL_TOOL;
   }
   const user = credentialUser(principal);
-  const fastCall = {
-    deps,
-    pool: backendPool(deps),
-    allowed,
-    principalId: principal.id,
-    tools: principal.tools,
-    logFields,
-    operation,
-    ...(user ? { user } : {}),
-  };
+  const h = handlersFor(deps);
+
+  // Classify once. The era is the SDK's rule (MCP 2026-07-28 Transports §Backward
+  // Compatibility); a `tools/call` of the fast path's shape says it without the SDK's probe.
+  const era = callEra(req, single);
+  const legacy = era === "legacy" ||
+    (era === undefined &&
+      await isLegacyRequest(req, parsed, { maxRequestBodySize: MAX_BODY_BYTES }));
+  const opening = legacy && req.method === "POST" && single?.method === "initialize";
+  let session: (ValidatedSession & { id: string }) | undefined;
+  if (legacy && !opening) {
+    const checked = await checkSession(req, deps, principal.id);
+    if (checked instanceof Response) return checked;
+    session = checked;
+  }
   if (single?.method === "tools/call") {
-    // A call to a known modern backend skips both SDKs (fast_call.ts); else undefined. A legacy
-    // one has its session checked first, as below (same answers, before any SDK work).
-    // A 2025-era client that can answer elicitation or sampling takes the SDK path, which relays
-    // a modern backend's input requests to it (input_relay.ts).
-    let fast: Response | undefined;
-    if (isFastLegacyCall(req, single)) {
-      const session = await checkSession(req, deps, principal.id);
-      if (session instanceof Response) fast = session;
-      else if (!answersInput(session.record.clientCapabilities)) {
-        fast = await fastToolCall(req, single, fastCall, {
-          sessionHash: session.hash,
-          cancels: handlersFor(deps).cancels,
-          logLevel: session.record.logLevel,
-        });
-      }
-    } else fast = await fastToolCall(req, single, fastCall);
+    const plan = await planFastCall(
+      req,
+      single,
+      {
+        deps,
+        pool: backendPool(deps),
+        allowed,
+        principalId: principal.id,
+        tools: principal.tools,
+        logFields,
+        operation,
+        ...(user ? { user } : {}),
+      },
+      session && {
+        sessionHash: session.hash,
+        cancels: h.cancels,
+        capabilities: session.record.clientCapabilities,
+        logLevel: session.record.logLevel,
+      },
+    );
+    // `undefined` only when a per-user backend refused the user's credential (dropped now):
+    // the SDK path gives the connect answer.
+    const fast = plan && await runFastCall(plan);
     if (fast) return fast;
   }
-  if (body !== undefined) {
-    request = new Request(req.url, {
-      method: "POST",
-      headers: req.headers,
-      body,
-      signal: req.signal,
-    });
-  }
+
+  // The SDK path.
+  const request = body === undefined
+    ? req
+    : new Request(req.url, { method: "POST", headers: req.headers, body, signal: req.signal });
   const aggregateRequest: AggregateRequest = {
     backends: allowed,
     method: typeof single?.method === "string" ? single.method : undefined,
@@ -380,10 +379,9 @@ export async function serveAggregate(
     scopes: principal.scope.split(" "),
     extra: { request: aggregateRequest, principalId: principal.id },
   };
-  const h = handlersFor(deps);
-  const legacy = await isLegacyRequest(request, parsed, { maxRequestBodySize: MAX_BODY_BYTES });
   const perUser = req.method === "POST" && PER_USER_METHODS.has(aggregateRequest.method);
   if (!legacy) {
+    aggregateRequest.clientCapabilities = single?.params?._meta?.[CAPABILITIES_KEY];
     if (perUser) {
       aggregateRequest.credentials = await requestCredentials(
         deps,
@@ -412,29 +410,27 @@ export async function serveAggregate(
     });
   }
 
-  if (req.method === "POST" && single?.method === "initialize") {
-    const tooLarge = oversizedInitialize(single.params);
+  if (!session) {
+    const tooLarge = oversizedInitialize(single!.params);
     if (tooLarge) return rpcError(400, -32602, tooLarge, (single as { id?: unknown }).id ?? null);
     aggregateRequest.credentials = await requestCredentials(
       deps,
       allowed,
       user,
       "legacy",
-      single.params?.capabilities,
+      single!.params?.capabilities,
     );
     const res = await h.legacy(request, { parsedBody: parsed, authInfo });
     if (!res.ok) return res;
     const sessionId = await openSession(deps, principal.id, {
-      protocolVersion: String(single.params?.protocolVersion ?? ""),
-      clientCapabilities: single.params?.capabilities ?? {},
+      protocolVersion: String(single!.params?.protocolVersion ?? ""),
+      clientCapabilities: single!.params?.capabilities ?? {},
       user: principal.user,
     });
     const headers = new Headers(res.headers);
     headers.set("mcp-session-id", sessionId);
     return new Response(res.body, { status: res.status, headers });
   }
-  const session = await checkSession(req, deps, principal.id);
-  if (session instanceof Response) return session;
   const relaySession = {
     hash: session.hash,
     expiresAt: session.record.expiresAt,
@@ -484,4 +480,34 @@ export async function serveAggregate(
     h.cancels.cancel(cancelKey(sessionHash, single.params.requestId));
   }
   return await h.legacy(request, { parsedBody: parsed, authInfo });
+}
+
+/**
+ * The 403 `insufficient_scope` of a message naming a configured backend the token's scope does
+ * not cover (routed requests and listen filters), or `undefined`.
+ */
+function scopeRefusal(
+  deps: Deps,
+  principal: Principal,
+  parsed: unknown,
+  headers: Headers,
+  operation?: McpOperation,
+): Response | undefined {
+  for (const message of Array.isArray(parsed) ? parsed : [parsed]) {
+    const named = [
+      routedBackend(message),
+      ...listenedUris(message).map((u) => unwrapUri(u)?.backend),
+    ];
+    for (const backend of named) {
+      if (
+        backend && deps.config.backends.some((b) => b.name === backend) &&
+        !scopeCoversBackend(principal.scope, backend)
+      ) {
+        operation?.describe(message, headers);
+        operation?.denied(backend);
+        return insufficientScope(deps, backend);
+      }
+    }
+  }
+  return undefined;
 }

@@ -81,13 +81,23 @@ export function lacksCapability(
   return Object.keys(capability).length > 0 && capability.form === undefined;
 }
 
-function refusal(method: string): ProtocolError {
+/** The refusal of a request (`method`) the calling client cannot answer (see {@linkcode refusalError}). */
+export function refusal(method: string): ProtocolError {
+  const { code, message } = refusalError(method);
+  return new ProtocolError(code, message);
+}
+
+/**
+ * The JSON-RPC error a backend gets for a request (`method`) the calling client cannot answer:
+ * shared with the `tools/call` fast path (fast_call.ts), which refuses such requests itself.
+ */
+export function refusalError(method: string): { code: number; message: string } {
   const what = CAPABILITY_OF[method] ?? method;
-  return new ProtocolError(
-    ProtocolErrorCode.InvalidRequest,
-    `The client of this call did not declare the ${what} capability: the aggregated /mcp ` +
-      `endpoint cannot relay ${method} to it`,
-  );
+  return {
+    code: ProtocolErrorCode.InvalidRequest,
+    message: `The client of this call did not declare the ${what} capability: the aggregated ` +
+      `/mcp endpoint cannot relay ${method} to it`,
+  };
 }
 
 /** The key under which a 2025-era client's answer to request `id` of a session is awaited. */

@@ -16,10 +16,13 @@
  * tombstone and the broadcast reach it, and the TTL bounds what an isolate on its own could miss.
  * Concurrent misses of one list share one fetch. Lists come from the gateway's own backend
  * credentials (the configured headers), so one cached list serves every user; curation and
- * per-user globs apply after (catalog.ts).
+ * per-user globs apply after (catalog.ts). What a backend lists may depend on the capabilities
+ * the gateway declared for the caller, so each list is cached per relay profile
+ * (relay_profile.ts); an invalidation drops every profile's copy.
  */
 import type { BackendConfig } from "../../config.ts";
 import { sha256HexSync } from "../../infra/crypto.ts";
+import { RELAY_PROFILES, type RelayProfile } from "./relay_profile.ts";
 import type { Logger } from "../../infra/log.ts";
 import {
   listCacheKey,
@@ -84,17 +87,27 @@ export class ListCache {
     return this.#o.ttlMs > 0;
   }
 
-  /** The list `kind` of `backend`: cached, else fetched with `fetch` (and cached). */
-  get<T>(backend: BackendConfig, kind: ListCacheKind, fetch: () => Promise<T[]>): Promise<T[]> {
+  /**
+   * The list `kind` of `backend` as clients of relay `profile` see it: cached, else fetched with
+   * `fetch` (and cached).
+   */
+  get<T>(
+    backend: BackendConfig,
+    kind: ListCacheKind,
+    fetch: () => Promise<T[]>,
+    profile: RelayProfile = "",
+  ): Promise<T[]> {
     if (this.#o.ttlMs <= 0) return fetch();
-    const key = `${backend.name}\n${kind}`;
+    const key = `${backend.name}\n${kind}\n${profile}`;
     const entry = this.#entries.get(key);
     if (entry && entry.expiresAt > this.#o.now()) return Promise.resolve(entry.items as T[]);
     let loading = this.#loading.get(key);
     if (!loading) {
-      const started: Promise<unknown[]> = this.#load(backend, kind, key, fetch).finally(() => {
-        if (this.#loading.get(key) === started) this.#loading.delete(key);
-      });
+      const started: Promise<unknown[]> = this.#load(backend, kind, profile, key, fetch).finally(
+        () => {
+          if (this.#loading.get(key) === started) this.#loading.delete(key);
+        },
+      );
       this.#loading.set(key, loading = started);
     }
     return loading as Promise<T[]>;
@@ -111,9 +124,11 @@ export class ListCache {
     }
     const now = this.#o.now();
     const tombstone: ListCacheMeta = { source: "", generation: "", parts: 0, expiresAt: now };
-    const write = this.#o.kv.set(listCacheKey(backend, kind), tombstone, {
-      expireIn: this.#o.ttlMs,
-    }).then(
+    const op = this.#o.kv.atomic();
+    for (const profile of RELAY_PROFILES) {
+      op.set(listCacheKey(backend, kind, profile), tombstone, { expireIn: this.#o.ttlMs });
+    }
+    const write = op.commit().then(
       () => {},
       (error) => this.#warn("list_cache_invalidate_failed", backend, error),
     ).finally(() => this.#writes.delete(write));
@@ -127,15 +142,18 @@ export class ListCache {
   }
 
   #forget(backend: string, kind: ListCacheKind): void {
-    const key = `${backend}\n${kind}`;
-    this.#entries.delete(key);
-    this.#generations.set(key, (this.#generations.get(key) ?? 0) + 1);
-    this.#loading.delete(key);
+    for (const profile of RELAY_PROFILES) {
+      const key = `${backend}\n${kind}\n${profile}`;
+      this.#entries.delete(key);
+      this.#generations.set(key, (this.#generations.get(key) ?? 0) + 1);
+      this.#loading.delete(key);
+    }
   }
 
   async #load<T>(
     backend: BackendConfig,
     kind: ListCacheKind,
+    profile: RelayProfile,
     key: string,
     fetch: () => Promise<T[]>,
   ): Promise<T[]> {
@@ -143,7 +161,7 @@ export class ListCache {
     const source = sha256HexSync(backend.url).slice(0, 16);
     let seen: Deno.KvEntryMaybe<ListCacheMeta> | undefined;
     try {
-      seen = await this.#o.kv.get<ListCacheMeta>(listCacheKey(backend.name, kind));
+      seen = await this.#o.kv.get<ListCacheMeta>(listCacheKey(backend.name, kind, profile));
       const stored = await this.#read(backend.name, kind, seen.value, source);
       if (stored) {
         this.#keep(key, generation, { items: stored, expiresAt: seen.value!.expiresAt });
@@ -155,7 +173,7 @@ export class ListCache {
     const items = await fetch();
     const expiresAt = this.#o.now() + this.#o.ttlMs;
     if (this.#keep(key, generation, { items, expiresAt }) && seen) {
-      await this.#write(backend.name, kind, seen, { source, expiresAt }, items);
+      await this.#write(backend.name, kind, profile, seen, { source, expiresAt }, items);
     }
     return items;
   }
@@ -195,6 +213,7 @@ export class ListCache {
   async #write(
     backend: string,
     kind: ListCacheKind,
+    profile: RelayProfile,
     seen: Deno.KvEntryMaybe<ListCacheMeta>,
     head: { source: string; expiresAt: number },
     items: unknown[],
@@ -213,7 +232,7 @@ export class ListCache {
       );
     }
     const meta: ListCacheMeta = { ...head, generation, parts };
-    op.set(listCacheKey(backend, kind), meta, { expireIn });
+    op.set(listCacheKey(backend, kind, profile), meta, { expireIn });
     try {
       await op.commit();
     } catch (error) {

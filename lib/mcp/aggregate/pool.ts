@@ -12,6 +12,12 @@
  * carrying the user's current credential (lib/credentials/credential.ts), at most
  * {@linkcode MAX_USER_CLIENTS} of them per isolate, closed after {@linkcode USER_CLIENT_IDLE_MS}
  * unused or when the user's connection changes.
+ *
+ * What the gateway declares to a backend depends on the caller (relay_profile.ts): a backend has
+ * one client per relay profile (`""`, `"e"`, `"s"`, `"es"`) that callers used, each declaring
+ * only the capabilities the gateway can relay for such a caller. The `""` client is the
+ * backend's primary one: it hears the session-wide log messages and resource updates and holds
+ * subscriptions and log levels; every client relays its list changes.
  */
 import {
   Client,
@@ -31,18 +37,32 @@ import {
 import type { UserRef } from "../../store.ts";
 import { CallTap } from "./call_relay.ts";
 import { ChangeHub, type ListKind } from "./changes.ts";
-import { SDK_TIMEOUT_MS } from "./fanout.ts";
+import { ListWatch } from "./list_watch.ts";
+import { declaredCapabilities, type RelayProfile } from "./relay_profile.ts";
 import { propagateTraceContext } from "../../admin/telemetry.ts";
 
 /** A connected backend. */
 export interface BackendConnection {
   name: string;
-  /** Its slot in the pool: the backend's name, plus the user's subject for per-user backends. */
+  /**
+   * Its slot in the pool: the backend's name, plus the user's subject for per-user backends and
+   * the relay profile unless `""`.
+   */
   key: string;
+  /** What it declared to the backend (relay_profile.ts). */
+  profile: RelayProfile;
   client: Client;
   era: "legacy" | "modern";
   capabilities: ServerCapabilities;
   instructions?: string;
+  /**
+   * A 2025-era backend's wire facts as the SDK client negotiated them (its `MCP-Protocol-Version`
+   * and, when the backend keeps sessions, its `Mcp-Session-Id`): the `tools/call` fast path
+   * (fast_call.ts) posts on the same session. Absent for modern backends.
+   */
+  wire?: { protocolVersion: string; sessionId?: string };
+  /** The connection's call tap (call_relay.ts): the fast path counts its calls there too. */
+  tap?: CallTap;
 }
 
 /** After a failed connect, further requests fail fast for this long before a new attempt. */
@@ -74,16 +94,22 @@ interface Slot {
   usedAt?: number;
 }
 
-/** The pool as one caller sees it: per-user backends resolve to that user's clients. */
+/**
+ * The pool as one caller sees it: per-user backends resolve to that user's clients, and every
+ * backend to the client of the caller's relay profile.
+ */
 export interface PoolView {
+  /** The caller's relay profile (relay_profile.ts). */
+  readonly profile: RelayProfile;
   get(name: string): Promise<BackendConnection>;
   connected(name: string): BackendConnection | undefined;
   invalidate(connection: BackendConnection): void;
 }
 
-/** The slot of a backend: per-user backends have one per user. */
-const slotKey = (backend: BackendConfig, user: UserRef | undefined) =>
-  backend.auth && user ? `${backend.name}\n${user.sub}` : backend.name;
+/** The slot of a backend: per-user backends have one per user; each has one per profile. */
+const slotKey = (backend: BackendConfig, user: UserRef | undefined, profile: RelayProfile) =>
+  (backend.auth && user ? `${backend.name}\n${user.sub}` : backend.name) +
+  (profile ? `\t${profile}` : "");
 
 /** Connected clients of every backend of one gateway instance. */
 export class BackendPool {
@@ -103,15 +129,21 @@ export class BackendPool {
     // A user connected or disconnected a backend in this isolate: their client starts afresh,
     // and clients refetch their tool lists (`{backend}__connect` ↔ the backend's tools).
     this.#unsubscribe = onConnectionChange(deps.kv, (sub, name) => {
-      this.#drop(`${name}\n${sub}`);
+      for (const key of [...this.#slots.keys()]) {
+        if (key === `${name}\n${sub}` || key.startsWith(`${name}\n${sub}\t`)) this.#drop(key);
+      }
       this.changes.publish("tools", name);
     });
   }
 
-  /** This pool as `user` sees it (undefined: a caller acting for no user). */
-  forUser(user: UserRef | undefined): PoolView {
+  /**
+   * This pool as `user` sees it (undefined: a caller acting for no user), with the clients of
+   * relay profile `profile` (the caller's, relay_profile.ts).
+   */
+  forUser(user: UserRef | undefined, profile: RelayProfile = ""): PoolView {
     return {
-      get: (name) => this.get(name, user),
+      profile,
+      get: (name) => this.get(name, user, profile),
       connected: (name) => this.connected(name, user),
       invalidate: (connection) => this.invalidate(connection),
     };
@@ -123,15 +155,15 @@ export class BackendPool {
   }
 
   /**
-   * The connection of `name` (for a per-user backend, `user`'s), connecting if needed. Rejects
-   * when the backend is unreachable, or with `NotConnectedError` when a per-user backend has no
-   * user or the user no usable connection.
+   * The connection of `name` (for a per-user backend, `user`'s) that declared `profile`,
+   * connecting if needed. Rejects when the backend is unreachable, or with `NotConnectedError`
+   * when a per-user backend has no user or the user no usable connection.
    */
-  get(name: string, user?: UserRef): Promise<BackendConnection> {
+  get(name: string, user?: UserRef, profile: RelayProfile = ""): Promise<BackendConnection> {
     const backend = this.backend(name);
     if (!backend) return Promise.reject(new Error(`unknown backend ${name}`));
     if (backend.auth && !user) return Promise.reject(new NotConnectedError(name));
-    const key = slotKey(backend, user);
+    const key = slotKey(backend, user, profile);
     const slot = this.#slots.get(key);
     if (
       slot && (slot.failedAt === undefined || performance.now() - slot.failedAt < RETRY_AFTER_MS)
@@ -140,7 +172,7 @@ export class BackendPool {
       return slot.promise;
     }
     if (backend.auth) this.#makeRoomForUser();
-    const fresh: Slot = { promise: this.#connect(backend, key, user) };
+    const fresh: Slot = { promise: this.#connect(backend, key, user, profile) };
     if (backend.auth) {
       fresh.usedAt = performance.now();
       if (slot?.usedAt === undefined) this.#userSlots++;
@@ -158,16 +190,20 @@ export class BackendPool {
   }
 
   /**
-   * The live connection of `name` (for a per-user backend, `user`'s) when it is already
-   * established (no connect, no wait), else `undefined`: lets a caller use the remembered era
-   * without starting a probe.
+   * A live connection of `name` (for a per-user backend, `user`'s; of any profile, the primary
+   * one first) when one is already established (no connect, no wait), else `undefined`: lets a
+   * caller use the remembered era without starting a probe.
    */
   connected(name: string, user?: UserRef): BackendConnection | undefined {
     const backend = this.backend(name);
     if (!backend || (backend.auth && !user)) return undefined;
-    const slot = this.#slots.get(slotKey(backend, user));
-    if (slot?.usedAt !== undefined) slot.usedAt = performance.now();
-    return slot?.failedAt === undefined ? slot?.connection : undefined;
+    for (const profile of ["", "e", "s", "es"] as const) {
+      const slot = this.#slots.get(slotKey(backend, user, profile));
+      if (!slot?.connection || slot.failedAt !== undefined) continue;
+      if (slot.usedAt !== undefined) slot.usedAt = performance.now();
+      return slot.connection;
+    }
+    return undefined;
   }
 
   /** Forgets a broken connection (closing it) so that the next request reconnects. */
@@ -226,9 +262,10 @@ export class BackendPool {
   /**
    * Relays the backend's list changes to {@linkcode changes}: legacy backends send them on the
    * session's GET stream (the SDK opens it after `initialize`); modern backends only on a
-   * `subscriptions/listen` stream, opened here once per connection.
+   * `subscriptions/listen` stream, watched per connection with a timeout, retries and a polling
+   * fallback (list_watch.ts) until the connection closes.
    */
-  #watchLists(connection: BackendConnection): void {
+  #watchLists(connection: BackendConnection, backend: BackendConfig): void {
     const kinds = announcedKinds(connection.capabilities);
     for (const kind of kinds) {
       connection.client.setNotificationHandler(
@@ -237,18 +274,21 @@ export class BackendPool {
       );
     }
     if (connection.era === "modern" && kinds.length > 0) {
-      connection.client.listen({
-        toolsListChanged: kinds.includes("tools"),
-        promptsListChanged: kinds.includes("prompts"),
-        resourcesListChanged: kinds.includes("resources"),
-      }, { timeout: SDK_TIMEOUT_MS }).catch((error) =>
-        this.#deps.log({
-          level: "warn",
-          event: "backend_listen_failed",
-          backend: connection.name,
-          error: error instanceof Error ? error.message.slice(0, 200) : "unknown",
-        })
-      );
+      const watch = new ListWatch({
+        backend: connection.name,
+        client: connection.client,
+        kinds,
+        timeoutMs: backend.timeoutMs,
+        pollMs: backend.listPollSeconds * 1000,
+        publish: (kind) => this.changes.publish(kind, connection.name),
+        log: this.#deps.log,
+      });
+      const onclose = connection.client.onclose;
+      connection.client.onclose = () => {
+        watch.stop();
+        onclose?.();
+      };
+      watch.start();
     }
   }
 
@@ -266,16 +306,17 @@ export class BackendPool {
     backend: BackendConfig,
     key: string,
     user: UserRef | undefined,
+    profile: RelayProfile,
   ): Promise<BackendConnection> {
     if (this.#closed) throw new Error("backend pool is closed");
     const started = performance.now();
     const client = new Client(
       { name: this.#deps.config.serverName, version: "1.0.0" },
-      { versionNegotiation: { mode: "auto" }, capabilities: RELAYED_CLIENT_CAPABILITIES },
+      { versionNegotiation: { mode: "auto" }, capabilities: declaredCapabilities(profile) },
     );
     const tap = new CallTap();
-    relayServerRequests(client, backend.name, tap);
-    this.#hearNotices(client, backend.name);
+    relayServerRequests(client, backend.name, tap, profile);
+    if (profile === "") this.#hearNotices(client, backend.name);
     const transport = new StreamableHTTPClientTransport(new URL(backend.url), {
       fetch: tap.fetch(
         backend.auth && user ? credentialFetch(this.#deps, user, backend) : this.#deps.fetch,
@@ -298,17 +339,26 @@ export class BackendPool {
     const connection: BackendConnection = {
       name: backend.name,
       key,
+      profile,
       client,
       era: client.getProtocolEra() === "modern" ? "modern" : "legacy",
       capabilities: client.getServerCapabilities() ?? {},
       instructions: client.getInstructions(),
+      tap,
     };
-    this.#watchLists(connection);
-    for (const l of this.listeners) l.connected?.(connection);
+    if (connection.era === "legacy") {
+      connection.wire = {
+        protocolVersion: client.getNegotiatedProtocolVersion() ?? "2025-03-26",
+        ...(transport.sessionId ? { sessionId: transport.sessionId } : {}),
+      };
+    }
+    this.#watchLists(connection, backend);
+    if (profile === "") { for (const l of this.listeners) l.connected?.(connection); }
     this.#deps.log({
       event: "backend_connected",
       backend: backend.name,
       era: connection.era,
+      declared: profile || "none",
       protocolVersion: client.getNegotiatedProtocolVersion(),
       ms: Math.round(performance.now() - started),
     });
@@ -321,20 +371,18 @@ export class BackendPool {
 }
 
 /**
- * What the gateway declares to backends as a client: elicitation and sampling, because they are
- * relayed to the end client (input_relay.ts); whether the end client supports them is checked
- * against that client's own declaration. Modern backends see these capabilities in every
- * request's envelope.
- */
-export const RELAYED_CLIENT_CAPABILITIES = { elicitation: { form: {} }, sampling: {} };
-
-/**
  * A 2025-era backend sends elicitation/sampling as server-to-client requests on the shared
  * connection, on the SSE stream of the call they belong to: the tap (call_relay.ts) finds that
  * call, whose relay asks the end client. A request seen outside any call (on the session's GET
- * stream) is refused with a clear error, never left unanswered.
+ * stream) is refused with a clear error, never left unanswered. A client that did not declare
+ * the capability (its `profile`) has no handler: the SDK answers such a request -32601 at once.
  */
-function relayServerRequests(client: Client, backend: string, tap: CallTap): void {
+function relayServerRequests(
+  client: Client,
+  backend: string,
+  tap: CallTap,
+  profile: RelayProfile,
+): void {
   const relay = (method: string, what: string) => (request: any, ctx: any) => {
     const call = tap.take(ctx.mcpReq.id);
     if (!call) {
@@ -346,8 +394,32 @@ function relayServerRequests(client: Client, backend: string, tap: CallTap): voi
     }
     return call.ask(method, request.params ?? {}, ctx.mcpReq.signal) as any;
   };
-  client.setRequestHandler("elicitation/create", relay("elicitation/create", "elicitation"));
-  client.setRequestHandler("sampling/createMessage", relay("sampling/createMessage", "sampling"));
+  if (profile.includes("e")) {
+    client.setRequestHandler("elicitation/create", relay("elicitation/create", "elicitation"));
+  }
+  if (profile.includes("s")) {
+    client.setRequestHandler("sampling/createMessage", relay("sampling/createMessage", "sampling"));
+  }
+  // A backend asking anyway gets the reason at once (the SDK would say "Method not found").
+  client.fallbackRequestHandler = (request) => {
+    const what = request.method === "elicitation/create"
+      ? "elicitation"
+      : request.method === "sampling/createMessage"
+      ? "sampling"
+      : undefined;
+    if (!what) {
+      return Promise.reject(
+        new ProtocolError(ProtocolErrorCode.MethodNotFound, "Method not found"),
+      );
+    }
+    return Promise.reject(
+      new ProtocolError(
+        ProtocolErrorCode.InvalidRequest,
+        `The client of this call did not declare the ${what} capability: the aggregated /mcp ` +
+          `endpoint cannot relay ${request.method} to it`,
+      ),
+    );
+  };
 }
 
 /** The list kinds a backend says it announces changes of. */

@@ -36,6 +36,7 @@ import {
   type ServerCapabilities,
   type ServerContext,
 } from "@modelcontextprotocol/server";
+import { SdkError, SdkErrorCode } from "@modelcontextprotocol/client";
 import type { BackendConfig, GatewayConfig } from "../../config.ts";
 import { authFailure, isNotConnected } from "../../credentials/credential.ts";
 import type { Logger } from "../../infra/log.ts";
@@ -68,6 +69,7 @@ import {
 } from "./per_user.ts";
 import type { BackendConnection, BackendPool } from "./pool.ts";
 import { sealRequestState } from "./request_state.ts";
+import { onlyRelayable, relayProfile } from "./relay_profile.ts";
 import type { RelayHub, RelaySession } from "./relay_hub.ts";
 import { registerSessionMethods } from "./session_methods.ts";
 import { unwrapUri, wrapContentUris, wrapUri } from "./uri.ts";
@@ -97,6 +99,8 @@ export interface AggregateRequest {
   operation?: McpOperation;
   /** Per-user backends among `backends`: the caller's user and what they cannot use yet. */
   credentials?: RequestCredentials;
+  /** Modern leg: the capabilities the request's `_meta` declares (legacy: `session`'s). */
+  clientCapabilities?: unknown;
 }
 
 /** Shared, per-gateway parts of every server instance. */
@@ -245,6 +249,24 @@ export const timedOutMessage = (backend: string): string => `Backend ${backend} 
 /** The JSON-RPC error message of a backend that cannot be reached or answered garbage. */
 export const unavailableMessage = (backend: string): string => `Backend ${backend} is unavailable`;
 
+/**
+ * The JSON-RPC error message of a backend whose answer was a response but not a valid result
+ * (e.g. a 2026-07-28 result without `resultType`, which that revision's Basic §Result requires):
+ * the backend's fault, told as such; the connection stays (the next call is sent as usual).
+ */
+export const invalidResultMessage = (backend: string, why: string): string =>
+  `Backend ${backend} returned an invalid result: ${why}`;
+
+/**
+ * Why the SDK client refused a backend's result (`SdkErrorCode.InvalidResult`), shortened to
+ * its first clause ("missing required resultType"), or `undefined` for any other error.
+ */
+export function invalidResultReason(error: unknown): string | undefined {
+  if (!(error instanceof SdkError) || error.code !== SdkErrorCode.InvalidResult) return undefined;
+  const why = error.message.replace(/^Invalid result for [^:]*: /, "").split(" — ")[0]!;
+  return why.slice(0, 200);
+}
+
 /** Re-throws a backend failure as a JSON-RPC error the client can read (never a 500). */
 function relayError(
   env: AggregateEnv,
@@ -258,7 +280,10 @@ function relayError(
     throw error;
   }
   if (error instanceof ProtocolError) {
-    if (error.code === ProtocolErrorCode.MissingRequiredClientCapability) {
+    if (
+      error.code === ProtocolErrorCode.MissingRequiredClientCapability &&
+      !onlyRelayable((error.data as { requiredCapabilities?: unknown })?.requiredCapabilities)
+    ) {
       // The backend wants a capability the gateway does not declare to it (e.g. roots).
       throw new ProtocolError(
         error.code,
@@ -268,6 +293,19 @@ function relayError(
       );
     }
     throw new ProtocolError(error.code, error.message, error.data);
+  }
+  const invalid = invalidResultReason(error);
+  if (invalid !== undefined) {
+    env.log({
+      level: "warn",
+      event: "backend_call_failed",
+      backend,
+      error: `invalid result: ${invalid}`,
+    });
+    throw new ProtocolError(
+      ProtocolErrorCode.InternalError,
+      invalidResultMessage(backend, invalid),
+    );
   }
   const auth = authFailure(error);
   if (auth) {
@@ -327,8 +365,12 @@ function registerHandlers(
 ): void {
   const backends = request.backends;
   const byName = new Map(backends.map((b) => [b.name, b]));
-  // Per-user backends resolve to the caller's own clients (pool.ts `forUser`).
-  const pool = env.pool.forUser(request.credentials?.user);
+  // Per-user backends resolve to the caller's own clients (pool.ts `forUser`), every backend to
+  // the client that declared what can be relayed to this caller (relay_profile.ts).
+  const pool = env.pool.forUser(
+    request.credentials?.user,
+    relayProfile(request.session?.capabilities ?? request.clientCapabilities),
+  );
   const userEnv = { ...env, pool };
   const credentials = request.credentials;
   const disconnected = credentials?.disconnected;
