@@ -43,6 +43,10 @@ export interface BenchGateway {
   deps: Deps;
   /** Whether the config's `rateLimits` were raised out of the way. */
   rateLimitsRaised: boolean;
+  /** The environment the process runs with (to start a second process on the same KV file). */
+  env: Record<string, string>;
+  /** The `deno run` flags it runs with (e.g. `--v8-flags=…`). */
+  denoFlags: string[];
   /** Stops the process and starts a fresh one on the same port, config and KV file. */
   restart: () => Promise<void>;
   stop: () => Promise<void>;
@@ -130,6 +134,8 @@ export async function launchGateway(
     kv,
     deps,
     rateLimitsRaised,
+    env,
+    denoFlags,
     restart: async () => {
       await gw.proc.stop();
       gw.proc = await startGateway(name, repoRoot, env, port, denoFlags);

@@ -31,6 +31,18 @@ function drainTail(stream: ReadableStream<Uint8Array>, keep = 4000): () => strin
   return () => tail;
 }
 
+/** CPU time (user + system) a process has used so far, in ms (`/proc/<pid>/stat`), or null. */
+export function procCpuMs(pid: number): number | null {
+  try {
+    const stat = Deno.readTextFileSync(`/proc/${pid}/stat`);
+    const fields = stat.slice(stat.lastIndexOf(")") + 2).split(" ");
+    // utime and stime (fields 14 and 15 of stat(5)) in clock ticks of 10 ms.
+    return (Number(fields[11]) + Number(fields[12])) * 10;
+  } catch {
+    return null;
+  }
+}
+
 /** Reads a `/proc/<pid>/status` field in MB. */
 export function procStatusMb(pid: number, field: "VmHWM" | "VmRSS"): number | null {
   try {
@@ -131,19 +143,10 @@ export async function startGateway(
   port: number,
   denoFlags: string[] = [],
 ): Promise<Proc> {
-  const child = new Deno.Command(Deno.execPath(), {
-    args: ["run", "-A", ...denoFlags, "main.ts"],
-    cwd: repoRoot,
-    env: { ...env, PORT: String(port) },
-    stdout: "null",
-    stderr: "piped",
-    stdin: "null",
-  }).spawn();
-  const tail = drainTail(child.stderr);
-  const proc = wrap(name, child, port, tail);
+  const { proc, exited: ended } = spawnGateway(name, repoRoot, env, port, denoFlags);
   const deadline = Date.now() + 30_000;
   let exited = false;
-  child.status.then(() => exited = true);
+  ended.then(() => exited = true);
   while (Date.now() < deadline && !exited) {
     try {
       const res = await fetch(`${proc.url}/healthz`);
@@ -155,5 +158,28 @@ export async function startGateway(
     await new Promise((r) => setTimeout(r, 100));
   }
   await proc.stop();
-  throw new Error(`gateway did not start: ${tail().slice(-1500)}`);
+  throw new Error(`gateway did not start: ${proc.stderrTail().slice(-1500)}`);
+}
+
+/**
+ * Spawns `deno run -A <flags> main.ts` without waiting for it (cold-start timing starts here);
+ * `exited` resolves when the process ends.
+ */
+export function spawnGateway(
+  name: string,
+  repoRoot: string,
+  env: Record<string, string>,
+  port: number,
+  denoFlags: string[] = [],
+): { proc: Proc; exited: Promise<unknown> } {
+  const child = new Deno.Command(Deno.execPath(), {
+    args: ["run", "-A", ...denoFlags, "main.ts"],
+    cwd: repoRoot,
+    env: { ...env, PORT: String(port) },
+    stdout: "null",
+    stderr: "piped",
+    stdin: "null",
+  }).spawn();
+  const tail = drainTail(child.stderr);
+  return { proc: wrap(name, child, port, tail), exited: child.status };
 }

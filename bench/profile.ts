@@ -52,8 +52,8 @@ async function cdp(wsUrl: string) {
 
 function shortUrl(url: string): string {
   if (!url) return "(native)";
-  const i = url.indexOf("/work/main/");
-  if (i >= 0) return url.slice(i + "/work/main/".length);
+  const root = `file://${REPO_ROOT}/`;
+  if (url.startsWith(root)) return url.slice(root.length);
   const npm = url.indexOf("registry.npmjs.org/");
   if (npm >= 0) return "npm:" + url.slice(npm + "registry.npmjs.org/".length).split("/")[0];
   return url.replace(/^ext:/, "ext:").slice(0, 60);
@@ -94,6 +94,26 @@ export function summarize(profile: Profile, top = 25): string[] {
   for (const [k, v] of [...fn].sort((a, b) => b[1] - a[1]).slice(0, top)) {
     lines.push(`  ${pct(v)}  ${k}`);
   }
+  // Inclusive time of the gateway's own functions (a sample counts once per function on its
+  // stack): what each step of the request path costs with everything it calls.
+  const parent = new Map<number, number>();
+  for (const n of profile.nodes) for (const c of n.children ?? []) parent.set(c, n.id);
+  const inclusive = new Map<string, number>();
+  for (const [id, count] of selfCount) {
+    const seen = new Set<string>();
+    for (let at: number | undefined = id; at !== undefined; at = parent.get(at)) {
+      const f = byId.get(at)!.callFrame;
+      if (!f.url.startsWith(`file://${REPO_ROOT}/`)) continue;
+      const key = `${f.functionName || "(anonymous)"} ${shortUrl(f.url)}:${f.lineNumber + 1}`;
+      if (seen.has(key)) continue;
+      seen.add(key);
+      inclusive.set(key, (inclusive.get(key) ?? 0) + count);
+    }
+  }
+  lines.push("", "total (inclusive) time of the gateway's functions:");
+  for (const [k, v] of [...inclusive].sort((a, b) => b[1] - a[1]).slice(0, top)) {
+    lines.push(`  ${pct(v)}  ${k}`);
+  }
   lines.push("", "self time by module (or native frame):");
   for (const [k, v] of [...mod].sort((a, b) => b[1] - a[1]).slice(0, top)) {
     lines.push(`  ${pct(v)}  ${k}`);
@@ -120,7 +140,7 @@ export async function profilePassThrough(
     const url = `${gw.publicUrl}/mcp/alpha`;
     const problem = await probe(url, req);
     if (problem) throw new Error(`pass-through not working: ${problem}`);
-    const spec = { url, headers: req.headers, body: req.body, connections: 32, durationS: 2 };
+    const spec = { url, headers: req.headers, body: req.body, connections: 16, durationS: 2 };
     await runLoad(tool, spec); // warm-up (JIT)
     const targets = await (await fetch(`http://127.0.0.1:${inspectPort}/json/list`)).json();
     const session = await cdp(targets[0].webSocketDebuggerUrl);
@@ -130,7 +150,7 @@ export async function profilePassThrough(
     const r = await runLoad(tool, { ...spec, durationS: seconds });
     const { profile } = await session.send("Profiler.stop");
     session.close();
-    return { rps: r.rps, lines: summarize(profile, 15) };
+    return { rps: r.rps, lines: summarize(profile, 20) };
   } finally {
     await gw.stop();
   }

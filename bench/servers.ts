@@ -6,8 +6,16 @@
  *   protocol eras (initialize / server/discover, tools/list, tools/call). Every request with an
  *   id is answered after `delayMs` (0 = at once). Any path is served, so one process stands for
  *   many backends (`/b1`, `/b2`, …).
- * - `bare <targetUrl>`: the floor of any Deno proxy: `Deno.serve` + `fetch`, no auth, request
- *   and response bodies streamed through.
+ * - `backend2025 [sessions]`: a minimal 2025-era (2025-11-25) JSON-RPC backend: `initialize`,
+ *   `tools/list`, `tools/call`, no `server/discover` and no `_meta` envelope. With `sessions`
+ *   its `initialize` answer carries an `Mcp-Session-Id`, and a request naming an unknown session
+ *   gets 404 (MCP 2025-11-25 Transports §Session Management). A request without the header is
+ *   served (the issue's floor forwards no session header, and the floor must reach the same
+ *   backend).
+ * - `floor <targetUrl>`: EXACTLY the floor of issue 14: `Deno.serve` + `fetch`, forwarding only
+ *   `content-type` and `accept`, answering with the upstream's status and `content-type`.
+ * - `bare <targetUrl>`: the older reference proxy: copies every header both ways (minus
+ *   hop-by-hop) and passes the request's abort signal; slower than the floor.
  *
  * Each prints one line `{"port": n}` on stdout once it listens on 127.0.0.1.
  */
@@ -119,6 +127,95 @@ export function backendHandler(delayMs: number): (req: Request) => Promise<Respo
   };
 }
 
+/**
+ * Handler of a minimal 2025-era backend (see the module doc): sessionless, or issuing
+ * `Mcp-Session-Id` on `initialize` when `sessions` is set.
+ */
+export function backend2025Handler(sessions: boolean): (req: Request) => Promise<Response> {
+  const live = new Set<string>();
+  const json = { "content-type": "application/json" };
+  const serverInfo = { name: `bench-backend-2025${sessions ? "-sessions" : ""}`, version: "1" };
+  const answer = (id: unknown, result: unknown, headers: Record<string, string> = json) =>
+    new Response(JSON.stringify({ jsonrpc: "2.0", id, result }), { status: 200, headers });
+  return async (req) => {
+    if (req.method === "DELETE" && sessions) {
+      live.delete(req.headers.get("mcp-session-id") ?? "");
+      return new Response(null, { status: 204 });
+    }
+    if (req.method !== "POST") {
+      return new Response(null, { status: 405, headers: { allow: "POST" } });
+    }
+    const sid = req.headers.get("mcp-session-id");
+    if (sessions && sid !== null && !live.has(sid)) {
+      return new Response(
+        JSON.stringify({
+          jsonrpc: "2.0",
+          id: null,
+          error: { code: -32001, message: "unknown session" },
+        }),
+        { status: 404, headers: json },
+      );
+    }
+    let msg: RpcRequest;
+    try {
+      msg = await req.json();
+    } catch {
+      return new Response(
+        JSON.stringify({ jsonrpc: "2.0", id: null, error: { code: -32700, message: "parse" } }),
+        { status: 400, headers: json },
+      );
+    }
+    if (msg.id === undefined) return new Response(null, { status: 202 });
+    switch (msg.method) {
+      case "initialize": {
+        const asked = String(msg.params?.protocolVersion ?? "");
+        const version = ["2025-11-25", "2025-06-18", "2025-03-26"].includes(asked)
+          ? asked
+          : "2025-11-25";
+        const result = { protocolVersion: version, capabilities: { tools: {} }, serverInfo };
+        if (!sessions) return answer(msg.id, result);
+        const id = crypto.randomUUID();
+        if (live.size >= 10_000) live.clear();
+        live.add(id);
+        return answer(msg.id, result, { ...json, "mcp-session-id": id });
+      }
+      case "ping":
+        return answer(msg.id, {});
+      case "tools/list":
+        return answer(msg.id, { tools: [BENCH_TOOL] });
+      case "tools/call":
+        return answer(msg.id, { content: [{ type: "text", text: "ok" }], isError: false });
+      default:
+        return new Response(
+          JSON.stringify({
+            jsonrpc: "2.0",
+            id: msg.id,
+            error: { code: -32601, message: "Method not found" },
+          }),
+          { status: 200, headers: json },
+        );
+    }
+  };
+}
+
+/** The floor of issue 14, verbatim: the cheapest useful Deno proxy in front of `upstream`. */
+export function floorHandler(upstream: string): (req: Request) => Promise<Response> {
+  return async (req) => {
+    const r = await fetch(upstream, {
+      method: req.method,
+      headers: {
+        "content-type": "application/json",
+        accept: req.headers.get("accept") ?? "application/json",
+      },
+      body: req.body,
+    });
+    return new Response(r.body, {
+      status: r.status,
+      headers: { "content-type": r.headers.get("content-type") ?? "application/json" },
+    });
+  };
+}
+
 const HOP_BY_HOP = new Set([
   "host",
   "connection",
@@ -150,9 +247,13 @@ if (import.meta.main) {
   const [kind, arg] = Deno.args;
   let handler: (req: Request) => Promise<Response>;
   if (kind === "backend") handler = backendHandler(Number(arg ?? "0"));
+  else if (kind === "backend2025") handler = backend2025Handler(arg === "sessions");
+  else if (kind === "floor" && arg) handler = floorHandler(arg);
   else if (kind === "bare" && arg) handler = bareProxyHandler(arg);
   else {
-    console.error("usage: servers.ts backend [delayMs] | bare <targetUrl>");
+    console.error(
+      "usage: servers.ts backend [delayMs] | backend2025 [sessions] | floor <url> | bare <url>",
+    );
     Deno.exit(2);
   }
   Deno.serve({

@@ -115,14 +115,22 @@ export async function readSettings(env: (name: string) => string | undefined): P
   };
 }
 
-/** The MCP rate limiter of a config: one-minute windows, flushed to KV about every second. */
-export function buildMcpRateLimiter(config: GatewayConfig, log: Logger): BatchedRateLimiter {
+/**
+ * The MCP rate limiter of a config: one-minute windows, flushed to KV about every second (on a
+ * timer too, unless `timer` is false: tests drive flushes themselves).
+ */
+export function buildMcpRateLimiter(
+  config: GatewayConfig,
+  log: Logger,
+  timer = true,
+): BatchedRateLimiter {
   return new BatchedRateLimiter({
     bucket: "mcp",
     limit: config.rateLimits.mcpPerGrantPerMinute,
     windowMs: 60_000,
     flushIntervalMs: 1000,
     flushEvery: 100,
+    timer,
     onError: (error) =>
       log({
         level: "warn",

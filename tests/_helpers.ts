@@ -64,7 +64,7 @@ export async function makeDeps(
     fetch: globalThis.fetch.bind(globalThis),
     log,
     tokenCache: new TokenCache({ ttlMs: options.cacheTtlMs ?? 1000 }),
-    mcpRateLimiter: buildMcpRateLimiter(config, log),
+    mcpRateLimiter: buildMcpRateLimiter(config, log, false),
     externalJwtVerifiers: [],
     // Flushed only by the test (`await deps.audit.flush()`): nothing writes between steps.
     audit: buildAuditWriter(config, { kv, log, now: () => deps.now() }, 0),

@@ -31,6 +31,15 @@ Deno.test("hit(): a fixed-window counter in KV", async (t) => {
       assertEquals((await peek(kv, "test", "ip", 100, MINUTE, now)).count, 25);
     });
 
+    await t.step("a concurrent burst lets exactly the limit through (issue 14)", async () => {
+      const now = Date.now();
+      const results = await Promise.all(
+        Array.from({ length: 20 }, () => hit(kv, "burst", "ip", 6, MINUTE, now)),
+      );
+      assertEquals(results.filter((r) => r.allowed).length, 6);
+      assertEquals((await peek(kv, "burst", "ip", 6, MINUTE, now)).count, 6);
+    });
+
     await t.step("past the limit: refused with Retry-After up to the window's end", async () => {
       const now = Date.now();
       for (let i = 0; i < 3; i++) assert((await hit(kv, "t2", "ip", 3, MINUTE, now)).allowed);
@@ -53,6 +62,41 @@ Deno.test("hit(): a fixed-window counter in KV", async (t) => {
   }
 });
 
+Deno.test("/token per-IP limit over real HTTP: a burst of 20 lets exactly 6 through", async () => {
+  const deps = await makeDeps({
+    config: {
+      backends: [{ name: "alpha", url: "http://127.0.0.1:9/mcp" }],
+      rateLimits: { tokenPerIpPerMinute: 6 },
+    },
+  });
+  const server = Deno.serve(
+    { hostname: "127.0.0.1", port: 0, onListen: () => {} },
+    createHandler(deps),
+  );
+  try {
+    const responses = await Promise.all(
+      Array.from({ length: 20 }, () =>
+        fetch(`http://127.0.0.1:${server.addr.port}/token`, {
+          method: "POST",
+          headers: { "content-type": "application/x-www-form-urlencoded" },
+          body: "grant_type=refresh_token&refresh_token=gwrt_unknown&client_id=nobody",
+        })),
+    );
+    const statuses: number[] = [];
+    for (const res of responses) {
+      statuses.push(res.status);
+      assertEquals(res.headers.get("content-type"), "application/json");
+      const body = await res.json();
+      if (res.status === 429) assertEquals(body.error, "temporarily_unavailable");
+      else assertEquals(res.status, 401, JSON.stringify(body));
+    }
+    assertEquals(statuses.filter((s) => s !== 429).length, 6, statuses.join(","));
+  } finally {
+    await server.shutdown();
+    deps.kv.close();
+  }
+});
+
 Deno.test("BatchedRateLimiter (per-isolate counts, flushed to KV with sum)", async (t) => {
   const kv = await Deno.openKv(":memory:");
   // The start of a window, so that advancing by seconds stays in it.
@@ -60,21 +104,26 @@ Deno.test("BatchedRateLimiter (per-isolate counts, flushed to KV with sum)", asy
   const make = () =>
     new BatchedRateLimiter({ bucket: "mcp", limit: 5, windowMs: MINUTE, flushEvery: 100 });
   try {
-    await t.step("allows `limit` events, then refuses with Retry-After to the window end", () => {
-      const limiter = make();
-      for (let i = 1; i <= 5; i++) assertEquals(limiter.check(kv, "g1", now).allowed, true);
-      const refused = limiter.check(kv, "g1", now);
-      assertEquals(refused.allowed, false);
-      assertEquals(refused.retryAfterSeconds, 59);
-    });
+    await t.step(
+      "allows `limit` events, then refuses with Retry-After to the window end",
+      async () => {
+        const limiter = make();
+        for (let i = 1; i <= 5; i++) {
+          assertEquals((await limiter.check(kv, "g1", now)).allowed, true);
+        }
+        const refused = await limiter.check(kv, "g1", now);
+        assertEquals(refused.allowed, false);
+        assertEquals(refused.retryAfterSeconds, 59);
+      },
+    );
 
     await t.step("does not write KV on every event: once per interval or batch", async () => {
       const limiter = make();
-      for (let i = 0; i < 4; i++) limiter.check(kv, "g2", now);
+      for (let i = 0; i < 4; i++) await limiter.check(kv, "g2", now);
       await limiter.settled();
       assertEquals(await counterIn(kv, "g2", now), 1, "only the window's first event flushed");
       now += 1000;
-      limiter.check(kv, "g2", now);
+      await limiter.check(kv, "g2", now);
       await limiter.settled();
       assertEquals(await counterIn(kv, "g2", now), 5);
     });
@@ -87,7 +136,7 @@ Deno.test("BatchedRateLimiter (per-isolate counts, flushed to KV with sum)", asy
         flushEvery: 10,
       });
       for (let i = 0; i < 11; i++) {
-        limiter.check(kv, "g3", now);
+        await limiter.check(kv, "g3", now);
         await limiter.settled();
       }
       assertEquals(await counterIn(kv, "g3", now), 11);
@@ -96,22 +145,54 @@ Deno.test("BatchedRateLimiter (per-isolate counts, flushed to KV with sum)", asy
     await t.step("isolates share the window total through KV (approximate)", async () => {
       const a = make();
       const b = make();
-      for (let i = 0; i < 3; i++) a.check(kv, "g4", now);
+      for (let i = 0; i < 3; i++) await a.check(kv, "g4", now);
       await a.flush(kv, now);
       assertEquals(await counterIn(kv, "g4", now), 3);
-      // b learns the shared total with its first flush (in the background).
-      assertEquals(b.check(kv, "g4", now).allowed, true);
+      // b reads the shared total before its first event of the window.
+      assertEquals((await b.check(kv, "g4", now)).allowed, true);
       await b.settled();
-      assertEquals(b.check(kv, "g4", now).allowed, true, "3 (a) + 1 + 1 = 5");
-      assertEquals(b.check(kv, "g4", now).allowed, false);
+      assertEquals((await b.check(kv, "g4", now)).allowed, true, "3 (a) + 1 + 1 = 5");
+      assertEquals((await b.check(kv, "g4", now)).allowed, false);
       assertEquals((await peek(kv, "mcp", "g4", 5, MINUTE, now)).count, 4);
     });
 
-    await t.step("a new window starts from zero", () => {
+    await t.step("a new window starts from zero", async () => {
       const limiter = make();
-      for (let i = 0; i < 5; i++) limiter.check(kv, "g5", now);
-      assertEquals(limiter.check(kv, "g5", now).allowed, false);
-      assertEquals(limiter.check(kv, "g5", now + MINUTE).allowed, true);
+      for (let i = 0; i < 5; i++) await limiter.check(kv, "g5", now);
+      assertEquals((await limiter.check(kv, "g5", now)).allowed, false);
+      assertEquals((await limiter.check(kv, "g5", now + MINUTE)).allowed, true);
+    });
+
+    await t.step("a burst on a second isolate waits for one read of the KV total", async () => {
+      const a = make();
+      const b = make();
+      for (let i = 0; i < 3; i++) await a.check(kv, "g7", now);
+      await a.flush(kv, now);
+      const burst = await Promise.all(Array.from({ length: 5 }, () => b.check(kv, "g7", now)));
+      assertEquals(burst.filter((r) => r.allowed).length, 2, "3 (a) + 2 = 5");
+    });
+
+    await t.step("option timer: a pending count reaches KV with no further event", async () => {
+      const limiter = new BatchedRateLimiter({
+        bucket: "mcp",
+        limit: 100,
+        windowMs: MINUTE,
+        flushIntervalMs: 20,
+        timer: true,
+      });
+      try {
+        for (let i = 0; i < 5; i++) await limiter.check(kv, "g8", now);
+        await limiter.settled();
+        assertEquals(await counterIn(kv, "g8", now), 1, "only the first event flushed at once");
+        const deadline = Date.now() + 10_000;
+        while (await counterIn(kv, "g8", now) < 5 && Date.now() < deadline) {
+          await new Promise((r) => setTimeout(r, 10));
+        }
+        assertEquals(await counterIn(kv, "g8", now), 5);
+        await limiter.settled();
+      } finally {
+        limiter.close();
+      }
     });
 
     await t.step("a KV failure keeps the count local and never throws", async () => {
@@ -124,11 +205,11 @@ Deno.test("BatchedRateLimiter (per-isolate counts, flushed to KV with sum)", asy
         windowMs: MINUTE,
         onError: (e) => errors.push(e),
       });
-      assertEquals(limiter.check(broken, "g6", now).allowed, true);
+      assertEquals((await limiter.check(broken, "g6", now)).allowed, true);
       await limiter.settled();
-      assertEquals(errors.length, 1);
-      assertEquals(limiter.check(broken, "g6", now).allowed, true);
-      assertEquals(limiter.check(broken, "g6", now).allowed, false, "pending count kept");
+      assertEquals(errors.length, 2, "the first read and the first flush failed");
+      assertEquals((await limiter.check(broken, "g6", now)).allowed, true);
+      assertEquals((await limiter.check(broken, "g6", now)).allowed, false, "pending count kept");
     });
   } finally {
     kv.close();

@@ -5,6 +5,7 @@
  */
 import type { Deps } from "../deps.ts";
 import { auditEvent } from "./audit.ts";
+import { flushStdoutLog } from "../infra/log.ts";
 
 const field = (fields: Record<string, unknown>, name: string) =>
   typeof fields[name] === "string" ? fields[name] as string : undefined;
@@ -34,17 +35,27 @@ export function observeResponse(
 }
 
 /**
- * Writes the audit trail's pending records before the process ends on SIGINT or SIGTERM, then
+ * Writes the audit trail's pending records and the MCP rate limiter's pending counts before the
+ * process ends on SIGINT or SIGTERM, then
  * lets the signal do what it would have done (the listener is removed and the signal raised
  * again, so that the process ends as the signal asked). Not installed under Deno's `--watch`
  * (`deno task dev` passes `--watched`): the watcher sends SIGTERM to a program's listeners at every
  * restart, and raising it again would end the watcher. Where signals cannot be listened to (Deno
  * Deploy), or in watch mode, a stop loses at most one flush interval of records.
  */
-export function flushAuditOnShutdown(deps: Pick<Deps, "audit">): void {
+export function flushAuditOnShutdown(
+  deps: Pick<Deps, "audit"> & Partial<Pick<Deps, "mcpRateLimiter" | "kv" | "now">>,
+): void {
   for (const signal of ["SIGINT", "SIGTERM"] as const) {
     const onSignal = () => {
-      deps.audit.close().finally(() => {
+      // The MCP rate limiter's pending counts too, so other isolates see them (issue 14).
+      const limiter = deps.mcpRateLimiter;
+      limiter?.close();
+      const counts = limiter && deps.kv && deps.now
+        ? limiter.flush(deps.kv, deps.now()).catch(() => {})
+        : Promise.resolve();
+      Promise.all([deps.audit.close(), counts]).finally(() => {
+        flushStdoutLog();
         Deno.removeSignalListener(signal, onSignal);
         Deno.kill(Deno.pid, signal);
       });

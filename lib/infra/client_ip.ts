@@ -93,8 +93,17 @@ export function clientIp(
     }
   }
   if (remote === undefined) return "unknown";
-  return validIp(remote) ?? remote;
+  // Socket addresses repeat (keep-alive, a few proxies): normalised once each, in a small memo.
+  let ip = remoteMemo.get(remote);
+  if (ip === undefined) {
+    ip = validIp(remote) ?? remote;
+    if (remoteMemo.size >= 1024) remoteMemo.clear();
+    remoteMemo.set(remote, ip);
+  }
+  return ip;
 }
+
+const remoteMemo = new Map<string, string>();
 
 /**
  * The subject of a per-IP limit: an IPv4 address as is, an IPv6 address as its /64 prefix

@@ -46,9 +46,17 @@ function countOf(value: unknown): number {
   return value instanceof Deno.KvU64 ? Number(value.value) : 0;
 }
 
+/** Compare-and-set attempts of {@linkcode hit} before it falls back to a conflict-free `sum`. */
+const HIT_ATTEMPTS = 64;
+
 /**
  * Counts one event of `subject` in `bucket`: allowed while the window's count is at most
- * `limit`. The increment is atomic (check-and-set, retried on conflict).
+ * `limit`. Exact under concurrency: each allowed event is one compare-and-set of the counter
+ * (read, then `atomic().check(entry).set(count + 1)`, retried on conflict), so of N concurrent
+ * hits exactly `limit - count` pass. A refused hit writes nothing (the window is full anyway).
+ * After {@linkcode HIT_ATTEMPTS} lost races (extreme contention) the event is counted with a
+ * conflict-free `sum` and judged by the total read back, which may refuse a few too many but
+ * never allows too many.
  */
 export async function hit(
   kv: Deno.Kv,
@@ -59,20 +67,23 @@ export async function hit(
   now: number,
 ): Promise<RateLimitResult> {
   const key = rateKey(bucket, subject, windowMs, now);
-  const expireIn = (Math.floor(now / windowMs) + 1) * windowMs - now;
-  const result = (count: number): RateLimitResult => ({
-    allowed: count <= limit,
+  const expireIn = Math.max(1, (Math.floor(now / windowMs) + 1) * windowMs - now);
+  const result = (count: number, allowed = count <= limit): RateLimitResult => ({
+    allowed,
     count,
     retryAfterSeconds: retryAfter(windowMs, now),
   });
-  // The window's first hit creates the counter with its expiry; later hits add with `sum`,
-  // which never conflicts, so concurrent requests are all counted and none is refused for
-  // contention alone.
-  const created = await kv.atomic()
-    .check({ key, versionstamp: null })
-    .set(key, new Deno.KvU64(1n), { expireIn: Math.max(1, expireIn) })
-    .commit();
-  if (created.ok) return result(1);
+  for (let attempt = 0; attempt < HIT_ATTEMPTS; attempt++) {
+    const entry = await kv.get(key);
+    const count = countOf(entry.value);
+    if (count >= limit) return result(count + 1, false);
+    // `expireIn` is cleanup only (a window's key may outlive it); every write sets it again.
+    const { ok } = await kv.atomic()
+      .check(entry)
+      .set(key, new Deno.KvU64(BigInt(count + 1)), { expireIn })
+      .commit();
+    if (ok) return result(count + 1, true);
+  }
   await kv.atomic().sum(key, 1n).commit();
   return result(countOf((await kv.get(key)).value));
 }
@@ -105,6 +116,12 @@ export interface BatchedRateLimiterOptions {
   flushIntervalMs?: number;
   /** Flush as soon as this many events are pending locally (default 100). */
   flushEvery?: number;
+  /**
+   * Also flush on a timer, `flushIntervalMs` after an event is left pending, so that the
+   * count reaches the other isolates even when this one gets no further call (default false:
+   * tests drive flushes themselves; the gateway turns it on).
+   */
+  timer?: boolean;
   /** Subjects remembered before old windows are dropped (default 10 000). */
   maxSubjects?: number;
   /** Told about a failed flush (the count stays pending and is retried). */
@@ -121,6 +138,8 @@ interface SubjectState {
   shared: number;
   lastFlush: number;
   flushing: Promise<void> | null;
+  /** The first read of the window's KV total, while in progress. */
+  loading: Promise<void> | null;
 }
 
 /**
@@ -129,7 +148,11 @@ interface SubjectState {
  * Each isolate counts events locally and flushes them to the shared KV counter with an atomic
  * `sum` (no conflicts between isolates), then reads the window's total back. A flush starts,
  * in the background, on the first event of a subject's window, then whenever
- * `flushIntervalMs` has passed since the last flush or `flushEvery` events are pending. An
+ * `flushIntervalMs` has passed since the last flush or `flushEvery` events are pending, and
+ * (option `timer`) `flushIntervalMs` after an event is left pending, so that a count reaches
+ * KV even when this isolate gets no further call; {@linkcode BatchedRateLimiter.flush} sends
+ * everything at shutdown. The first event of a subject's window in this isolate waits for one
+ * KV read of the window's total (what other isolates flushed); later events touch no KV. An
  * event is allowed while `KV total as last read + local pending + in flight < limit`.
  *
  * The limit is therefore approximate across isolates: events other isolates counted since the
@@ -145,8 +168,11 @@ export class BatchedRateLimiter {
   readonly flushIntervalMs: number;
   readonly flushEvery: number;
   readonly maxSubjects: number;
+  readonly timer: boolean;
   #onError: (error: unknown) => void;
   #subjects = new Map<string, SubjectState>();
+  #kv: Deno.Kv | undefined;
+  #timer: ReturnType<typeof setTimeout> | undefined;
 
   constructor(options: BatchedRateLimiterOptions) {
     this.bucket = options.bucket;
@@ -155,14 +181,22 @@ export class BatchedRateLimiter {
     this.flushIntervalMs = options.flushIntervalMs ?? 1000;
     this.flushEvery = options.flushEvery ?? 100;
     this.maxSubjects = options.maxSubjects ?? 10_000;
+    this.timer = options.timer ?? false;
     this.#onError = options.onError ?? (() => {});
   }
 
   /**
-   * Counts one event of `subject` at `now` unless the limit is reached. Synchronous: KV is
-   * touched only by the background flushes it may start.
+   * Counts one event of `subject` at `now` unless the limit is reached. Synchronous once this
+   * isolate knows the window's KV total; the first event of a subject's window (and events
+   * arriving while that one read is in flight) wait for it. KV is otherwise touched only by
+   * background flushes.
    */
-  check(kv: Deno.Kv, subject: string, now: number): RateLimitResult {
+  check(
+    kv: Deno.Kv,
+    subject: string,
+    now: number,
+  ): RateLimitResult | Promise<RateLimitResult> {
+    this.#kv = kv;
     const window = Math.floor(now / this.windowMs);
     let state = this.#subjects.get(subject);
     if (!state || state.window !== window) {
@@ -174,9 +208,19 @@ export class BatchedRateLimiter {
         shared: 0,
         lastFlush: -Infinity,
         flushing: null,
+        loading: null,
       };
       this.#subjects.set(subject, state);
+      state.loading = this.#load(kv, subject, state);
     }
+    if (state.loading) {
+      const loaded = state;
+      return state.loading.then(() => this.#count(kv, subject, loaded, now));
+    }
+    return this.#count(kv, subject, state, now);
+  }
+
+  #count(kv: Deno.Kv, subject: string, state: SubjectState, now: number): RateLimitResult {
     const used = state.shared + state.inFlight + state.pending;
     const retryAfterSeconds = retryAfter(this.windowMs, now);
     if (used >= this.limit) {
@@ -192,7 +236,50 @@ export class BatchedRateLimiter {
     ) {
       this.#flush(kv, subject, state, now);
     }
+    if (state.pending > 0) this.#schedule();
     return { allowed: true, count: used + 1, retryAfterSeconds };
+  }
+
+  /** Reads the window's KV total once, before this isolate's first event of the window. */
+  async #load(kv: Deno.Kv, subject: string, state: SubjectState): Promise<void> {
+    try {
+      const entry = await kv.get(["rate", this.bucket, countedSubject(subject), state.window]);
+      state.shared = Math.max(state.shared, countOf(entry.value));
+    } catch (error) {
+      this.#onError(error);
+    } finally {
+      state.loading = null;
+    }
+  }
+
+  /** Arms the flush timer (option `timer`): pending counts reach KV within one interval. */
+  #schedule(): void {
+    if (!this.timer || this.#timer !== undefined) return;
+    this.#timer = setTimeout(() => {
+      this.#timer = undefined;
+      const kv = this.#kv;
+      if (!kv) return;
+      const now = Date.now();
+      let left = false;
+      for (const [subject, state] of this.#subjects) {
+        if (state.pending === 0) continue;
+        if (state.flushing) left = true;
+        else this.#flush(kv, subject, state, now);
+      }
+      if (left) this.#schedule();
+    }, this.flushIntervalMs);
+    // A pending flush must not keep a process alive; shutdown flushes explicitly.
+    try {
+      Deno.unrefTimer(this.#timer);
+    } catch {
+      // a runtime without unref: the timer only delays the end of the process by one interval
+    }
+  }
+
+  /** Stops the flush timer (the caller flushes what is pending with {@linkcode flush}). */
+  close(): void {
+    if (this.#timer !== undefined) clearTimeout(this.#timer);
+    this.#timer = undefined;
   }
 
   /** Waits for the flushes in progress, starting none (tests). */
@@ -200,6 +287,7 @@ export class BatchedRateLimiter {
     const running: Promise<void>[] = [];
     for (const state of this.#subjects.values()) {
       if (state.flushing) running.push(state.flushing);
+      if (state.loading) running.push(state.loading);
     }
     await Promise.all(running);
   }
@@ -209,6 +297,7 @@ export class BatchedRateLimiter {
     const running: Promise<void>[] = [];
     for (const state of this.#subjects.values()) {
       if (state.flushing) running.push(state.flushing);
+      if (state.loading) running.push(state.loading);
     }
     await Promise.all(running);
     for (const [subject, state] of this.#subjects) {

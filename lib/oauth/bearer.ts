@@ -9,6 +9,7 @@ import { findHash, sha256HexSync } from "../infra/crypto.ts";
 import type { Deps } from "../deps.ts";
 import { looksLikeJwt } from "./external_jwt.ts";
 import { jsonResponse, jsonRpcErrorResponse } from "../infra/http.ts";
+import type { RateLimitResult } from "../infra/rate_limit.ts";
 import { OAuthError } from "./oauth_error.ts";
 import {
   audienceCovers,
@@ -40,8 +41,11 @@ export interface Principal {
 }
 
 /** Looks up an access token (through the per-isolate cache) and checks its expiry. */
-export async function lookupAccessToken(deps: Deps, token: string): Promise<TokenRecord | null> {
-  const hash = sha256HexSync(token);
+export async function lookupAccessToken(
+  deps: Deps,
+  token: string,
+  hash: string = sha256HexSync(token),
+): Promise<TokenRecord | null> {
   const now = deps.now();
   const cached = deps.tokenCache.get(hash, now);
   if (cached !== undefined) return cached;
@@ -100,9 +104,9 @@ export async function authenticate(
   resource: string,
   backend?: string,
 ): Promise<Principal | Response> {
-  const url = new URL(req.url);
   const scopeHint = backend ? backendScope(backend) : "mcp";
-  if (url.searchParams.has("access_token")) {
+  // Parsed only when there is a query at all (the common request has none).
+  if (req.url.includes("?") && new URL(req.url).searchParams.has("access_token")) {
     return challengeResponse(
       deps,
       resource,
@@ -131,9 +135,11 @@ export async function authenticate(
       scopeHint,
     );
   }
-  const apiKey = matchApiKey(deps, token);
+  // One SHA-256 of the token serves both lookups.
+  const hash = sha256HexSync(token);
+  const apiKey = matchApiKey(deps, token, hash);
   if (apiKey) return apiKey;
-  const record = await lookupAccessToken(deps, token);
+  const record = await lookupAccessToken(deps, token, hash);
   let principal: Principal;
   if (record) {
     if (!audienceCovers(record.resource, resource, deps.settings.publicUrl)) {
@@ -183,7 +189,8 @@ export async function authenticate(
     );
   }
   noteInLog(deps, principal);
-  return enforceMcpRateLimit(deps, principal) ?? principal;
+  const limited = enforceMcpRateLimit(deps, principal);
+  return (limited instanceof Promise ? await limited : limited) ?? principal;
 }
 
 /** Adds the caller's identifiers (never its token) to the request's log line, if any. */
@@ -202,9 +209,17 @@ function noteInLog(deps: Deps, principal: Principal): void {
  * 2.0 §5.1, implementation-defined server error -32000). API keys (the operator's own) are
  * not limited. Counted per isolate and flushed to KV in batches (see `BatchedRateLimiter`).
  */
-function enforceMcpRateLimit(deps: Deps, principal: Principal): Response | null {
+function enforceMcpRateLimit(
+  deps: Deps,
+  principal: Principal,
+): Response | null | Promise<Response | null> {
   if (principal.kind === "api_key") return null;
   const result = deps.mcpRateLimiter.check(deps.kv, principal.id, deps.now());
+  if (result instanceof Promise) return result.then((r) => rateLimitedResponse(deps, r));
+  return rateLimitedResponse(deps, result);
+}
+
+function rateLimitedResponse(deps: Deps, result: RateLimitResult): Response | null {
   if (result.allowed) return null;
   return jsonRpcErrorResponse(
     429,
@@ -270,9 +285,13 @@ export function bearerToken(header: string | null): string | null {
 }
 
 /** The principal of a static API key (`GATEWAY_API_KEY`), compared as hashes in constant time. */
-export function matchApiKey(deps: Deps, token: string): Principal | null {
+export function matchApiKey(
+  deps: Deps,
+  token: string,
+  hash?: string,
+): Principal | null {
   if (deps.settings.apiKeyHashes.length === 0) return null;
-  const found = findHash(sha256HexSync(token), deps.settings.apiKeyHashes);
+  const found = findHash(hash ?? sha256HexSync(token), deps.settings.apiKeyHashes);
   if (!found) return null;
   return {
     id: `apikey:${found.slice(0, 16)}`,
