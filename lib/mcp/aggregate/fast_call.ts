@@ -67,7 +67,7 @@ import type { UserRef } from "../../store.ts";
 import { mcpHeaderValue } from "../jsonrpc_inspect.ts";
 import { Deadlines, fetchBackend } from "../proxy.ts";
 import { type BackendCall, type McpOperation, within } from "../../admin/mcp_operation.ts";
-import { cancelKey, type CancelRegistry } from "./cancel.ts";
+import { cancelKey, type CancelRegistry, wasCancelled } from "./cancel.ts";
 import { type ResolvedTool, resolveToolDirect } from "./catalog.ts";
 import { LOG_LEVEL_KEY, logAllows, namedLog } from "./log_relay.ts";
 import { lacksCapability, refusal, refusalError } from "./input_relay.ts";
@@ -171,21 +171,18 @@ export function answersInput(capabilities: unknown): boolean {
 }
 
 /**
- * The fast path's plan for `message` (the parsed JSON body of `req`), or `undefined` when the
- * request is not one it takes (see the module doc): then the SDK path serves it. `legacy` is the
- * validated session of a 2025-era client.
+ * The fast path's plan for `message` (the parsed JSON body of `req`, a `tools/call` that
+ * {@linkcode callEra} classified: `legacy` is then the validated session of a 2025-era client,
+ * absent for a 2026-07-28 one), or `undefined` when the request is not one it takes (see the
+ * module doc): then the SDK path serves it.
  */
 export async function planFastCall(
   req: Request,
-  message: unknown,
+  message: FastCallMessage,
   ctx: FastCallContext,
   legacy?: LegacySession,
 ): Promise<FastPlan | undefined> {
-  if (!isToolCall(message)) return undefined;
   const { id, params } = message;
-  if (!(legacy ? isLegacyCall(req.headers, params) : isModernCall(req.headers, params))) {
-    return undefined;
-  }
   if (legacy && answersInput(legacy.capabilities)) return undefined;
   const route = fastRoute(ctx, params.name);
   if (!route) return undefined;
@@ -275,14 +272,15 @@ export async function runFastCall(plan: FastPlan): Promise<Response | undefined>
       },
     });
   }
-  const tracked = legacy.cancels.track(cancelKey(legacy.sessionHash, id));
+  // One signal: aborted by a cancellation (reason CANCELLED) or when the client goes away.
+  const tracked = legacy.cancels.track(cancelKey(legacy.sessionHash, id), req.signal);
   call.legacy = {
     version: req.headers.get("mcp-protocol-version"),
     progressToken,
     cancelled: tracked.signal,
     done: tracked.done,
   };
-  return await forward(call, route, headers, body, AbortSignal.any([req.signal, tracked.signal]));
+  return await forward(call, route, headers, body, tracked.signal);
 }
 
 /**
@@ -311,10 +309,14 @@ function legacyBody(
   });
 }
 
+/** A `tools/call` message of the fast path's shape. */
+export type FastCallMessage = {
+  id: string | number;
+  params: Record<string, any> & { name: string };
+};
+
 /** A single JSON-RPC `tools/call` request of the shape the fast path takes. */
-function isToolCall(
-  message: unknown,
-): message is { id: string | number; params: Record<string, any> & { name: string } } {
+function isToolCall(message: unknown): message is FastCallMessage {
   if (!fastCallSettings.enabled || !isObject(message)) return false;
   const { id, params } = message;
   return message.jsonrpc === "2.0" && message.method === "tools/call" &&
@@ -326,7 +328,9 @@ function isToolCall(
 /**
  * The era of a `tools/call` of the fast path's shape, known without the SDK's classifier: a
  * modern envelope with agreeing headers is 2026-07-28; no envelope, a supported 2025-era version
- * header and a session id is 2025-era (the SDK classifies both the same way). Else `undefined`.
+ * header and a session id is 2025-era (the SDK classifies both the same way). Else `undefined`
+ * (then no plan: the SDK path serves it). A message with an era is one
+ * {@linkcode planFastCall} takes.
  */
 export function callEra(req: Request, message: unknown): "modern" | "legacy" | undefined {
   if (!isToolCall(message)) return undefined;
@@ -497,7 +501,9 @@ async function forward(
       () => fetchBackend(ctx.deps.fetch, route.upstream, "POST", headers, body, signal),
     );
     if (!outcome.ok) {
-      if (call.legacy?.cancelled.aborted) return answer(call, cancelledMessage(call));
+      if (call.legacy && wasCancelled(call.legacy.cancelled)) {
+        return answer(call, cancelledMessage(call));
+      }
       if (outcome.reason === "timeout") return failed(call, "timeout", timedOutMessage);
       ctx.pool.invalidate(route.connection);
       return failed(call, "unreachable", unavailableMessage);
@@ -534,7 +540,9 @@ async function forward(
     } else {
       await res.body?.cancel().catch(() => {});
     }
-    if (call.legacy?.cancelled.aborted) return answer(call, cancelledMessage(call));
+    if (call.legacy && wasCancelled(call.legacy.cancelled)) {
+      return answer(call, cancelledMessage(call));
+    }
     const out = isObject(reply) && reply.id === call.upstreamId
       ? await finalMessage(call, reply)
       : undefined;
@@ -581,6 +589,7 @@ interface Call {
     /** Its `MCP-Protocol-Version` (2025-11-25 SSE answers are primed: sse_priming.ts). */
     version: string | null;
     progressToken: string | number | undefined;
+    /** Aborted by a cancellation or when the client goes away ({@linkcode wasCancelled}). */
     cancelled: AbortSignal;
     done: () => void;
   };
@@ -896,7 +905,9 @@ class SseRelay {
   #broken(): void {
     if (this.done) return;
     const call = this.#call;
-    if (call.legacy?.cancelled.aborted) return this.#finish(cancelledMessage(call));
+    if (call.legacy && wasCancelled(call.legacy.cancelled)) {
+      return this.#finish(cancelledMessage(call));
+    }
     this.#onBroken();
     this.#fail("stream broken", unavailableMessage);
   }
