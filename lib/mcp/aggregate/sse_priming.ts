@@ -88,10 +88,12 @@ export function markPrimed(res: Response): Response {
  * cancels the original one.
  */
 export function primeSse(req: Request, res: Response): Response {
+  // `res.body` last: reading it turns a string body into a stream (Deno.serve then loses its
+  // one-shot write of a string body).
   if (
-    res.status !== 200 || !res.body || alreadyPrimed.has(res) ||
-    !(res.headers.get("content-type") ?? "").startsWith("text/event-stream") ||
-    !primedVersion(req.headers.get("mcp-protocol-version"))
+    res.status !== 200 || alreadyPrimed.has(res) ||
+    !primedVersion(req.headers.get("mcp-protocol-version")) ||
+    !(res.headers.get("content-type") ?? "").startsWith("text/event-stream") || !res.body
   ) return res;
   const prime = new TextEncoder().encode(primingEvent(req.method === "GET" ? "g" : "p"));
   const body = res.body.pipeThrough(
