@@ -770,6 +770,7 @@ function missingCapability(call: Call, requests: unknown): unknown {
 }
 
 const encoder = new TextEncoder();
+const sharedDecoder = new TextDecoder();
 
 const sseText = (message: unknown) => `event: message\ndata: ${JSON.stringify(message)}\n\n`;
 
@@ -790,7 +791,7 @@ class SseRelay {
   readonly #reader: ReadableStreamDefaultReader<Uint8Array>;
   readonly #timeoutMs: number;
   readonly #onBroken: () => void;
-  readonly #decoder = new TextDecoder();
+  #decoder: TextDecoder | undefined;
   #buffer = "";
   #out: string[] = [];
   #sent = 0;
@@ -828,7 +829,12 @@ class SseRelay {
         this.#fail("stream ended without a response", unavailableMessage);
         break;
       }
-      const text = this.#decoder.decode(chunk.value, { stream: true });
+      const value = chunk.value;
+      // A chunk ending on an ASCII byte (SSE events end with a line feed) ends its characters:
+      // the shared decoder does; a split character needs this stream's own from then on.
+      const text = !this.#decoder && value[value.length - 1]! < 0x80
+        ? sharedDecoder.decode(value)
+        : (this.#decoder ??= new TextDecoder()).decode(value, { stream: true });
       this.#buffer += text.includes("\r") ? text.replace(/\r\n/g, "\n") : text;
       let end: number;
       while (!this.done && (end = this.#buffer.indexOf("\n\n")) >= 0) {
@@ -863,9 +869,14 @@ class SseRelay {
     this.#out.push(text);
   }
 
+  /** (Re)starts the wait for the next event: past it the call times out (or, once the answer is
+   * complete, the drained stream is dropped). */
   #arm(): void {
     clearTimeout(this.#timer);
-    this.#timer = setTimeout(() => this.#fail("timeout", timedOutMessage), this.#timeoutMs);
+    this.#timer = setTimeout(() => {
+      if (this.done) this.#reader.cancel().catch(() => {});
+      else this.#fail("timeout", timedOutMessage);
+    }, this.#timeoutMs);
   }
 
   /** Ends the answer with `message`; `drain`: the backend's stream ended well, else dropped. */
@@ -887,13 +898,12 @@ class SseRelay {
    * connection be reused), within the same deadline; then drops the stream.
    */
   #drain(): void {
-    clearTimeout(this.#timer);
     const reader = this.#reader;
-    const timer = setTimeout(() => reader.cancel().catch(() => {}), this.#timeoutMs);
     const loop = async () => {
       while (!(await reader.read()).done) { /* after the final message: ignored */ }
     };
-    loop().catch(() => {}).finally(() => clearTimeout(timer));
+    // The armed deadline (#arm) still bounds it.
+    loop().catch(() => {}).finally(() => clearTimeout(this.#timer));
   }
 
   #fail(why: string, message: (backend: string) => string): void {
