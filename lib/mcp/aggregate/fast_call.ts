@@ -65,7 +65,7 @@ import {
 import { BackendAuthError } from "../../credentials/outbound.ts";
 import type { UserRef } from "../../store.ts";
 import { mcpHeaderValue } from "../jsonrpc_inspect.ts";
-import { Deadlines, fetchBackend } from "../proxy.ts";
+import { type Deadline, Deadlines, fetchBackend } from "../proxy.ts";
 import { type BackendCall, type McpOperation, within } from "../../admin/mcp_operation.ts";
 import { cancelKey, type CancelRegistry, wasCancelled } from "./cancel.ts";
 import { type ResolvedTool, resolveToolDirect } from "./catalog.ts";
@@ -525,7 +525,7 @@ async function forward(
       // JSON unless something precedes the result, and so does this path.
       return await relaySse(
         call,
-        new SseRelay(call, res.body, route.backend.timeoutMs, () => {
+        new SseRelay(call, res.body, route.upstream.deadlines, () => {
           ctx.pool.invalidate(route.connection);
         }),
       );
@@ -789,13 +789,14 @@ const sseText = (message: unknown) => `event: message\ndata: ${JSON.stringify(me
 class SseRelay {
   readonly #call: Call;
   readonly #reader: ReadableStreamDefaultReader<Uint8Array>;
-  readonly #timeoutMs: number;
+  /** The backend's deadlines (its `timeoutMs`, one timer for all its calls: proxy.ts). */
+  readonly #deadlines: Deadlines;
   readonly #onBroken: () => void;
   #decoder: TextDecoder | undefined;
   #buffer = "";
   #out: string[] = [];
   #sent = 0;
-  #timer: ReturnType<typeof setTimeout> | undefined;
+  #deadline: Deadline | undefined;
   /** The answer is complete (final message, failure or cancellation): nothing more to relay. */
   done = false;
   /** The final message, when it was the first event for the client. */
@@ -804,12 +805,12 @@ class SseRelay {
   constructor(
     call: Call,
     body: ReadableStream<Uint8Array>,
-    timeoutMs: number,
+    deadlines: Deadlines,
     onBroken: () => void,
   ) {
     this.#call = call;
     this.#reader = body.getReader();
-    this.#timeoutMs = timeoutMs;
+    this.#deadlines = deadlines;
     this.#onBroken = onBroken;
     this.#arm();
   }
@@ -859,7 +860,7 @@ class SseRelay {
     this.#call.observed?.end("cancelled");
     this.done = true;
     settle(this.#call);
-    clearTimeout(this.#timer);
+    this.#disarm();
     this.#call.legacy?.done();
     this.#reader.cancel().catch(() => {});
   }
@@ -872,11 +873,15 @@ class SseRelay {
   /** (Re)starts the wait for the next event: past it the call times out (or, once the answer is
    * complete, the drained stream is dropped). */
   #arm(): void {
-    clearTimeout(this.#timer);
-    this.#timer = setTimeout(() => {
+    this.#disarm();
+    this.#deadline = this.#deadlines.start(() => {
       if (this.done) this.#reader.cancel().catch(() => {});
       else this.#fail("timeout", timedOutMessage);
-    }, this.#timeoutMs);
+    });
+  }
+
+  #disarm(): void {
+    if (this.#deadline) this.#deadlines.settle(this.#deadline);
   }
 
   /** Ends the answer with `message`; `drain`: the backend's stream ended well, else dropped. */
@@ -889,7 +894,7 @@ class SseRelay {
     settle(call);
     call.legacy?.done();
     if (drain) return this.#drain();
-    clearTimeout(this.#timer);
+    this.#disarm();
     this.#reader.cancel().catch(() => {});
   }
 
@@ -903,7 +908,7 @@ class SseRelay {
       while (!(await reader.read()).done) { /* after the final message: ignored */ }
     };
     // The armed deadline (#arm) still bounds it.
-    loop().catch(() => {}).finally(() => clearTimeout(this.#timer));
+    loop().catch(() => {}).finally(() => this.#disarm());
   }
 
   #fail(why: string, message: (backend: string) => string): void {
@@ -984,6 +989,9 @@ class SseRelay {
  */
 export const FIRST_EVENT_WAIT_MS = 10;
 
+/** The waits of {@linkcode FIRST_EVENT_WAIT_MS}: one timer for all calls (proxy.ts). */
+const firstEventWaits = new Deadlines(FIRST_EVENT_WAIT_MS);
+
 /**
  * The client's answer to a backend's SSE answer: one string when the final message comes first
  * (JSON toward a modern client from a 2025-era backend, as the SDK server answers a 2026-07-28
@@ -995,14 +1003,14 @@ async function relaySse(call: Call, relay: SseRelay): Promise<Response> {
   let first: string[] | null | undefined;
   if (call.backendEra === "legacy" && !call.legacy) first = await pending;
   else {
-    let timer: ReturnType<typeof setTimeout> | undefined;
+    let deadline: Deadline | undefined;
     first = await Promise.race([
       pending,
       new Promise<undefined>((resolve) => {
-        timer = setTimeout(() => resolve(undefined), FIRST_EVENT_WAIT_MS);
+        deadline = firstEventWaits.start(() => resolve(undefined));
       }),
     ]);
-    clearTimeout(timer);
+    firstEventWaits.settle(deadline!);
   }
   if (first !== undefined) pending = undefined;
   const version = call.legacy?.version ?? null;
