@@ -4,8 +4,8 @@
  * for a modern (2026-07-28) client and a 2025-era client on a session, to three minimal
  * backends: 2026-07-28, 2025-era sessionless, 2025-era with sessions (JSON or SSE answers).
  *
- *   deno run -A bench/agg_probe.ts [--rounds 3] [--seconds 4] [--sse] [--only <case>]
- *     [--profile <dir>]
+ *   deno run -A bench/agg_probe.ts [--rounds 3] [--seconds 4] [--sse] [--only <backend>]
+ *     [--client <modern|legacy|pass>] [--profile <dir>]
  *
  * Every server is its own process on 127.0.0.1 (this file in `backend` / `floor` mode, the
  * gateway as `deno run -A main.ts`). Load is `wrk -t1 -c16`, rounds interleaved with the floor;
@@ -246,6 +246,8 @@ async function main(): Promise<void> {
   const seconds = Number(flag("--seconds") ?? 4);
   const sse = Deno.args.includes("--sse");
   const only = flag("--only");
+  // Only the gateway rows whose name starts with this (e.g. `legacy`: one case to profile).
+  const client = flag("--client");
   const profileDir = flag("--profile");
   const self = new URL(import.meta.url).pathname;
   const repo = new URL("..", import.meta.url).pathname;
@@ -429,7 +431,8 @@ async function main(): Promise<void> {
           },
         ],
       };
-    }).filter((c) => !only || c.floor.name.includes(only));
+    }).filter((c) => !only || c.floor.name.includes(only))
+      .map((c) => ({ ...c, gw: c.gw.filter((g) => !client || g.name.startsWith(client)) }));
 
     // Warm up: each case once (connects the pool), then a short wrk.
     for (const c of cases) {

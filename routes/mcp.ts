@@ -22,8 +22,7 @@ export async function handler(req: Request, ctx: RouteContext): Promise<Response
   if (noResume) return noResume;
   const operation = startMcpOperation(ctx, principal);
   // 2025-11-25 SSE streams start with a priming event (sse_priming.ts).
-  return primeSse(
-    req,
-    operation.finish(await serveAggregate(req, ctx, principal, ctx.logFields, operation)),
+  return operation.finish(
+    primeSse(req, await serveAggregate(req, ctx, principal, ctx.logFields, operation)),
   );
 }

@@ -157,6 +157,32 @@ Deno.test("/mcp SSE streams are primed for 2025-11-25 clients", async (t) => {
       }
     });
 
+    await t.step(
+      "the fast path primes its one-string answer once (both backend eras)",
+      async () => {
+        for (const name of ["alpha__echo", "beta__echo"]) {
+          for (let i = 0; i < 2; i++) { // the first call may connect; the second is a fast one
+            const before = gw.deps.logs.length;
+            const { res, events } = await legacyCall(gw, token, session, "2025-11-25", name);
+            assertEquals(res.status, 200);
+            assertEquals(res.headers.get("content-type"), "text/event-stream");
+            assertPriming(events[0], "p");
+            assertEquals(events.length, 2, `${name}: priming event, then the result only`);
+            assertEquals(events[1]!.get("id"), undefined);
+            const last = JSON.parse(events[1]!.get("data")!.join("\n"));
+            assertEquals(last.id, 7);
+            assertEquals(last.result.content, [{
+              type: "text",
+              text: name === "alpha__echo" ? "legacy" : "modern",
+            }]);
+            await sleep(0);
+            const line = gw.deps.logs.slice(before).find((l) => l.tool === name);
+            if (i === 1) assertEquals(line?.fast_path, true, name);
+          }
+        }
+      },
+    );
+
     await t.step("the session's GET stream starts with its own priming event", async () => {
       const res = await fetch(`${gw.url}/mcp`, {
         headers: {

@@ -54,6 +54,8 @@ export interface AuditWriterOptions {
 
 interface Pending {
   record: StoredAuditRecord;
+  /** `record.time` in ms since epoch (parsed once). */
+  at: number;
   /** Its log line was written (a record retried after a failed commit is not logged twice). */
   logged: boolean;
 }
@@ -85,12 +87,16 @@ export class AuditWriter {
   /** Appends a record to the buffer (synchronous; KV is written by a later flush). */
   record(record: AuditRecord): void {
     if (!this.enabled || this.#closed) return;
-    const expiresAt = Date.parse(record.time) + this.retentionMs;
+    const at = Date.parse(record.time);
     if (this.#pending.length >= AUDIT_MAX_PENDING) {
       this.#pending.shift();
       this.dropped++;
     }
-    this.#pending.push({ record: { ...record, expiresAt }, logged: false });
+    this.#pending.push({
+      record: { ...record, expiresAt: at + this.retentionMs },
+      at,
+      logged: false,
+    });
     this.#schedule(this.#pending.length >= AUDIT_BATCH);
   }
 
@@ -168,8 +174,9 @@ export class AuditWriter {
     const batch = this.#pending.splice(0, this.#pending.length);
     for (const item of batch) {
       if (item.logged) continue;
-      const { expiresAt: _, ...record } = item.record;
-      this.#o.log({ ...record, event: `audit.${record.event}` });
+      const { expiresAt: _, ...line } = item.record;
+      line.event = `audit.${line.event}` as AuditEvent;
+      this.#o.log(line);
       item.logged = true;
     }
     const chunks: Pending[][] = [];
@@ -179,9 +186,9 @@ export class AuditWriter {
     if (chunks.length === 0) chunks.push([]);
     for (const [n, chunk] of chunks.entries()) {
       const op = this.#o.kv.atomic();
-      for (const { record } of chunk) {
+      for (const { record, at } of chunk) {
         const id = `${this.#idPrefix}-${(this.#seq++).toString(36)}`;
-        op.set(auditKey(Date.parse(record.time), id), record, {
+        op.set(auditKey(at, id), record, {
           expireIn: Math.max(1, record.expiresAt - now),
         });
       }

@@ -8,6 +8,13 @@
  * abort signal, no registry needed.
  */
 
+/** The abort reason of a call cancelled by `notifications/cancelled`. */
+export const CANCELLED = "cancelled";
+
+/** Whether `signal` (of {@linkcode CancelRegistry.track}) was aborted by a cancellation. */
+export const wasCancelled = (signal: AbortSignal): boolean =>
+  signal.aborted && signal.reason === CANCELLED;
+
 interface CancelMessage {
   key: string;
 }
@@ -21,15 +28,23 @@ export class CancelRegistry {
     this.#channel = channel ?? null;
     if (this.#channel) {
       this.#channel.onmessage = (e: MessageEvent<CancelMessage>) => {
-        if (typeof e.data?.key === "string") this.#inflight.get(e.data.key)?.abort("cancelled");
+        if (typeof e.data?.key === "string") this.#inflight.get(e.data.key)?.abort(CANCELLED);
       };
     }
   }
 
-  /** Tracks a call; `signal` aborts when it is cancelled; call `done()` when it settles. */
-  track(key: string): { signal: AbortSignal; done: () => void } {
+  /**
+   * Tracks a call; `signal` aborts when it is cancelled (reason {@linkcode CANCELLED}) or, given
+   * a `parent` (the client's request signal), when that aborts (the parent's reason: one signal
+   * for both, without `AbortSignal.any`); call `done()` when it settles.
+   */
+  track(key: string, parent?: AbortSignal): { signal: AbortSignal; done: () => void } {
     const controller = new AbortController();
     this.#inflight.set(key, controller);
+    if (parent) {
+      if (parent.aborted) controller.abort(parent.reason);
+      else parent.addEventListener("abort", () => controller.abort(parent.reason), { once: true });
+    }
     return {
       signal: controller.signal,
       done: () => {
@@ -40,7 +55,7 @@ export class CancelRegistry {
 
   /** Cancels the call `key` here and in every other isolate. */
   cancel(key: string): void {
-    this.#inflight.get(key)?.abort("cancelled");
+    this.#inflight.get(key)?.abort(CANCELLED);
     try {
       this.#channel?.postMessage({ key } satisfies CancelMessage);
     } catch {

@@ -65,14 +65,15 @@ import {
 import { BackendAuthError } from "../../credentials/outbound.ts";
 import type { UserRef } from "../../store.ts";
 import { mcpHeaderValue } from "../jsonrpc_inspect.ts";
-import { Deadlines, fetchBackend } from "../proxy.ts";
+import { type Deadline, Deadlines, fetchBackend } from "../proxy.ts";
 import { type BackendCall, type McpOperation, within } from "../../admin/mcp_operation.ts";
-import { cancelKey, type CancelRegistry } from "./cancel.ts";
+import { cancelKey, type CancelRegistry, wasCancelled } from "./cancel.ts";
 import { type ResolvedTool, resolveToolDirect } from "./catalog.ts";
 import { LOG_LEVEL_KEY, logAllows, namedLog } from "./log_relay.ts";
 import { lacksCapability, refusal, refusalError } from "./input_relay.ts";
 import type { BackendConnection, BackendPool } from "./pool.ts";
 import { relayedCapabilities } from "./relay_profile.ts";
+import { markPrimed, primedSseResponse, primedVersion, primingEvent } from "./sse_priming.ts";
 import {
   GATEWAY_VERSION,
   invalidResultMessage,
@@ -170,21 +171,18 @@ export function answersInput(capabilities: unknown): boolean {
 }
 
 /**
- * The fast path's plan for `message` (the parsed JSON body of `req`), or `undefined` when the
- * request is not one it takes (see the module doc): then the SDK path serves it. `legacy` is the
- * validated session of a 2025-era client.
+ * The fast path's plan for `message` (the parsed JSON body of `req`, a `tools/call` that
+ * {@linkcode callEra} classified: `legacy` is then the validated session of a 2025-era client,
+ * absent for a 2026-07-28 one), or `undefined` when the request is not one it takes (see the
+ * module doc): then the SDK path serves it.
  */
 export async function planFastCall(
   req: Request,
-  message: unknown,
+  message: FastCallMessage,
   ctx: FastCallContext,
   legacy?: LegacySession,
 ): Promise<FastPlan | undefined> {
-  if (!isToolCall(message)) return undefined;
   const { id, params } = message;
-  if (!(legacy ? isLegacyCall(req.headers, params) : isModernCall(req.headers, params))) {
-    return undefined;
-  }
   if (legacy && answersInput(legacy.capabilities)) return undefined;
   const route = fastRoute(ctx, params.name);
   if (!route) return undefined;
@@ -274,9 +272,15 @@ export async function runFastCall(plan: FastPlan): Promise<Response | undefined>
       },
     });
   }
-  const tracked = legacy.cancels.track(cancelKey(legacy.sessionHash, id));
-  call.legacy = { progressToken, cancelled: tracked.signal, done: tracked.done };
-  return await forward(call, route, headers, body, AbortSignal.any([req.signal, tracked.signal]));
+  // One signal: aborted by a cancellation (reason CANCELLED) or when the client goes away.
+  const tracked = legacy.cancels.track(cancelKey(legacy.sessionHash, id), req.signal);
+  call.legacy = {
+    version: req.headers.get("mcp-protocol-version"),
+    progressToken,
+    cancelled: tracked.signal,
+    done: tracked.done,
+  };
+  return await forward(call, route, headers, body, tracked.signal);
 }
 
 /**
@@ -305,10 +309,14 @@ function legacyBody(
   });
 }
 
+/** A `tools/call` message of the fast path's shape. */
+export type FastCallMessage = {
+  id: string | number;
+  params: Record<string, any> & { name: string };
+};
+
 /** A single JSON-RPC `tools/call` request of the shape the fast path takes. */
-function isToolCall(
-  message: unknown,
-): message is { id: string | number; params: Record<string, any> & { name: string } } {
+function isToolCall(message: unknown): message is FastCallMessage {
   if (!fastCallSettings.enabled || !isObject(message)) return false;
   const { id, params } = message;
   return message.jsonrpc === "2.0" && message.method === "tools/call" &&
@@ -320,7 +328,9 @@ function isToolCall(
 /**
  * The era of a `tools/call` of the fast path's shape, known without the SDK's classifier: a
  * modern envelope with agreeing headers is 2026-07-28; no envelope, a supported 2025-era version
- * header and a session id is 2025-era (the SDK classifies both the same way). Else `undefined`.
+ * header and a session id is 2025-era (the SDK classifies both the same way). Else `undefined`
+ * (then no plan: the SDK path serves it). A message with an era is one
+ * {@linkcode planFastCall} takes.
  */
 export function callEra(req: Request, message: unknown): "modern" | "legacy" | undefined {
   if (!isToolCall(message)) return undefined;
@@ -428,6 +438,8 @@ function legacyHeaders(connection: BackendConnection): [string, string][] {
   return headers;
 }
 
+const JSON_HEADERS = { "content-type": "application/json" };
+
 const SSE_HEADERS = {
   "content-type": "text/event-stream",
   "cache-control": "no-cache, no-transform",
@@ -489,7 +501,9 @@ async function forward(
       () => fetchBackend(ctx.deps.fetch, route.upstream, "POST", headers, body, signal),
     );
     if (!outcome.ok) {
-      if (call.legacy?.cancelled.aborted) return answer(call, cancelledMessage(call));
+      if (call.legacy && wasCancelled(call.legacy.cancelled)) {
+        return answer(call, cancelledMessage(call));
+      }
       if (outcome.reason === "timeout") return failed(call, "timeout", timedOutMessage);
       ctx.pool.invalidate(route.connection);
       return failed(call, "unreachable", unavailableMessage);
@@ -506,17 +520,15 @@ async function forward(
     }
     const type = (res.headers.get("content-type") ?? "").split(";")[0]!.trim().toLowerCase();
     if (type === "text/event-stream" && res.ok && res.body) {
-      const rewriter = sseRewriter(call, route.backend.timeoutMs, () => {
-        ctx.pool.invalidate(route.connection);
-      });
       settled = true;
-      res.body.pipeTo(rewriter.writable, { preventAbort: true }).catch(() => rewriter.broken());
       // 2025-era backends answer in SSE by habit; toward a modern client the SDK path answers
       // JSON unless something precedes the result, and so does this path.
-      if (call.backendEra === "legacy" && !call.legacy) {
-        return await firstEventDecides(call, rewriter.readable);
-      }
-      return new Response(rewriter.readable, { status: 200, headers: SSE_HEADERS });
+      return await relaySse(
+        call,
+        new SseRelay(call, res.body, route.upstream.deadlines, () => {
+          ctx.pool.invalidate(route.connection);
+        }),
+      );
     }
     let reply: unknown;
     if (type === "application/json") {
@@ -528,7 +540,9 @@ async function forward(
     } else {
       await res.body?.cancel().catch(() => {});
     }
-    if (call.legacy?.cancelled.aborted) return answer(call, cancelledMessage(call));
+    if (call.legacy && wasCancelled(call.legacy.cancelled)) {
+      return answer(call, cancelledMessage(call));
+    }
     const out = isObject(reply) && reply.id === call.upstreamId
       ? await finalMessage(call, reply)
       : undefined;
@@ -543,45 +557,6 @@ async function forward(
       call.legacy?.done();
     }
   }
-}
-
-/**
- * A JSON answer when the stream's first event is its final message, else the SSE stream with
- * that first event (the choice the SDK's server makes for a 2026-07-28 client).
- */
-async function firstEventDecides(
-  call: Call,
-  readable: ReadableStream<Uint8Array>,
-): Promise<Response> {
-  const reader = readable.getReader();
-  let first: ReadableStreamReadResult<Uint8Array>;
-  try {
-    first = await reader.read();
-  } catch {
-    first = { done: true, value: undefined };
-  }
-  if (call.onlyFinal) {
-    reader.releaseLock();
-    readable.cancel().catch(() => {});
-    return new Response(JSON.stringify(call.onlyFinal.message), {
-      status: call.onlyFinal.status,
-      headers: { "content-type": "application/json" },
-    });
-  }
-  const rest = new ReadableStream<Uint8Array>({
-    start(controller) {
-      if (!first.done) controller.enqueue(first.value);
-    },
-    async pull(controller) {
-      const next = await reader.read();
-      if (next.done) controller.close();
-      else controller.enqueue(next.value);
-    },
-    cancel(reason) {
-      return reader.cancel(reason);
-    },
-  });
-  return new Response(rest, { status: 200, headers: SSE_HEADERS });
 }
 
 /** Headers of the call itself, not of a notification or answer on the same session. */
@@ -611,7 +586,10 @@ interface Call {
   observed?: BackendCall;
   /** A 2025-era client's call: its own progress token, its cancellation, its settling. */
   legacy?: {
+    /** Its `MCP-Protocol-Version` (2025-11-25 SSE answers are primed: sse_priming.ts). */
+    version: string | null;
     progressToken: string | number | undefined;
+    /** Aborted by a cancellation or when the client goes away ({@linkcode wasCancelled}). */
     cancelled: AbortSignal;
     done: () => void;
   };
@@ -621,18 +599,13 @@ interface Call {
   onSettled?: () => void;
   /** A 2025-era backend's call: whether the client gave its own progress token. */
   clientToken?: boolean;
-  /** Set by the SSE rewriter when the final message was the stream's first event. */
-  onlyFinal?: { message: unknown; status: number };
 }
 
 /** The client's answer holding one final message: JSON for a modern client, SSE for a legacy. */
 function answer(call: Call, message: unknown, status = 200): Response {
   call.observed?.endWithMessage(message);
-  if (call.legacy) return new Response(sseText(message), { status: 200, headers: SSE_HEADERS });
-  return new Response(JSON.stringify(message), {
-    status,
-    headers: { "content-type": "application/json" },
-  });
+  if (call.legacy) return primedSseResponse(call.legacy.version, sseText(message), SSE_HEADERS);
+  return new Response(JSON.stringify(message), { status, headers: JSON_HEADERS });
 }
 
 /** The SDK path's answer to a legacy call cancelled by `notifications/cancelled`. */
@@ -797,61 +770,170 @@ function missingCapability(call: Call, requests: unknown): unknown {
 }
 
 const encoder = new TextEncoder();
+const sharedDecoder = new TextDecoder();
 
 const sseText = (message: unknown) => `event: message\ndata: ${JSON.stringify(message)}\n\n`;
-const sseEvent = (message: unknown): Uint8Array => encoder.encode(sseText(message));
 
 /**
- * Rewrites a backend's SSE answer as it streams: progress notifications pass through (to a
- * 2025-era client under its own `progressToken`, or not at all when it gave none), log messages
- * at or above the caller's level pass through with the backend named (log_relay.ts), the final
- * response is rewritten like a JSON answer and ends the stream. Other notifications are dropped. The backend's `timeoutMs` bounds the wait
- * for each next event, restarted by progress like the SDK path's. `broken()` ends the answer when
- * the backend's stream fails: "Request cancelled" after a legacy cancellation, else "Backend X is
- * unavailable" (and `onBroken`, which forgets the connection).
+ * Relays a backend's SSE answer, reading the backend's stream itself (no stream transform):
+ * progress notifications pass through (to a 2025-era client under its own `progressToken`, or
+ * not at all when it gave none), log messages at or above the caller's level pass through with
+ * the backend named (log_relay.ts), the final response is rewritten like a JSON answer and ends
+ * the answer. Other notifications are dropped. The backend's `timeoutMs` bounds the wait for each
+ * next event, restarted by progress like the SDK path's. A broken backend stream ends the answer
+ * with "Request cancelled" after a legacy cancellation, else "Backend X is unavailable" (and
+ * `onBroken`, which forgets the connection). {@linkcode SseRelay.next} gives the client's next
+ * events; {@linkcode SseRelay.onlyFinal} says the final message came before anything else (the
+ * caller then answers it as one string, JSON or SSE).
  */
-function sseRewriter(
-  call: Call,
-  timeoutMs: number,
-  onBroken: () => void,
-): TransformStream<Uint8Array, Uint8Array> & { broken: () => void } {
-  const decoder = new TextDecoder();
-  let buffer = "";
-  let done = false;
-  let timer: ReturnType<typeof setTimeout> | undefined;
-  let controllerRef: TransformStreamDefaultController<Uint8Array> | undefined;
-  let sent = 0;
-  const emit = (bytes: Uint8Array) => {
-    sent++;
-    controllerRef!.enqueue(bytes);
-  };
-  const finish = (message: unknown, status = 200) => {
-    if (done) return;
-    done = true;
-    if (sent === 0) call.onlyFinal = { message, status };
-    const bytes = sseEvent(message);
-    settle(call);
-    clearTimeout(timer);
-    call.legacy?.done();
-    try {
-      controllerRef!.enqueue(bytes);
-      controllerRef!.terminate();
-    } catch {
-      // the client went away
+class SseRelay {
+  readonly #call: Call;
+  readonly #reader: ReadableStreamDefaultReader<Uint8Array>;
+  /** The backend's deadlines (its `timeoutMs`, one timer for all its calls: proxy.ts). */
+  readonly #deadlines: Deadlines;
+  readonly #onBroken: () => void;
+  #decoder: TextDecoder | undefined;
+  #buffer = "";
+  #out: string[] = [];
+  #sent = 0;
+  #deadline: Deadline | undefined;
+  /** The answer is complete (final message, failure or cancellation): nothing more to relay. */
+  done = false;
+  /** The final message, when it was the first event for the client. */
+  onlyFinal?: { message: unknown; status: number };
+
+  constructor(
+    call: Call,
+    body: ReadableStream<Uint8Array>,
+    deadlines: Deadlines,
+    onBroken: () => void,
+  ) {
+    this.#call = call;
+    this.#reader = body.getReader();
+    this.#deadlines = deadlines;
+    this.#onBroken = onBroken;
+    this.#arm();
+  }
+
+  /** The client's next events (at least one), or `null` once the answer is complete. */
+  async next(): Promise<string[] | null> {
+    while (this.#out.length === 0 && !this.done) {
+      let chunk: ReadableStreamReadResult<Uint8Array>;
+      try {
+        chunk = await this.#reader.read();
+      } catch {
+        this.#broken();
+        break;
+      }
+      if (this.done) break;
+      if (chunk.done) {
+        this.#fail("stream ended without a response", unavailableMessage);
+        break;
+      }
+      const value = chunk.value;
+      // A chunk ending on an ASCII byte (SSE events end with a line feed) ends its characters:
+      // the shared decoder does; a split character needs this stream's own from then on.
+      const text = !this.#decoder && value[value.length - 1]! < 0x80
+        ? sharedDecoder.decode(value)
+        : (this.#decoder ??= new TextDecoder()).decode(value, { stream: true });
+      this.#buffer += text.includes("\r") ? text.replace(/\r\n/g, "\n") : text;
+      let end: number;
+      while (!this.done && (end = this.#buffer.indexOf("\n\n")) >= 0) {
+        const raw = this.#buffer.slice(0, end);
+        this.#buffer = this.#buffer.slice(end + 2);
+        try {
+          await this.#onEvent(raw);
+        } catch {
+          this.#broken();
+        }
+      }
     }
-  };
-  const fail = (why: string, message: (backend: string) => string) => {
-    if (done) return;
-    logFailure(call, why);
-    finish(errorMessage(call, INTERNAL_ERROR, message(call.backend)));
-  };
-  const arm = () => {
-    clearTimeout(timer);
-    timer = setTimeout(() => fail("timeout", timedOutMessage), timeoutMs);
-  };
-  const onEvent = async (raw: string) => {
-    const data = raw.split("\n").filter((l) => l.startsWith("data:"))
-      .map((l) => l.slice(l[5] === " " ? 6 : 5)).join("\n");
+    if (this.#out.length === 0) return null;
+    const out = this.#out;
+    this.#out = [];
+    return out;
+  }
+
+  /** The client went away: the call is cancelled, the backend's stream dropped. */
+  cancel(): void {
+    if (this.done) return;
+    this.#call.observed?.end("cancelled");
+    this.done = true;
+    settle(this.#call);
+    this.#disarm();
+    this.#call.legacy?.done();
+    this.#reader.cancel().catch(() => {});
+  }
+
+  #emit(text: string): void {
+    this.#sent++;
+    this.#out.push(text);
+  }
+
+  /** (Re)starts the wait for the next event: past it the call times out (or, once the answer is
+   * complete, the drained stream is dropped). */
+  #arm(): void {
+    this.#disarm();
+    this.#deadline = this.#deadlines.start(() => {
+      if (this.done) this.#reader.cancel().catch(() => {});
+      else this.#fail("timeout", timedOutMessage);
+    });
+  }
+
+  #disarm(): void {
+    if (this.#deadline) this.#deadlines.settle(this.#deadline);
+  }
+
+  /** Ends the answer with `message`; `drain`: the backend's stream ended well, else dropped. */
+  #finish(message: unknown, status = 200, drain = false): void {
+    if (this.done) return;
+    this.done = true;
+    if (this.#sent === 0) this.onlyFinal = { message, status };
+    this.#emit(sseText(message));
+    const call = this.#call;
+    settle(call);
+    call.legacy?.done();
+    if (drain) return this.#drain();
+    this.#disarm();
+    this.#reader.cancel().catch(() => {});
+  }
+
+  /**
+   * Reads what follows the final message (a backend closes its stream after it, which lets the
+   * connection be reused), within the same deadline; then drops the stream.
+   */
+  #drain(): void {
+    const reader = this.#reader;
+    const loop = async () => {
+      while (!(await reader.read()).done) { /* after the final message: ignored */ }
+    };
+    // The armed deadline (#arm) still bounds it.
+    loop().catch(() => {}).finally(() => this.#disarm());
+  }
+
+  #fail(why: string, message: (backend: string) => string): void {
+    if (this.done) return;
+    logFailure(this.#call, why);
+    this.#finish(errorMessage(this.#call, INTERNAL_ERROR, message(this.#call.backend)));
+  }
+
+  #broken(): void {
+    if (this.done) return;
+    const call = this.#call;
+    if (call.legacy && wasCancelled(call.legacy.cancelled)) {
+      return this.#finish(cancelledMessage(call));
+    }
+    this.#onBroken();
+    this.#fail("stream broken", unavailableMessage);
+  }
+
+  async #onEvent(raw: string): Promise<void> {
+    const call = this.#call;
+    let data = "";
+    for (const line of raw.split("\n")) {
+      if (!line.startsWith("data:")) continue;
+      data += (data === "" ? "" : "\n") + line.slice(line[5] === " " ? 6 : 5);
+    }
     if (data === "") return;
     let msg: unknown;
     try {
@@ -861,14 +943,14 @@ function sseRewriter(
     }
     if (!isObject(msg)) return;
     if (msg.method === "notifications/progress") {
-      arm();
+      this.#arm();
       if (!call.legacy) {
         // A 2025-era backend got the gateway's own token when the client gave none (progress
         // then only keeps the call alive, as on the SDK path).
-        if (call.clientToken || call.backendEra === "modern") emit(encoder.encode(`${raw}\n\n`));
+        if (call.clientToken || call.backendEra === "modern") this.#emit(`${raw}\n\n`);
       } else if (call.legacy.progressToken !== undefined && isObject(msg.params)) {
         const { progressToken: _, ...progress } = msg.params;
-        emit(sseEvent({
+        this.#emit(sseText({
           jsonrpc: "2.0",
           method: "notifications/progress",
           params: { ...progress, progressToken: call.legacy.progressToken },
@@ -878,7 +960,7 @@ function sseRewriter(
     }
     if (msg.method === "notifications/message" && isObject(msg.params)) {
       if (logAllows(call.capabilities[LOG_LEVEL_KEY], msg.params.level)) {
-        emit(sseEvent({ jsonrpc: "2.0", ...namedLog(call.backend, msg.params) }));
+        this.#emit(sseText({ jsonrpc: "2.0", ...namedLog(call.backend, msg.params) }));
       }
       return;
     }
@@ -894,42 +976,70 @@ function sseRewriter(
     }
     if (msg.id !== call.upstreamId || (!("result" in msg) && !("error" in msg))) return;
     const out = await finalMessage(call, msg);
-    if (!out) return fail("malformed response", unavailableMessage);
+    if (!out) return this.#fail("malformed response", unavailableMessage);
     call.observed?.endWithMessage(out.message);
-    finish(out.message, out.status);
-  };
-  const stream = new TransformStream<Uint8Array, Uint8Array>({
+    this.#finish(out.message, out.status, true);
+  }
+}
+
+/**
+ * How long the answer waits for the backend's first event before its headers go out: a result
+ * that comes at once is answered as one string; a slow one streams as the SDK path does (its
+ * headers leave when the backend's do, so a client may cancel on them).
+ */
+export const FIRST_EVENT_WAIT_MS = 10;
+
+/** The waits of {@linkcode FIRST_EVENT_WAIT_MS}: one timer for all calls (proxy.ts). */
+const firstEventWaits = new Deadlines(FIRST_EVENT_WAIT_MS);
+
+/**
+ * The client's answer to a backend's SSE answer: one string when the final message comes first
+ * (JSON toward a modern client from a 2025-era backend, as the SDK server answers a 2026-07-28
+ * client, which waits for it; else SSE, after at most {@linkcode FIRST_EVENT_WAIT_MS}), else a
+ * stream of the relayed events.
+ */
+async function relaySse(call: Call, relay: SseRelay): Promise<Response> {
+  let pending: Promise<string[] | null> | undefined = relay.next();
+  let first: string[] | null | undefined;
+  if (call.backendEra === "legacy" && !call.legacy) first = await pending;
+  else {
+    let deadline: Deadline | undefined;
+    first = await Promise.race([
+      pending,
+      new Promise<undefined>((resolve) => {
+        deadline = firstEventWaits.start(() => resolve(undefined));
+      }),
+    ]);
+    firstEventWaits.settle(deadline!);
+  }
+  if (first !== undefined) pending = undefined;
+  const version = call.legacy?.version ?? null;
+  if (relay.onlyFinal && first) {
+    const { message, status } = relay.onlyFinal;
+    if (call.legacy) return primedSseResponse(version, first.join(""), SSE_HEADERS);
+    if (call.backendEra === "legacy") {
+      return new Response(JSON.stringify(message), { status, headers: JSON_HEADERS });
+    }
+    return new Response(first.join(""), { status: 200, headers: SSE_HEADERS });
+  }
+  const primed = call.legacy !== undefined && primedVersion(version);
+  const body = new ReadableStream<Uint8Array>({
     start(controller) {
-      controllerRef = controller;
-      arm();
+      if (primed) controller.enqueue(encoder.encode(primingEvent("p")));
+      if (!first) return;
+      for (const text of first) controller.enqueue(encoder.encode(text));
+      if (relay.done) controller.close();
     },
-    async transform(chunk) {
-      if (done) return;
-      buffer += decoder.decode(chunk, { stream: true }).replace(/\r\n/g, "\n");
-      let end: number;
-      while (!done && (end = buffer.indexOf("\n\n")) >= 0) {
-        const raw = buffer.slice(0, end);
-        buffer = buffer.slice(end + 2);
-        await onEvent(raw);
-      }
-    },
-    flush() {
-      if (!done) fail("stream ended without a response", unavailableMessage);
-      clearTimeout(timer);
+    async pull(controller) {
+      const next = await (pending ?? relay.next());
+      pending = undefined;
+      if (next) { for (const text of next) controller.enqueue(encoder.encode(text)); }
+      if (!next || relay.done) controller.close();
     },
     cancel() {
-      call.observed?.end("cancelled");
-      done = true;
-      settle(call);
-      clearTimeout(timer);
-      call.legacy?.done();
+      relay.cancel();
     },
   });
-  const broken = () => {
-    if (done) return;
-    if (call.legacy?.cancelled.aborted) return finish(cancelledMessage(call));
-    onBroken();
-    fail("stream broken", unavailableMessage);
-  };
-  return Object.assign(stream, { broken });
+  const res = new Response(body, { status: 200, headers: SSE_HEADERS });
+  return primed ? markPrimed(res) : res;
 }

@@ -46,7 +46,7 @@ import { cancelKey, CancelRegistry } from "./cancel.ts";
 import { CALL_TOOL, type CatalogEnv, exposedToolCount, gatewayUriAllowed } from "./catalog.ts";
 import { LIST_CACHE_CHANNEL, ListCache } from "./list_cache.ts";
 import { legacyChangeStream, ScopedListenBus } from "./changes.ts";
-import { callEra, planFastCall, runFastCall } from "./fast_call.ts";
+import { callEra, type FastCallMessage, planFastCall, runFastCall } from "./fast_call.ts";
 import { requestCredentials } from "./per_user.ts";
 import { answerKey, clientAnswersOf } from "./input_relay.ts";
 import { backendPool, closeBackendPool } from "./pool.ts";
@@ -274,6 +274,38 @@ function insufficientScope(deps: Deps, backend: string): Response {
   );
 }
 
+/** The backends each scope string covers, per configuration (a bounded memo of the filter). */
+const allowedByScope = new WeakMap<Deps["config"], Map<string, BackendConfig[]>>();
+
+/**
+ * The configured backends `scope` covers (MCP Authorization §Scope: `mcp` or `mcp:<backend>`).
+ * The array is shared between requests of the same scope: never modified.
+ */
+function allowedBackends(deps: Deps, scope: string): BackendConfig[] {
+  let memo = allowedByScope.get(deps.config);
+  if (!memo) allowedByScope.set(deps.config, memo = new Map());
+  let allowed = memo.get(scope);
+  if (!allowed) {
+    allowed = deps.config.backends.filter((b) => scopeCoversBackend(scope, b.name));
+    if (memo.size >= 1000) memo.clear();
+    memo.set(scope, allowed);
+  }
+  return allowed;
+}
+
+/**
+ * The request body as text, at most {@linkcode MAX_BODY_BYTES}: with a `Content-Length` within
+ * the bound the runtime's one-shot read (HTTP framing holds the body to that length, RFC 9112
+ * §6.2), else the bounded chunk-by-chunk read (chunked bodies; too large → 413).
+ */
+function readBody(req: Request): Promise<string> {
+  const declared = req.headers.get("content-length");
+  if (declared !== null && /^\d{1,8}$/.test(declared) && Number(declared) <= MAX_BODY_BYTES) {
+    return req.text();
+  }
+  return readBodyText(req, MAX_BODY_BYTES);
+}
+
 /**
  * Serves an authenticated request to `/mcp` for `principal`. `logFields` (the router's fields of
  * this request's log line) receives `tool` for `tools/call`; `operation` (audit trail and
@@ -290,13 +322,11 @@ export async function serveAggregate(
   logFields?: Record<string, unknown>,
   operation?: McpOperation,
 ): Promise<Response> {
-  const allowed: BackendConfig[] = deps.config.backends.filter((b) =>
-    scopeCoversBackend(principal.scope, b.name)
-  );
+  const allowed = allowedBackends(deps, principal.scope);
   let parsed: unknown;
   let body: string | undefined;
   if (req.method === "POST" && mediaType(req) === "application/json") {
-    const text = await readBodyText(req, MAX_BODY_BYTES);
+    const text = await readBody(req);
     try {
       parsed = JSON.parse(text);
     } catch {
@@ -335,10 +365,10 @@ export async function serveAggregate(
     if (checked instanceof Response) return checked;
     session = checked;
   }
-  if (single?.method === "tools/call") {
+  if (era !== undefined) {
     const plan = await planFastCall(
       req,
-      single,
+      single as FastCallMessage,
       {
         deps,
         pool: backendPool(deps),

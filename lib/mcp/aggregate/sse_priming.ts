@@ -57,15 +57,43 @@ export function refusedResume(req: Request): Response | undefined {
 }
 
 /**
+ * Responses whose body already starts with the priming event (the `tools/call` fast path writes
+ * a one-message answer as one string, fast_call.ts): {@linkcode primeSse} leaves them alone.
+ */
+const alreadyPrimed = new WeakSet<Response>();
+
+/**
+ * An SSE answer holding `text` (complete events) for a request of protocol revision `version`:
+ * with the priming event in front when that revision is primed, as {@linkcode primeSse} would
+ * put it, without a stream transform.
+ */
+export function primedSseResponse(
+  version: string | null,
+  text: string,
+  headers: HeadersInit,
+): Response {
+  if (!primedVersion(version)) return new Response(text, { status: 200, headers });
+  return markPrimed(new Response(primingEvent("p") + text, { status: 200, headers }));
+}
+
+/** Notes that `res`'s body already starts with the priming event (its maker put it there). */
+export function markPrimed(res: Response): Response {
+  alreadyPrimed.add(res);
+  return res;
+}
+
+/**
  * `res` with the priming event in front of its body when it is an SSE stream of a 2025-11-25
  * client (see the module doc); any other response unchanged. Cancelling the returned body
  * cancels the original one.
  */
 export function primeSse(req: Request, res: Response): Response {
+  // `res.body` last: reading it turns a string body into a stream (Deno.serve then loses its
+  // one-shot write of a string body).
   if (
-    res.status !== 200 || !res.body ||
-    !(res.headers.get("content-type") ?? "").startsWith("text/event-stream") ||
-    !primedVersion(req.headers.get("mcp-protocol-version"))
+    res.status !== 200 || alreadyPrimed.has(res) ||
+    !primedVersion(req.headers.get("mcp-protocol-version")) ||
+    !(res.headers.get("content-type") ?? "").startsWith("text/event-stream") || !res.body
   ) return res;
   const prime = new TextEncoder().encode(primingEvent(req.method === "GET" ? "g" : "p"));
   const body = res.body.pipeThrough(
