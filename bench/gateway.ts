@@ -55,7 +55,7 @@ export interface BenchGateway {
 /** Starts a gateway fronting `backends` with its own temp dir. */
 /**
  * The `--v8-flags=…` of `deno task start` (deno.json), so the bench runs the gateway the way
- * operators do (it caps V8's young generation, which bounds peak RSS under load).
+ * operators do (it caps V8's young and old generations, which bounds peak RSS under load).
  */
 export function startTaskV8Flags(repoRoot: string): string[] {
   const denoJson = JSON.parse(Deno.readTextFileSync(`${repoRoot}/deno.json`));

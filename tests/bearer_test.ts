@@ -7,7 +7,9 @@ import {
   checkOrigin,
   lookupAccessToken,
   type Principal,
+  tokenHash,
 } from "../lib/oauth/bearer.ts";
+import { sha256HexSync } from "../lib/infra/crypto.ts";
 import { revokeGrant } from "../lib/oauth/tokens.ts";
 import { assert, assertEquals, assertStringIncludes } from "./_assert.ts";
 import { makeDeps } from "./_helpers.ts";
@@ -168,6 +170,35 @@ Deno.test("lib/bearer authenticate", async (t) => {
         assertEquals(await lookupAccessToken(deps, accessToken), null);
       },
     );
+
+    await t.step(
+      "a token authenticated a moment ago (its hash memoized) is refused once revoked",
+      async () => {
+        const { accessToken, grantId } = await issueAccessToken(deps, {
+          scope: "mcp",
+          resource: ALPHA,
+        });
+        const auth = `Bearer ${accessToken}`;
+        assert(!(await authenticate(request(auth), deps, ALPHA, "alpha") instanceof Response));
+        assert(!(await authenticate(request(auth), deps, ALPHA, "alpha") instanceof Response));
+        await revokeGrant(deps, grantId);
+        await expectChallenge(
+          await authenticate(request(auth), deps, ALPHA, "alpha"),
+          401,
+          "invalid_token",
+        );
+      },
+    );
+
+    await t.step("tokenHash is the SHA-256 of the string, memoized for at most a second", () => {
+      const now = 1_000_000;
+      assertEquals(tokenHash("memo-test-token", now), sha256HexSync("memo-test-token"));
+      assertEquals(tokenHash("memo-test-token", now + 500), sha256HexSync("memo-test-token"));
+      assertEquals(tokenHash("memo-test-token", now + 1500), sha256HexSync("memo-test-token"));
+      for (let i = 0; i < 1100; i++) {
+        assertEquals(tokenHash(`memo-fill-${i}`, now + 1600), sha256HexSync(`memo-fill-${i}`));
+      }
+    });
 
     await t.step("the API key authenticates with scope mcp", async () => {
       const principal = await authenticate(request(`Bearer ${API_KEY}`), deps, ALPHA, "alpha");

@@ -61,7 +61,15 @@ function redactValue(value: unknown, depth: number): unknown {
   if (value === null || typeof value !== "object") return value;
   if (depth > 4) return REDACTED;
   if (Array.isArray(value)) return value.map((v) => redactValue(v, depth + 1));
-  const out: Record<string, unknown> = {};
+  return redactInto(value as Record<string, unknown>, {}, depth);
+}
+
+/** Copies `value`'s own fields into `out`, redacted (see {@linkcode redactRecord}). */
+function redactInto(
+  value: Record<string, unknown>,
+  out: Record<string, unknown>,
+  depth: number,
+): Record<string, unknown> {
   for (const k in value) {
     if (!Object.hasOwn(value, k)) continue;
     const v = (value as Record<string, unknown>)[k];
@@ -84,9 +92,22 @@ export function redactRecord(record: Record<string, unknown>): Record<string, un
   return redactValue(record, 0) as Record<string, unknown>;
 }
 
+let isoMs = -1;
+let isoTime = "";
+
+/** A log line's object: `time` (ISO 8601, formatted once per millisecond), then `record` redacted. */
+function logLine(record: Record<string, unknown>): Record<string, unknown> {
+  const ms = Date.now();
+  if (ms !== isoMs) {
+    isoMs = ms;
+    isoTime = new Date(ms).toISOString();
+  }
+  return redactInto(record, { time: isoTime }, 0);
+}
+
 /** Writes redacted JSON lines to stdout (Deno Deploy collects them). */
 export const consoleLogger: Logger = (record) => {
-  console.log(JSON.stringify({ time: new Date().toISOString(), ...redactRecord(record) }));
+  console.log(JSON.stringify(logLine(record)));
 };
 
 const lineEncoder = new TextEncoder();
@@ -116,8 +137,7 @@ export function flushStdoutLog(): void {
  * Deno Deploy, where `console.log` is the log channel.
  */
 export const stdoutLogger: Logger = (record) => {
-  pendingLines += JSON.stringify({ time: new Date().toISOString(), ...redactRecord(record) }) +
-    "\n";
+  pendingLines += JSON.stringify(logLine(record)) + "\n";
   if (pendingLines.length >= 65_536) flushStdoutLog();
   else if (!flushScheduled) {
     flushScheduled = true;

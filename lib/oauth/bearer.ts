@@ -40,6 +40,33 @@ export interface Principal {
   tools?: string[];
 }
 
+/** Raw bearer strings → their SHA-256, for at most {@linkcode HASH_MEMO_MS} (see tokenHash). */
+const hashMemo = new Map<string, { hash: string; until: number }>();
+const HASH_MEMO_MS = 1000;
+const HASH_MEMO_MAX = 1000;
+
+/**
+ * The SHA-256 hex of a presented bearer string, memoized per isolate for at most a second and
+ * 1,000 strings (oldest dropped first), so that a client's burst of calls hashes its token once.
+ * The mapping is pure (a hash never changes), so the memo cannot outlive a revocation: every
+ * decision is still made on the hash, by the token cache and KV. The raw strings live only in
+ * this process's memory (an expired one until the next new bearer string comes in); they are
+ * never stored, logged or shared between isolates.
+ */
+export function tokenHash(token: string, now: number = performance.now()): string {
+  const memo = hashMemo.get(token);
+  if (memo !== undefined && memo.until > now) return memo.hash;
+  const hash = sha256HexSync(token);
+  if (memo !== undefined) hashMemo.delete(token);
+  // Insertion order is expiry order: drop the expired entries, and the oldest when full.
+  for (const [k, v] of hashMemo) {
+    if (hashMemo.size >= HASH_MEMO_MAX || v.until <= now) hashMemo.delete(k);
+    else break;
+  }
+  hashMemo.set(token, { hash, until: now + HASH_MEMO_MS });
+  return hash;
+}
+
 /** Looks up an access token (through the per-isolate cache) and checks its expiry. */
 export async function lookupAccessToken(
   deps: Deps,
@@ -135,8 +162,8 @@ export async function authenticate(
       scopeHint,
     );
   }
-  // One SHA-256 of the token serves both lookups.
-  const hash = sha256HexSync(token);
+  // One SHA-256 of the token serves both lookups (memoized for a second: a client's burst).
+  const hash = tokenHash(token);
   const apiKey = matchApiKey(deps, token, hash);
   if (apiKey) return apiKey;
   const record = await lookupAccessToken(deps, token, hash);
