@@ -56,6 +56,49 @@ function subscribableLegacyBackend(name: string) {
   return { ...backend, requests, touch };
 }
 
+/**
+ * `backend` served again on its own port, counting the `subscriptions/listen` streams open at it
+ * per resource URI of their filter (a stream counts until its body ends or its reader cancels).
+ */
+function countingListens(backend: { handler: { fetch(req: Request): Promise<Response> } }) {
+  const open = new Map<string, number>();
+  const http = Deno.serve({ hostname: "127.0.0.1", port: 0, onListen() {} }, async (req) => {
+    const body = req.method === "POST" ? await req.clone().json().catch(() => null) : null;
+    const uris: string[] = body?.method === "subscriptions/listen"
+      ? body.params?.notifications?.resourceSubscriptions ?? []
+      : [];
+    const res = await backend.handler.fetch(req);
+    if (uris.length === 0 || !res.body) return res;
+    for (const u of uris) open.set(u, (open.get(u) ?? 0) + 1);
+    let ended = false;
+    const end = () => {
+      if (ended) return;
+      ended = true;
+      for (const u of uris) open.set(u, open.get(u)! - 1);
+    };
+    const upstream = res.body.getReader();
+    const counted = new ReadableStream<Uint8Array>({
+      async pull(controller) {
+        const chunk = await upstream.read();
+        if (chunk.done) {
+          end();
+          controller.close();
+        } else controller.enqueue(chunk.value);
+      },
+      cancel(reason) {
+        end();
+        return upstream.cancel(reason);
+      },
+    });
+    return new Response(counted, { status: res.status, headers: res.headers });
+  });
+  return {
+    url: `http://127.0.0.1:${http.addr.port}/mcp`,
+    listens: (uri: string) => open.get(uri) ?? 0,
+    close: () => http.shutdown(),
+  };
+}
+
 /** A v1 client that records the resource updates it hears. */
 async function legacyListener(url: string, token: string) {
   const client = new V1Client({ name: "t", version: "1" });
@@ -86,11 +129,12 @@ Deno.test("/mcp resource subscriptions", async (t) => {
       contents: [{ uri: uri.href, text: "p" }],
     }));
   });
+  const betaListens = countingListens(beta);
   const gw = await serveGateway({
     config: {
       backends: [
         { name: "alpha", url: alpha.url },
-        { name: "beta", url: beta.url },
+        { name: "beta", url: betaListens.url },
         { name: "plain", url: plain.url },
       ],
     },
@@ -141,6 +185,12 @@ Deno.test("/mcp resource subscriptions", async (t) => {
           await a.client.close();
           await b.client.close();
         }
+        // The last holder gone, the gateway's listen stream at beta closes (a stream left open
+        // there would deliver each later update of file:///b.txt a second time).
+        assert(
+          await until(() => betaListens.listens("file:///b.txt") === 0),
+          `open listens at beta: ${betaListens.listens("file:///b.txt")}`,
+        );
       },
     );
 
@@ -237,7 +287,11 @@ Deno.test("/mcp resource subscriptions", async (t) => {
           try {
             assertEquals(sub.honoredFilter.resourceSubscriptions?.length, 2);
             assert(await until(() => alpha.requests.includes("subscribe file:///watched.txt")));
-            await sleep(100); // the backend's own listen stream for file:///b.txt opens
+            // The gateway's listen stream for file:///b.txt is open at beta, and only that one.
+            assert(
+              await until(() => betaListens.listens("file:///b.txt") === 1),
+              `open listens at beta: ${betaListens.listens("file:///b.txt")}`,
+            );
             await alpha.touch("file:///watched.txt");
             beta.handler.notify.resourceUpdated("file:///b.txt");
             beta.handler.notify.resourceUpdated("file:///other.txt");
@@ -254,6 +308,10 @@ Deno.test("/mcp resource subscriptions", async (t) => {
             await until(() => alpha.requests.includes("unsubscribe file:///watched.txt")),
             "closing the listen stream unsubscribes the backend",
           );
+          assert(
+            await until(() => betaListens.listens("file:///b.txt") === 0),
+            "closing the listen stream closes the backend's",
+          );
         } finally {
           await client.close();
         }
@@ -263,7 +321,8 @@ Deno.test("/mcp resource subscriptions", async (t) => {
     await closeAggregate(gw.deps);
     await gw.close();
     await alpha.close();
-    await beta.close();
+    await beta.close(); // (ends the backend's open streams, which the shutdown waits for)
+    await betaListens.close();
     await plain.close();
   }
 });

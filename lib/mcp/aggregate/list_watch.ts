@@ -176,3 +176,47 @@ export class ListWatch {
     return items;
   }
 }
+
+/**
+ * `base` whose `text/event-stream` responses end when the request's `signal` aborts, for as long
+ * as their body is read. The SDK closes a `subscriptions/listen` stream (MCP 2026-07-28
+ * Basic/Patterns/Subscriptions) by aborting its request, but the signal it hands to `fetch` is an
+ * `AbortSignal.any()` of that request's and the transport's, which Deno holds only weakly once the
+ * response has arrived: after a garbage collection the abort no longer reaches the fetch, the
+ * backend keeps the stream open and the gateway keeps hearing it — a later listen for the same
+ * URI then delivered every `notifications/resources/updated` twice. Here the response body holds
+ * the signal, and the abort cancels the body (closing the stream at the backend).
+ */
+export function closableStreams(base: typeof fetch): typeof fetch {
+  return async (input, init) => {
+    const res = await base(input, init);
+    const signal = init?.signal;
+    const type = (res.headers.get("content-type") ?? "").split(";")[0]!.trim().toLowerCase();
+    if (!signal || !res.ok || !res.body || type !== "text/event-stream") return res;
+    const upstream = res.body.getReader();
+    const cancel = () => void upstream.cancel(signal.reason).catch(() => {});
+    signal.addEventListener("abort", cancel, { once: true });
+    if (signal.aborted) cancel();
+    const body = new ReadableStream<Uint8Array>({
+      async pull(controller) {
+        const chunk = await upstream.read();
+        // An aborted request's body errors as fetch's own would (reading `signal` here is what
+        // keeps it alive as long as the body).
+        if (signal.aborted) controller.error(signal.reason);
+        else if (chunk.done) {
+          signal.removeEventListener("abort", cancel);
+          controller.close();
+        } else controller.enqueue(chunk.value);
+      },
+      cancel(reason) {
+        signal.removeEventListener("abort", cancel);
+        return upstream.cancel(reason);
+      },
+    });
+    return new Response(body, {
+      status: res.status,
+      statusText: res.statusText,
+      headers: res.headers,
+    });
+  };
+}

@@ -37,7 +37,7 @@ import {
 import type { UserRef } from "../../store.ts";
 import { CallTap } from "./call_relay.ts";
 import { ChangeHub, type ListKind } from "./changes.ts";
-import { ListWatch } from "./list_watch.ts";
+import { closableStreams, ListWatch } from "./list_watch.ts";
 import { declaredCapabilities, type RelayProfile } from "./relay_profile.ts";
 import { propagateTraceContext } from "../../admin/telemetry.ts";
 
@@ -318,9 +318,9 @@ export class BackendPool {
     relayServerRequests(client, backend.name, tap, profile);
     if (profile === "") this.#hearNotices(client, backend.name);
     const transport = new StreamableHTTPClientTransport(new URL(backend.url), {
-      fetch: tap.fetch(
+      fetch: tap.fetch(closableStreams(
         backend.auth && user ? credentialFetch(this.#deps, user, backend) : this.#deps.fetch,
-      ),
+      )),
       requestInit: { headers: { ...backend.headers } },
     });
     propagateTraceContext(transport);
