@@ -12,11 +12,10 @@ import { StreamableHTTPClientTransport as V1Transport } from "@modelcontextproto
 import { UnauthorizedError as V1Unauthorized } from "@modelcontextprotocol/sdk/client/auth.js";
 import {
   Client,
-  type OAuthClientProvider,
-  type OAuthDiscoveryState,
   StreamableHTTPClientTransport,
   UnauthorizedError,
 } from "@modelcontextprotocol/client";
+import { MemoryOAuthProvider } from "./_memory_oauth_provider.ts";
 import { z } from "zod";
 import { assert, assertEquals, assertMatch, assertStringIncludes } from "./_assert.ts";
 import { legacyBackend } from "./_aggregate_backends.ts";
@@ -35,56 +34,8 @@ import type { GrantRecord, TokenRecord } from "../lib/store.ts";
 
 const CALLBACK = "http://127.0.0.1:53682/callback";
 
-/** An in-memory OAuth client provider; "redirecting" records the URL for the test to open. */
-class MemoryProvider implements OAuthClientProvider {
-  info?: any;
-  savedTokens?: any;
-  verifier = "";
-  authorizationUrl?: URL;
-  discovery?: OAuthDiscoveryState;
-  get redirectUrl() {
-    return CALLBACK;
-  }
-  get clientMetadata() {
-    return {
-      client_name: "Discovery test",
-      redirect_uris: [CALLBACK],
-      grant_types: ["authorization_code", "refresh_token"],
-      response_types: ["code"],
-      token_endpoint_auth_method: "none",
-    };
-  }
-  state() {
-    return "discovery-state";
-  }
-  clientInformation() {
-    return this.info;
-  }
-  saveClientInformation(info: unknown) {
-    this.info = info;
-  }
-  tokens() {
-    return this.savedTokens;
-  }
-  saveTokens(tokens: unknown) {
-    this.savedTokens = tokens;
-  }
-  redirectToAuthorization(url: URL) {
-    this.authorizationUrl = url;
-  }
-  saveCodeVerifier(v: string) {
-    this.verifier = v;
-  }
-  codeVerifier() {
-    return this.verifier;
-  }
-  saveDiscoveryState(state: OAuthDiscoveryState) {
-    this.discovery = state;
-  }
-  discoveryState() {
-    return this.discovery;
-  }
-}
+/** The test's OAuth client provider. */
+const memoryProvider = () => new MemoryOAuthProvider(CALLBACK, "Discovery test", "discovery-state");
 
 /** `fetch` that notes `<path> <status>` of every answer. */
 function loggingFetch(log: string[], inner: typeof fetch = fetch): typeof fetch {
@@ -147,7 +98,7 @@ Deno.test({
         "v1 client: RFC 8414 document found first, openid-configuration never needed",
         async () => {
           const log: string[] = [];
-          const provider = new MemoryProvider();
+          const provider = memoryProvider();
           const options = { authProvider: provider, fetch: loggingFetch(log) };
           const transport = new V1Transport(mcpUrl, options);
           let error: unknown;
@@ -178,7 +129,7 @@ Deno.test({
 
       await t.step("v2 client (modern): same discovery, completes auth, calls a tool", async () => {
         const log: string[] = [];
-        const provider = new MemoryProvider();
+        const provider = memoryProvider();
         const options = { authProvider: provider, fetch: loggingFetch(log) };
         const make = () =>
           new Client({ name: "v2", version: "2" }, { versionNegotiation: { mode: "auto" } });
@@ -219,7 +170,7 @@ Deno.test({
             return new Response(res.body, { status: 401, headers });
           };
           const log: string[] = [];
-          const provider = new MemoryProvider();
+          const provider = memoryProvider();
           const options = { authProvider: provider, fetch: loggingFetch(log, rootOnly) };
           const transport = new V1Transport(mcpUrl, options);
           let error: unknown;

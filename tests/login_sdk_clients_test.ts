@@ -10,11 +10,10 @@ import { StreamableHTTPClientTransport as V1Transport } from "@modelcontextproto
 import { UnauthorizedError as V1Unauthorized } from "@modelcontextprotocol/sdk/client/auth.js";
 import {
   Client,
-  type OAuthClientProvider,
-  type OAuthDiscoveryState,
   StreamableHTTPClientTransport,
   UnauthorizedError,
 } from "@modelcontextprotocol/client";
+import { MemoryOAuthProvider } from "./_memory_oauth_provider.ts";
 import { assert, assertEquals, assertMatch, assertStringIncludes } from "./_assert.ts";
 import { HttpBrowser, providerHref, signInAtIdp } from "./_http_browser.ts";
 import {
@@ -26,57 +25,9 @@ import {
 import type { TokenRecord } from "../lib/store.ts";
 import { sha256Hex } from "../lib/infra/crypto.ts";
 
-/** An in-memory OAuth client provider; "redirecting" records the URL for the test to open. */
-class MemoryProvider implements OAuthClientProvider {
-  info?: any;
-  savedTokens?: any;
-  verifier = "";
-  authorizationUrl?: URL;
-  get redirectUrl() {
-    return CLIENT_CALLBACK;
-  }
-  get clientMetadata() {
-    return {
-      client_name: "SDK sign-in test",
-      redirect_uris: [CLIENT_CALLBACK],
-      grant_types: ["authorization_code", "refresh_token"],
-      response_types: ["code"],
-      token_endpoint_auth_method: "none",
-    };
-  }
-  state() {
-    return "client-state";
-  }
-  clientInformation() {
-    return this.info;
-  }
-  saveClientInformation(info: unknown) {
-    this.info = info;
-  }
-  tokens() {
-    return this.savedTokens;
-  }
-  saveTokens(tokens: unknown) {
-    this.savedTokens = tokens;
-  }
-  redirectToAuthorization(url: URL) {
-    this.authorizationUrl = url;
-  }
-  saveCodeVerifier(v: string) {
-    this.verifier = v;
-  }
-  codeVerifier() {
-    return this.verifier;
-  }
-  // Kept so the v2 SDK binds the callback leg to the authorization server (SEP-2352).
-  discovery?: OAuthDiscoveryState;
-  saveDiscoveryState(state: OAuthDiscoveryState) {
-    this.discovery = state;
-  }
-  discoveryState() {
-    return this.discovery;
-  }
-}
+/** The test's OAuth client provider. */
+const memoryProvider = () =>
+  new MemoryOAuthProvider(CLIENT_CALLBACK, "SDK sign-in test", "client-state");
 
 /** The user's part: open the authorization URL, sign in at Corp SSO as `login`, approve. */
 async function userSignsIn(s: SignInSetup, url: URL, login: string): Promise<URL> {
@@ -114,7 +65,7 @@ Deno.test({
       await t.step(
         "v1 client (2025-11-25), user allowed for beta only: tools/list shows beta",
         async () => {
-          const provider = new MemoryProvider();
+          const provider = memoryProvider();
           const first = new V1Client({ name: "v1", version: "1.0.0" });
           const transport = new V1Transport(mcpUrl, { authProvider: provider });
           let error: unknown;
@@ -140,7 +91,7 @@ Deno.test({
       await t.step(
         "v2 client (2026-07-28), user allowed everything: tools/list shows both",
         async () => {
-          const provider = new MemoryProvider();
+          const provider = memoryProvider();
           const make = () =>
             new Client({ name: "v2", version: "2.0.0" }, { versionNegotiation: { mode: "auto" } });
           const transport = new StreamableHTTPClientTransport(mcpUrl, { authProvider: provider });
