@@ -5,63 +5,17 @@
  * SDK backend behind /mcp/{backend}, refresh after expiry, and revocation.
  */
 import { Client } from "@modelcontextprotocol/sdk/client/index.js";
-import type { OAuthClientProvider } from "@modelcontextprotocol/sdk/client/auth.js";
 import { UnauthorizedError } from "@modelcontextprotocol/sdk/client/auth.js";
 import { StreamableHTTPClientTransport } from "@modelcontextprotocol/sdk/client/streamableHttp.js";
-import type {
-  OAuthClientInformationMixed,
-  OAuthClientMetadata,
-  OAuthTokens,
-} from "@modelcontextprotocol/sdk/shared/auth.js";
 import { assert, assertEquals, assertMatch } from "./_assert.ts";
 import { startLegacyBackend } from "./_backends.ts";
+import { MemoryOAuthProvider } from "./_memory_oauth_provider.ts";
 import { serveGateway } from "./_helpers.ts";
 import { DEFAULT_PASSWORD, postDecision, readConsentForm } from "./_oauth_flow.ts";
 
-/** An in-memory OAuth client provider; "redirecting" records the URL for the test to open. */
-class TestProvider implements OAuthClientProvider {
-  info?: OAuthClientInformationMixed;
-  savedTokens?: OAuthTokens;
-  verifier = "";
-  authorizationUrl?: URL;
-  constructor(readonly redirect: string) {}
-  get redirectUrl() {
-    return this.redirect;
-  }
-  get clientMetadata(): OAuthClientMetadata {
-    return {
-      client_name: "E2E Test Client",
-      redirect_uris: [this.redirect],
-      grant_types: ["authorization_code", "refresh_token"],
-      response_types: ["code"],
-      token_endpoint_auth_method: "none",
-    };
-  }
-  state() {
-    return "e2e-state";
-  }
-  clientInformation() {
-    return this.info;
-  }
-  saveClientInformation(info: OAuthClientInformationMixed) {
-    this.info = info;
-  }
-  tokens() {
-    return this.savedTokens;
-  }
-  saveTokens(tokens: OAuthTokens) {
-    this.savedTokens = tokens;
-  }
-  redirectToAuthorization(url: URL) {
-    this.authorizationUrl = url;
-  }
-  saveCodeVerifier(v: string) {
-    this.verifier = v;
-  }
-  codeVerifier() {
-    return this.verifier;
-  }
-}
+/** The test's OAuth client provider, redirecting to `redirect`. */
+const testProvider = (redirect: string) =>
+  new MemoryOAuthProvider(redirect, "E2E Test Client", "e2e-state");
 
 Deno.test("end to end: SDK client through OAuth to /mcp/{backend}", async (t) => {
   const backend = startLegacyBackend();
@@ -69,7 +23,7 @@ Deno.test("end to end: SDK client through OAuth to /mcp/{backend}", async (t) =>
     config: { backends: [{ name: "alpha", url: backend.url }] },
   });
   const mcpUrl = new URL(`${gw.url}/mcp/alpha`);
-  const provider = new TestProvider("http://127.0.0.1:53682/callback");
+  const provider = testProvider("http://127.0.0.1:53682/callback");
   const connect = async () => {
     const client = new Client({ name: "e2e", version: "1.0.0" });
     await client.connect(new StreamableHTTPClientTransport(mcpUrl, { authProvider: provider }));
